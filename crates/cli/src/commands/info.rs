@@ -1,0 +1,75 @@
+//! `bpo info --model M`.
+
+use anyhow::Result;
+use bpo_model::spec::{load_config_and_tokenizer, resolve};
+
+/// Flags of `bpo info`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model: a .gguf file, a Hugging Face directory, or an alias (smollm2-135m).
+    #[arg(long)]
+    model: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints architecture, sizes, parameter count and tokenizer summary.
+pub fn run(args: Args) -> Result<()> {
+    let source = resolve(&args.model)?;
+    let (c, tok) = load_config_and_tokenizer(&args.model)?;
+    let chat = tok
+        .chat_format()
+        .map(|f| format!("{f:?}"))
+        .unwrap_or_else(|_| "none".into());
+    let info = serde_json::json!({
+        "source": source.path().display().to_string(),
+        "architecture": c.model_type.hf_name(),
+        "layers": c.num_layers,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "heads": c.num_heads,
+        "kv_heads": c.num_kv_heads,
+        "head_dim": c.head_dim,
+        "vocab_size": c.vocab_size,
+        "max_positions": c.max_position_embeddings,
+        "rope_theta": c.rope_theta,
+        "norm_eps": c.norm_eps,
+        "tied_embeddings": c.tie_word_embeddings,
+        "attention_bias": c.attention_bias,
+        "parameters": c.num_parameters(),
+        "tokenizer": {
+            "vocab_size": tok.vocab_size(),
+            "bos": tok.bos_token,
+            "eos": tok.eos_token,
+            "pad_id": tok.pad_id(),
+            "chat_format": chat,
+        },
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    println!("model        {}", source.path().display());
+    println!("architecture {}", c.model_type.hf_name());
+    println!(
+        "layers {}  hidden {}  ffn {}  heads {} (kv {})  head_dim {}",
+        c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim
+    );
+    println!(
+        "vocab {}  positions {}  rope_theta {}  norm_eps {}  tied head {}",
+        c.vocab_size, c.max_position_embeddings, c.rope_theta, c.norm_eps, c.tie_word_embeddings
+    );
+    println!(
+        "parameters   {} ({:.1}M)",
+        c.num_parameters(),
+        c.num_parameters() as f64 / 1e6
+    );
+    println!(
+        "tokenizer    {} tokens, bos {:?}, eos {:?}, chat template {chat}",
+        tok.vocab_size(),
+        tok.bos_token,
+        tok.eos_token
+    );
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod fetch;
+pub mod generate;
+pub mod info;
+pub mod init;
+pub mod logprobs;
+pub mod tokenize;

@@ -1,0 +1,49 @@
+//! The `bpo` command-line tool. Each subcommand lives in its own module under `commands/`,
+//! parses its flags and calls the library.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Align language models from preferences: offline DAP, online DAP and BPO, in pure Rust.
+#[derive(Parser)]
+#[command(name = "bpo", version, about)]
+struct Cli {
+    /// Compute device: flex | ndarray | wgpu | vulkan | metal | cuda[:N].
+    #[arg(long, global = true, default_value = "flex")]
+    device: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download a known model (e.g. smollm2-135m) into the cache and print its path.
+    Fetch(commands::fetch::Args),
+    /// Show a model's architecture, sizes, parameter count and tokenizer.
+    Info(commands::info::Args),
+    /// Tokenise text with a model's tokenizer; prints JSON ids and tokens.
+    Tokenize(commands::tokenize::Args),
+    /// Generate continuations of prompts.
+    Generate(commands::generate::Args),
+    /// Per-token log-probabilities of a response after a prompt, as JSON.
+    Logprobs(commands::logprobs::Args),
+    /// Create a randomly initialised model in Hugging Face layout.
+    Init(commands::init::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fetch(args) => commands::fetch::run(args),
+        Command::Info(args) => commands::info::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Generate(args) => commands::generate::run(args, &cli.device),
+        Command::Logprobs(args) => commands::logprobs::run(args, &cli.device),
+        Command::Init(args) => commands::init::run(args),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

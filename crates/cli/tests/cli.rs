@@ -1,0 +1,132 @@
+//! End-to-end runs of the `bpo` binary on a tiny model created by the test (no download).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use bpo_model::testing::tokenizer_metadata;
+use bpo_model::weights::gguf::GgufWriter;
+
+fn bpo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bpo"))
+        .args(args)
+        .output()
+        .expect("bpo runs")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "bpo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(out).trim()).unwrap()
+}
+
+/// A tokenizer-only GGUF file and a tiny model initialised from it.
+fn tiny_model(dir: &Path) -> String {
+    let tok = dir.join("tokenizer.gguf");
+    std::fs::write(&tok, tokenizer_metadata(GgufWriter::new()).to_bytes()).unwrap();
+    let model = dir.join("tiny");
+    let out = bpo(&[
+        "init",
+        "--arch",
+        "llama",
+        "--preset",
+        "tiny",
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(stdout(&out).contains("parameters"));
+    model.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn init_info_tokenize_generate_logprobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+
+    let info = json(&bpo(&["info", "--model", &model, "--json"]));
+    assert_eq!(info["architecture"], "llama");
+    assert_eq!(info["layers"], 2);
+    assert_eq!(info["tokenizer"]["eos"], "<|im_end|>");
+
+    let tok = json(&bpo(&[
+        "tokenize",
+        "--model",
+        &model,
+        "--text",
+        " the good",
+    ]));
+    assert_eq!(tok["tokens"], serde_json::json!(["Ġthe", "Ġgood"]));
+
+    let args = [
+        "generate",
+        "--model",
+        &model,
+        "--prompt",
+        "the",
+        "--prompt",
+        "good",
+        "--max-new-tokens",
+        "5",
+    ];
+    let sampled = bpo(&[&args[..], &["--json", "--seed", "9", "--num-samples", "2"]].concat());
+    let lines: Vec<serde_json::Value> = stdout(&sampled)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for line in &lines {
+        let n = line["token_ids"].as_array().unwrap().len();
+        assert!(n >= 1 && n <= 5);
+        assert_eq!(line["logprobs"].as_array().unwrap().len(), n);
+    }
+    let again = bpo(&[&args[..], &["--json", "--seed", "9", "--num-samples", "2"]].concat());
+    assert_eq!(stdout(&sampled), stdout(&again), "same seed, same samples");
+    assert!(
+        bpo(&[&args[..], &["--greedy", "--chat"]].concat())
+            .status
+            .success()
+    );
+
+    let lp = json(&bpo(&[
+        "logprobs",
+        "--model",
+        &model,
+        "--prompt",
+        "the",
+        "--response",
+        " good",
+    ]));
+    let values = lp["logprobs"].as_array().unwrap();
+    let sum: f64 = values.iter().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - lp["sum"].as_f64().unwrap()).abs() < 1e-4);
+    assert!(values.iter().all(|v| v.as_f64().unwrap() < 0.0));
+}
+
+#[test]
+fn user_errors_exit_non_zero_with_a_message() {
+    let out = bpo(&["info", "--model", "/no/such/model"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = bpo(&[
+        "--device", "tpu", "generate", "--model", &model, "--prompt", "x",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown device `tpu`"));
+    let out = bpo(&[
+        "generate", "--model", &model, "--prompt", "x", "--top-p", "2",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("top-p"));
+    let out = bpo(&["fetch", "gpt-5"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model `gpt-5`"));
+}

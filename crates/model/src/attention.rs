@@ -1,0 +1,72 @@
+//! Causal self-attention with grouped-query heads, optional RoPE and a KV cache.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::cache::{ChunkInputs, KvCache};
+use crate::rope::Rope;
+
+/// Multi-head attention where `num_heads / num_kv_heads` query heads share one key/value head.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection `[hidden, heads * head_dim]`.
+    pub q: Linear,
+    /// Key projection `[hidden, kv_heads * head_dim]`.
+    pub k: Linear,
+    /// Value projection `[hidden, kv_heads * head_dim]`.
+    pub v: Linear,
+    /// Output projection `[heads * head_dim, hidden]`.
+    pub o: Linear,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads.
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// Attends `x` `[batch, len, hidden]` to the cached keys of `layer` plus its own.
+    ///
+    /// Grouped-query attention without copying keys: the `group` query heads of one key/value
+    /// head are stacked along the sequence axis, `[batch, kv_heads, group * len, head_dim]`,
+    /// which is what the mask of [`ChunkInputs`] is laid out for.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        inputs: &ChunkInputs,
+        rope: Option<&Rope>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Tensor<3> {
+        let [batch, len, _] = x.dims();
+        let (heads, kv_heads, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let group = heads / kv_heads;
+        let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, hd]).swap_dims(1, 2);
+        let mut q = split(self.q.forward(x.clone()), heads);
+        let mut k = split(self.k.forward(x.clone()), kv_heads);
+        let v = split(self.v.forward(x), kv_heads);
+        if let Some(rope) = rope {
+            q = rope.apply(q, &inputs.positions);
+            k = rope.apply(k, &inputs.positions);
+        }
+        let (k, v) = cache.append(layer, k, v);
+        let q = q.reshape([batch, kv_heads, group * len, hd]);
+        let out = attention(
+            q,
+            k,
+            v,
+            Some(inputs.mask.clone()),
+            None,
+            AttentionModuleOptions::default(),
+        );
+        let out = out
+            .reshape([batch, heads, len, hd])
+            .swap_dims(1, 2)
+            .reshape([batch, len, heads * hd]);
+        self.o.forward(out)
+    }
+}

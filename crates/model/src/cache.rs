@@ -1,0 +1,152 @@
+//! The key/value cache of incremental decoding, and the positions and attention mask that a
+//! chunk of new tokens sees given what the cache already holds.
+//!
+//! The full-sequence forward pass is the incremental one run on an empty cache, so training,
+//! scoring and generation share one code path.
+
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+
+use crate::batch::TokenBatch;
+
+/// Cached keys and values of every layer, `[batch, kv_heads, cached_len, head_dim]` each, with
+/// the padding mask and the next position of every row.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// `key_real[row][j]`: whether cached key `j` of `row` is a real token.
+    key_real: Vec<Vec<bool>>,
+    /// Position id the next real token of each row gets.
+    next_position: Vec<usize>,
+}
+
+/// What one forward chunk needs besides the token ids: their position ids `[batch, len]` and
+/// the attention mask over all keys (`true` = masked), laid out for grouped-query attention as
+/// `[batch, kv_heads, group * len, keys]`.
+#[derive(Debug, Clone)]
+pub struct ChunkInputs {
+    /// Token ids `[batch, len]`.
+    pub ids: Tensor<2, Int>,
+    /// Position ids `[batch, len]`.
+    pub positions: Tensor<2, Int>,
+    /// Attention mask, `true` where a query may not attend to a key.
+    pub mask: Tensor<4, Bool>,
+}
+
+impl KvCache {
+    /// An empty cache for a model with `num_layers` blocks.
+    pub fn new(num_layers: usize) -> Self {
+        KvCache {
+            layers: vec![None; num_layers],
+            key_real: Vec::new(),
+            next_position: Vec::new(),
+        }
+    }
+
+    /// Number of cached key positions (padding included).
+    pub fn len(&self) -> usize {
+        self.key_real.first().map_or(0, Vec::len)
+    }
+
+    /// True before the first chunk.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of rows the cache holds.
+    pub fn batch_size(&self) -> usize {
+        self.key_real.len()
+    }
+
+    /// Registers a chunk of new tokens and returns its position ids and attention mask.
+    ///
+    /// Positions count the real tokens of each row (padding does not advance them), so a row
+    /// gets the same positions whatever padding surrounds it. A query attends to the real keys
+    /// at or before itself; a padding query attends to itself only, which keeps its (unused)
+    /// output finite.
+    pub fn begin_chunk(
+        &mut self,
+        batch: &TokenBatch,
+        kv_heads: usize,
+        group: usize,
+        max_position: usize,
+        device: &Device,
+    ) -> ChunkInputs {
+        let (rows, len) = (batch.batch_size, batch.seq_len);
+        if self.key_real.is_empty() {
+            self.key_real = vec![Vec::new(); rows];
+            self.next_position = vec![0; rows];
+        }
+        assert_eq!(
+            self.key_real.len(),
+            rows,
+            "a KvCache keeps the batch size of its first chunk"
+        );
+        let past = self.len();
+        let keys = past + len;
+        let mut positions = Vec::with_capacity(rows * len);
+        let mut mask = Vec::with_capacity(rows * kv_heads * group * len * keys);
+        for row in 0..rows {
+            let real = batch.row_mask(row);
+            for &is_real in real {
+                let pos = self.next_position[row].min(max_position.saturating_sub(1));
+                positions.push(pos as i32);
+                if is_real {
+                    self.next_position[row] += 1;
+                }
+            }
+            self.key_real[row].extend_from_slice(real);
+            let key_real = &self.key_real[row];
+            let mut row_mask = Vec::with_capacity(len * keys);
+            for (t, &query_real) in real.iter().enumerate() {
+                let query_key = past + t;
+                row_mask.extend((0..keys).map(|j| {
+                    if query_real {
+                        !(key_real[j] && j <= query_key)
+                    } else {
+                        j != query_key
+                    }
+                }));
+            }
+            for _ in 0..kv_heads * group {
+                mask.extend_from_slice(&row_mask);
+            }
+        }
+        let ids: Vec<i32> = batch.ids.iter().map(|&id| id as i32).collect();
+        ChunkInputs {
+            ids: Tensor::from_data(TensorData::new(ids, [rows, len]), device),
+            positions: Tensor::from_data(TensorData::new(positions, [rows, len]), device),
+            mask: Tensor::from_data(
+                TensorData::new(mask, [rows, kv_heads, group * len, keys]),
+                device,
+            ),
+        }
+    }
+
+    /// Appends a layer's new keys and values and returns all of them, cached ones first.
+    pub fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let (k, v) = match self.layers[layer].take() {
+            Some((past_k, past_v)) => (
+                Tensor::cat(vec![past_k, k], 2),
+                Tensor::cat(vec![past_v, v], 2),
+            ),
+            None => (k, v),
+        };
+        self.layers[layer] = Some((k.clone(), v.clone()));
+        (k, v)
+    }
+
+    /// Keeps only the given rows (in that order), e.g. to drop finished sequences from a batch.
+    pub fn retain_rows(&mut self, rows: &[usize]) {
+        let Some(device) = self.layers.iter().flatten().map(|(k, _)| k.device()).next() else {
+            return;
+        };
+        let index: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), &device);
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.clone().select(0, index.clone());
+            *v = v.clone().select(0, index.clone());
+        }
+        self.key_real = rows.iter().map(|&r| self.key_real[r].clone()).collect();
+        self.next_position = rows.iter().map(|&r| self.next_position[r]).collect();
+    }
+}

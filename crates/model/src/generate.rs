@@ -1,0 +1,180 @@
+//! Batched generation with the KV cache. Every sampled token comes with its log-probability
+//! under the untempered model: the behavior log-probs that BPO uses as its reference.
+
+use burn::tensor::Tensor;
+
+use crate::batch::{PaddingSide, TokenBatch};
+use crate::error::ModelError;
+use crate::host::to_f32_vec;
+use crate::sampling::{SamplingConfig, choose};
+use crate::tokenizer::Tokenizer;
+use crate::transformer::Transformer;
+
+/// Why a sequence stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// It produced a stop token (kept as its last token).
+    Stop,
+    /// It reached `max_new_tokens`.
+    Length,
+}
+
+/// One generated continuation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Generation {
+    /// Index of the prompt it continues.
+    pub prompt_index: usize,
+    /// The prompt's token ids.
+    pub prompt_ids: Vec<u32>,
+    /// Generated token ids, the stop token included when there was one.
+    pub token_ids: Vec<u32>,
+    /// `log_softmax(raw logits)[token]` of every generated token (temperature not applied).
+    pub logprobs: Vec<f32>,
+    /// Decoded text of the generated tokens, special tokens removed.
+    pub text: String,
+    /// Why generation ended.
+    pub finish: FinishReason,
+}
+
+impl Generation {
+    /// Sum of the token log-probabilities: the log-probability of the whole response.
+    pub fn logprob_sum(&self) -> f32 {
+        self.logprobs.iter().sum()
+    }
+}
+
+/// Last-position logits `[rows, vocab]` copied to the host, one `Vec` per row.
+fn last_logits(model: &Transformer, hidden: Tensor<3>) -> Vec<Vec<f32>> {
+    let [rows, len, _] = hidden.dims();
+    let logits = model.logits(hidden.narrow(1, len - 1, 1));
+    let vocab = logits.dims()[2];
+    let data = to_f32_vec(logits);
+    debug_assert_eq!(data.len(), rows * vocab);
+    data.chunks(vocab).map(<[f32]>::to_vec).collect()
+}
+
+/// Generates one continuation per prompt (all prompts in one batch), stopping a row at any of
+/// `stop_tokens` or after `config.max_new_tokens`. Row `i` samples with RNG stream
+/// `first_index + i`, so splitting a prompt list into batches does not change the results.
+/// Returned in prompt order; `text` is left empty (see [`generate`]).
+pub fn generate_ids(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    config: &SamplingConfig,
+    stop_tokens: &[u32],
+    pad_id: u32,
+    first_index: usize,
+) -> Result<Vec<Generation>, ModelError> {
+    config.validate()?;
+    if let Some(i) = prompts.iter().position(Vec::is_empty) {
+        return Err(ModelError::Input(format!(
+            "prompt {} is empty",
+            first_index + i
+        )));
+    }
+    let max_positions = model.config.max_position_embeddings;
+    if let Some(p) = prompts
+        .iter()
+        .find(|p| p.len() + config.max_new_tokens > max_positions)
+    {
+        return Err(ModelError::Input(format!(
+            "a prompt of {} tokens plus {} new tokens exceeds the model's {max_positions} positions",
+            p.len(),
+            config.max_new_tokens
+        )));
+    }
+    let vocab = model.config.vocab_size as u32;
+    if let Some(&bad) = prompts.iter().flatten().find(|&&id| id >= vocab) {
+        return Err(ModelError::Input(format!(
+            "token id {bad} is outside the model's vocabulary of {vocab}"
+        )));
+    }
+    let mut out: Vec<Generation> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Generation {
+            prompt_index: first_index + i,
+            prompt_ids: p.clone(),
+            token_ids: Vec::new(),
+            logprobs: Vec::new(),
+            text: String::new(),
+            finish: FinishReason::Length,
+        })
+        .collect();
+    if prompts.is_empty() || config.max_new_tokens == 0 {
+        return Ok(out);
+    }
+    let mut rngs: Vec<_> = (0..prompts.len())
+        .map(|i| config.rng(first_index + i))
+        .collect();
+    let mut cache = model.new_cache();
+    let batch = TokenBatch::padded(prompts, pad_id, PaddingSide::Left);
+    let mut logits = last_logits(model, model.forward_hidden(&batch, &mut cache));
+    // `active[r]` is the prompt index held by cache row `r`.
+    let mut active: Vec<usize> = (0..prompts.len()).collect();
+    loop {
+        let mut next = Vec::with_capacity(active.len());
+        let mut still = Vec::with_capacity(active.len());
+        for (row, &i) in active.iter().enumerate() {
+            let (token, logprob) = choose(&logits[row], config, &mut rngs[i]);
+            let g = &mut out[i];
+            g.token_ids.push(token);
+            g.logprobs.push(logprob);
+            if stop_tokens.contains(&token) {
+                g.finish = FinishReason::Stop;
+            } else if g.token_ids.len() < config.max_new_tokens {
+                still.push(row);
+                next.push(token);
+            }
+        }
+        if still.is_empty() {
+            break;
+        }
+        if still.len() < active.len() {
+            cache.retain_rows(&still);
+            active = still.iter().map(|&r| active[r]).collect();
+        }
+        let step = TokenBatch::single_step(&next);
+        logits = last_logits(model, model.forward_hidden(&step, &mut cache));
+    }
+    Ok(out)
+}
+
+/// Generates `num_samples` continuations of each tokenised prompt in batches of at most
+/// `batch_size` sequences, stopping at the tokenizer's EOS, and decodes them. Results are
+/// ordered by prompt, then sample; sample `s` of prompt `p` uses RNG stream
+/// `p * num_samples + s`. `on_batch` is told how many samples are done after each batch.
+pub fn generate(
+    model: &Transformer,
+    tokenizer: &Tokenizer,
+    prompts: &[Vec<u32>],
+    num_samples: usize,
+    batch_size: usize,
+    config: &SamplingConfig,
+    mut on_batch: impl FnMut(usize),
+) -> Result<Vec<Generation>, ModelError> {
+    let samples = num_samples.max(1);
+    let batch_size = batch_size.max(1);
+    let expanded: Vec<Vec<u32>> = prompts
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), samples))
+        .collect();
+    let stop: Vec<u32> = tokenizer
+        .eos_id()
+        .filter(|_| !config.ignore_eos)
+        .into_iter()
+        .collect();
+    let mut out = Vec::with_capacity(expanded.len());
+    for (b, chunk) in expanded.chunks(batch_size).enumerate() {
+        let first = b * batch_size;
+        let mut gens = generate_ids(model, chunk, config, &stop, tokenizer.pad_id(), first)?;
+        for g in &mut gens {
+            g.text = tokenizer.decode(&g.token_ids, true)?;
+            g.prompt_index /= samples;
+        }
+        out.extend(gens);
+        on_batch(out.len());
+    }
+    Ok(out)
+}

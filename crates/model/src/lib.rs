@@ -1,0 +1,37 @@
+//! `bpo-model`: decoder-only transformers (Llama family and GPT-2) on Burn 0.22, with weights
+//! from GGUF and Hugging Face safetensors, the `tokenizers` tokenizer and chat templates,
+//! KV-cached batched generation that records behavior log-probs, and response scoring.
+
+pub mod attention;
+pub mod batch;
+pub mod cache;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod fetch;
+pub mod fsutil;
+pub mod generate;
+pub mod host;
+pub mod mlp;
+pub mod norm;
+pub mod rope;
+pub mod sampling;
+pub mod score;
+pub mod spec;
+pub mod testing;
+pub mod tokenizer;
+pub mod transformer;
+pub mod weights;
+
+pub use batch::{PaddingSide, TokenBatch};
+pub use burn;
+pub use cache::KvCache;
+pub use config::{ModelConfig, ModelType};
+pub use device::parse_device;
+pub use error::ModelError;
+pub use generate::{FinishReason, Generation, generate, generate_ids};
+pub use sampling::SamplingConfig;
+pub use score::{ScoredResponse, SequenceBatch, response_logprobs, score};
+pub use spec::{ModelSource, load, resolve};
+pub use tokenizer::{ChatMessage, Tokenizer};
+pub use transformer::Transformer;

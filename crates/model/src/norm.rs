@@ -1,0 +1,38 @@
+//! Normalisation layers: RMSNorm (Llama family) and LayerNorm (GPT-2) behind one type.
+
+use burn::module::{Module, Param};
+use burn::tensor::module::layer_norm;
+use burn::tensor::{Device, Tensor};
+
+/// RMSNorm when `bias` is `None`, LayerNorm when it holds the shift.
+#[derive(Module, Debug)]
+pub struct Norm {
+    /// Per-channel scale.
+    pub weight: Param<Tensor<1>>,
+    /// Per-channel shift (LayerNorm only).
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Added to the variance (or mean square) before the square root.
+    pub eps: f64,
+}
+
+impl Norm {
+    /// A freshly initialised norm (scale 1, shift 0) of width `dim`.
+    pub fn new(dim: usize, layer_norm: bool, eps: f64, device: &Device) -> Self {
+        Norm {
+            weight: Param::from_tensor(Tensor::ones([dim], device)),
+            bias: layer_norm.then(|| Param::from_tensor(Tensor::zeros([dim], device))),
+            eps,
+        }
+    }
+
+    /// Normalises over the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        match &self.bias {
+            Some(bias) => layer_norm(x, self.weight.val(), Some(bias.val()), self.eps),
+            None => {
+                let rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt();
+                (x / rms) * self.weight.val().unsqueeze()
+            }
+        }
+    }
+}

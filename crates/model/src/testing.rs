@@ -1,0 +1,95 @@
+//! Fixtures for tests, examples and smoke runs that must not download anything: a small
+//! byte-level BPE tokenizer with ChatML special tokens (built through the GGUF metadata path)
+//! and tiny randomly initialised models.
+
+use burn::tensor::Device;
+
+use crate::config::{ModelConfig, ModelType};
+use crate::tokenizer::Tokenizer;
+use crate::transformer::Transformer;
+use crate::weights::gguf::{GgufFile, GgufWriter, MetaValue};
+
+/// SmolLM2's chat template (ChatML with a default system prompt).
+pub const SMOLLM2_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/// Common English pieces merged by the fixture tokenizer, in merge order.
+const MERGES: &[(&str, &str)] = &[
+    ("Ġ", "t"),
+    ("h", "e"),
+    ("Ġt", "he"),
+    ("i", "n"),
+    ("Ġ", "a"),
+    ("e", "r"),
+    ("o", "n"),
+    ("Ġ", "s"),
+    ("e", "d"),
+    ("in", "g"),
+    ("Ġ", "w"),
+    ("o", "u"),
+    ("Ġ", "g"),
+    ("o", "o"),
+    ("Ġg", "oo"),
+    ("Ġgoo", "d"),
+];
+
+/// Special tokens of the fixture tokenizer (ids 0, 1, 2 as in SmolLM2).
+pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// GGUF tokenizer metadata for the fixture tokenizer: the 256 byte-level symbols, a few merges,
+/// SmolLM2's pre-tokenizer (`smollm`), special tokens and chat template.
+pub fn tokenizer_metadata(writer: GgufWriter) -> GgufWriter {
+    let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
+        .into_iter()
+        .collect();
+    alphabet.sort_unstable();
+    let mut tokens: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
+    let mut types: Vec<MetaValue> = vec![MetaValue::I64(3); SPECIAL_TOKENS.len()];
+    tokens.extend(alphabet.iter().map(char::to_string));
+    tokens.extend(MERGES.iter().map(|(a, b)| format!("{a}{b}")));
+    types.resize(tokens.len(), MetaValue::I64(1));
+    let strings = |v: Vec<String>| MetaValue::Array(v.into_iter().map(MetaValue::String).collect());
+    writer
+        .meta("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
+        .meta("tokenizer.ggml.pre", MetaValue::String("smollm".into()))
+        .meta("tokenizer.ggml.tokens", strings(tokens))
+        .meta("tokenizer.ggml.token_type", MetaValue::Array(types))
+        .meta(
+            "tokenizer.ggml.merges",
+            strings(MERGES.iter().map(|(a, b)| format!("{a} {b}")).collect()),
+        )
+        .meta("tokenizer.ggml.bos_token_id", MetaValue::U64(1))
+        .meta("tokenizer.ggml.eos_token_id", MetaValue::U64(2))
+        .meta("tokenizer.ggml.padding_token_id", MetaValue::U64(2))
+        .meta("tokenizer.ggml.add_bos_token", MetaValue::Bool(false))
+        .meta(
+            "tokenizer.chat_template",
+            MetaValue::String(SMOLLM2_CHAT_TEMPLATE.into()),
+        )
+}
+
+/// The fixture tokenizer (275 tokens).
+pub fn tokenizer() -> Tokenizer {
+    let bytes = tokenizer_metadata(GgufWriter::new()).to_bytes();
+    let file =
+        GgufFile::parse(std::path::Path::new("fixture.gguf"), bytes).expect("fixture GGUF parses");
+    Tokenizer::from_gguf(&file).expect("fixture tokenizer builds")
+}
+
+/// A tiny config of `model_type` sized for the fixture tokenizer: 2 layers, d 64, 4 heads
+/// (2 key/value heads for the Llama family), untied head for Qwen2 to cover that path.
+pub fn tiny_config(model_type: ModelType) -> ModelConfig {
+    let mut config =
+        ModelConfig::preset(model_type, "tiny", tokenizer().vocab_size()).expect("tiny preset");
+    config.max_position_embeddings = 128;
+    config.bos_token_id = Some(1);
+    config.eos_token_id = Some(2);
+    config.tie_word_embeddings = model_type != ModelType::Qwen2;
+    config
+}
+
+/// A tiny model with weights drawn from `seed` on `device`. Weights are N(0, 0.2) rather than
+/// the usual 0.02 so that logits differ clearly between tokens and numeric tests are sharp.
+pub fn tiny_model(model_type: ModelType, seed: u64, device: &Device) -> Transformer {
+    device.seed(seed);
+    Transformer::init_with_std(&tiny_config(model_type), 0.2, device)
+}

@@ -1,0 +1,493 @@
+//! Tokenizer: a Hugging Face `tokenizers` tokenizer with the model's special tokens and chat
+//! template, loaded from `tokenizer.json` or built from GGUF metadata.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+use crate::error::ModelError;
+use crate::fsutil::write_atomic;
+use crate::weights::gguf::{GgufFile, MetaValue};
+
+/// One chat message: a role (`system`, `user`, `assistant`) and its text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    /// Who speaks.
+    pub role: String,
+    /// What they say.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message from `role`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// The chat formats we can render (the model's Jinja template is recognised, not interpreted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatFormat {
+    /// `<|im_start|>role\ncontent<|im_end|>\n`, with the system prompt the template inserts
+    /// when the conversation has none (SmolLM2, Qwen2).
+    ChatMl {
+        /// System prompt added when the first message is not a system message.
+        default_system: Option<String>,
+    },
+    /// Llama 3: `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`.
+    Llama3,
+}
+
+impl ChatFormat {
+    /// Recognises the format of a Jinja chat template.
+    pub fn detect(template: &str) -> Option<Self> {
+        if template.contains("<|im_start|>") {
+            Some(ChatFormat::ChatMl {
+                default_system: default_chatml_system(template),
+            })
+        } else if template.contains("<|start_header_id|>") {
+            Some(ChatFormat::Llama3)
+        } else {
+            None
+        }
+    }
+
+    /// Renders `messages`, ending with the assistant header when `add_generation_prompt`.
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> String {
+        let mut out = String::new();
+        match self {
+            ChatFormat::ChatMl { default_system } => {
+                if let Some(system) = default_system
+                    && messages.first().is_none_or(|m| m.role != "system")
+                {
+                    out.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
+                }
+                for m in messages {
+                    out.push_str(&format!(
+                        "<|im_start|>{}\n{}<|im_end|>\n",
+                        m.role, m.content
+                    ));
+                }
+                if add_generation_prompt {
+                    out.push_str("<|im_start|>assistant\n");
+                }
+            }
+            ChatFormat::Llama3 => {
+                out.push_str("<|begin_of_text|>");
+                for m in messages {
+                    out.push_str(&format!(
+                        "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
+                        m.role,
+                        m.content.trim()
+                    ));
+                }
+                if add_generation_prompt {
+                    out.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The system prompt a ChatML template inserts by itself, e.g. SmolLM2's
+/// "You are a helpful AI assistant named SmolLM, trained by Hugging Face".
+fn default_chatml_system(template: &str) -> Option<String> {
+    for marker in ["<|im_start|>system\\n", "<|im_start|>system\n"] {
+        if let Some(start) = template.find(marker) {
+            let rest = &template[start + marker.len()..];
+            let end = rest.find("<|im_end|>")?;
+            let text = &rest[..end];
+            if !text.contains("{{") && !text.contains('\'') && !text.is_empty() {
+                return Some(text.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// A tokenizer with its special tokens and chat template.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Beginning-of-sequence token.
+    pub bos_token: Option<String>,
+    /// End-of-sequence token (generation stops on it).
+    pub eos_token: Option<String>,
+    /// Padding token, when the model declares one.
+    pub pad_token: Option<String>,
+    /// The model's Jinja chat template, kept verbatim for export.
+    pub chat_template: Option<String>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .field("chat_template", &self.chat_template.is_some())
+            .finish()
+    }
+}
+
+fn tok_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer(e.to_string())
+}
+
+/// Regexes of the pre-tokenizers llama.cpp names in `tokenizer.ggml.pre`.
+const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper, ModelError> {
+    let gpt2 = || PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
+    let split = |regex: &str| -> Result<PreTokenizerWrapper, ModelError> {
+        let split = Split::new(
+            SplitPattern::Regex(regex.to_owned()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(tok_err)?;
+        Ok(PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            PreTokenizerWrapper::Split(split),
+            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
+        ])))
+    };
+    match name {
+        "default" | "gpt2" | "gpt-2" => Ok(gpt2()),
+        // GPT-2 regex after splitting every digit on its own.
+        "smollm" | "starcoder" | "refact" | "codeshell" => {
+            Ok(PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                gpt2(),
+            ])))
+        }
+        "llama-bpe" | "llama3" | "smaug-bpe" => split(LLAMA3_REGEX),
+        "qwen2" | "deepseek-r1-qwen" => split(QWEN2_REGEX),
+        other => Err(ModelError::Tokenizer(format!(
+            "GGUF pre-tokenizer `{other}` is not supported (default, gpt2, smollm, starcoder, llama-bpe, qwen2 are)"
+        ))),
+    }
+}
+
+fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>, ModelError> {
+    match file.meta(key) {
+        Some(MetaValue::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| ModelError::Tokenizer(format!("`{key}` holds a non-string")))
+            })
+            .collect(),
+        Some(_) => Err(ModelError::Tokenizer(format!("`{key}` is not an array"))),
+        None => Err(ModelError::Tokenizer(format!(
+            "GGUF metadata lacks `{key}`"
+        ))),
+    }
+}
+
+impl Tokenizer {
+    /// Wraps a `tokenizers` tokenizer with its special tokens and template.
+    pub fn new(
+        inner: tokenizers::Tokenizer,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        pad_token: Option<String>,
+        chat_template: Option<String>,
+    ) -> Self {
+        Tokenizer {
+            inner,
+            bos_token,
+            eos_token,
+            pad_token,
+            chat_template,
+        }
+    }
+
+    /// Builds the byte-level BPE tokenizer stored in GGUF metadata (`tokenizer.ggml.*`).
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
+        let model = file
+            .meta("tokenizer.ggml.model")
+            .and_then(MetaValue::as_str)
+            .unwrap_or("missing");
+        if model != "gpt2" {
+            return Err(ModelError::Tokenizer(format!(
+                "GGUF tokenizer model `{model}` is not supported (byte-level BPE `gpt2` is)"
+            )));
+        }
+        let tokens = string_array(file, "tokenizer.ggml.tokens")?;
+        let merges = string_array(file, "tokenizer.ggml.merges")?
+            .into_iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                    .ok_or_else(|| ModelError::Tokenizer(format!("malformed merge `{m}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let types: Vec<i64> = match file.meta("tokenizer.ggml.token_type") {
+            Some(MetaValue::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    MetaValue::I64(x) => *x,
+                    MetaValue::U64(x) => *x as i64,
+                    _ => 1,
+                })
+                .collect(),
+            _ => vec![1; tokens.len()],
+        };
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let pre = file
+            .meta("tokenizer.ggml.pre")
+            .and_then(MetaValue::as_str)
+            .unwrap_or("default");
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(matches!(pre, "llama-bpe" | "llama3"))
+            .build()
+            .map_err(tok_err)?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        // Control (3) and user-defined (4) tokens are matched whole, before pre-tokenisation.
+        let special: Vec<AddedToken> = tokens
+            .iter()
+            .zip(&types)
+            .filter(|(_, t)| matches!(t, 3 | 4))
+            .map(|(tok, t)| AddedToken::from(tok.clone(), *t == 3))
+            .collect();
+        inner.add_special_tokens(special).map_err(tok_err)?;
+        let token = |key: &str| -> Option<String> {
+            let id = file.meta(key)?.as_u64()?;
+            tokens.get(id as usize).cloned()
+        };
+        let bos = token("tokenizer.ggml.bos_token_id");
+        let add_bos = matches!(
+            file.meta("tokenizer.ggml.add_bos_token"),
+            Some(MetaValue::Bool(true))
+        );
+        if let (true, Some(bos)) = (add_bos, &bos) {
+            let id = inner.token_to_id(bos).unwrap_or(0);
+            let post = TemplateProcessing::builder()
+                .try_single(format!("{bos} $A"))
+                .map_err(tok_err)?
+                .special_tokens(vec![(bos.clone(), id)])
+                .build()
+                .map_err(tok_err)?;
+            inner.with_post_processor(Some(post));
+        }
+        let template = file
+            .meta("tokenizer.chat_template")
+            .and_then(MetaValue::as_str)
+            .map(str::to_owned);
+        Ok(Tokenizer::new(
+            inner,
+            bos,
+            token("tokenizer.ggml.eos_token_id"),
+            token("tokenizer.ggml.padding_token_id"),
+            template,
+        ))
+    }
+
+    /// Loads `tokenizer.json` and, when present, the special tokens and chat template of
+    /// `tokenizer_config.json` in the same directory.
+    pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join("tokenizer.json");
+        let inner = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        let config_path = dir.join("tokenizer_config.json");
+        let config: Value = match std::fs::read_to_string(&config_path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", config_path.display())))?,
+            Err(_) => Value::Null,
+        };
+        let token = |key: &str| match config.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        };
+        let template = match config.get("chat_template") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Array(list)) => list
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+                .and_then(|t| t.get("template"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
+        Ok(Tokenizer::new(
+            inner,
+            token("bos_token"),
+            token("eos_token"),
+            token("pad_token"),
+            template,
+        ))
+    }
+
+    /// Writes `tokenizer.json` and `tokenizer_config.json` into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        let json = self.inner.to_string(false).map_err(tok_err)?;
+        write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+        let config = json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "pad_token": self.pad_token,
+            "chat_template": self.chat_template,
+            "clean_up_tokenization_spaces": false,
+        });
+        let text = serde_json::to_string_pretty(&config).map_err(tok_err)?;
+        write_atomic(&dir.join("tokenizer_config.json"), text.as_bytes())
+    }
+
+    /// Number of tokens, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of a token string.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The string of a token id.
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// End-of-sequence id.
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos_token.as_deref().and_then(|t| self.token_id(t))
+    }
+
+    /// Beginning-of-sequence id.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_token.as_deref().and_then(|t| self.token_id(t))
+    }
+
+    /// Id used to pad batches: the pad token, else EOS, else 0 (padding is always masked).
+    pub fn pad_id(&self) -> u32 {
+        self.pad_token
+            .as_deref()
+            .and_then(|t| self.token_id(t))
+            .or(self.eos_id())
+            .unwrap_or(0)
+    }
+
+    /// Token ids of `text`; `add_special` lets the post-processor add BOS where the model wants it.
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, ModelError> {
+        Ok(self
+            .inner
+            .encode(text, add_special)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Token ids and token strings of `text`.
+    pub fn encode_with_tokens(
+        &self,
+        text: &str,
+        add_special: bool,
+    ) -> Result<(Vec<u32>, Vec<String>), ModelError> {
+        let enc = self.inner.encode(text, add_special).map_err(tok_err)?;
+        Ok((enc.get_ids().to_vec(), enc.get_tokens().to_vec()))
+    }
+
+    /// Text of `ids`; special tokens are dropped when `skip_special`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
+        self.inner.decode(ids, skip_special).map_err(tok_err)
+    }
+
+    /// The chat format of the model's template.
+    pub fn chat_format(&self) -> Result<ChatFormat, ModelError> {
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| ModelError::Tokenizer("the model declares no chat template".into()))?;
+        ChatFormat::detect(template).ok_or_else(|| {
+            ModelError::Tokenizer("the model's chat template is neither ChatML nor Llama 3".into())
+        })
+    }
+
+    /// Renders a conversation with the model's chat template.
+    pub fn apply_chat_template(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ModelError> {
+        Ok(self.chat_format()?.render(messages, add_generation_prompt))
+    }
+
+    /// The prompt text for `prompt`: rendered as one user turn when `chat`, verbatim otherwise.
+    pub fn prompt_text(&self, prompt: &str, chat: bool) -> Result<String, ModelError> {
+        if chat {
+            self.apply_chat_template(&[ChatMessage::new("user", prompt)], true)
+        } else {
+            Ok(prompt.to_owned())
+        }
+    }
+
+    /// Tokenises a prompt for generation or scoring (see [`Tokenizer::prompt_text`]).
+    pub fn encode_prompt(&self, prompt: &str, chat: bool) -> Result<Vec<u32>, ModelError> {
+        let text = self.prompt_text(prompt, chat)?;
+        // A chat template writes its own special tokens.
+        self.encode(&text, !chat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    #[test]
+    fn chatml_with_the_default_system_prompt_of_smollm2() {
+        let format = ChatFormat::detect(SMOLLM2_TEMPLATE).unwrap();
+        let text = format.render(&[ChatMessage::new("user", "Hi")], true);
+        assert_eq!(
+            text,
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let own_system = format.render(
+            &[
+                ChatMessage::new("system", "Be brief."),
+                ChatMessage::new("user", "Hi"),
+            ],
+            false,
+        );
+        assert_eq!(
+            own_system,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        );
+    }
+
+    #[test]
+    fn chatml_without_default_system() {
+        let format = ChatFormat::detect("{{'<|im_start|>' + message['role'] + '\\n'}}").unwrap();
+        assert_eq!(
+            format,
+            ChatFormat::ChatMl {
+                default_system: None
+            }
+        );
+    }
+}

@@ -1,0 +1,193 @@
+//! The decoder-only transformer: token (and GPT-2 position) embeddings, pre-norm blocks, final
+//! norm and output head. One forward path serves training, scoring and cached generation.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
+use burn::tensor::module::linear;
+use burn::tensor::{Device, Tensor};
+
+use crate::attention::Attention;
+use crate::batch::TokenBatch;
+use crate::cache::{ChunkInputs, KvCache};
+use crate::config::ModelConfig;
+use crate::mlp::FeedForward;
+use crate::norm::Norm;
+use crate::rope::Rope;
+
+/// One pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// Norm before attention (`input_layernorm`, GPT-2 `ln_1`).
+    pub attn_norm: Norm,
+    /// Self-attention.
+    pub attn: Attention,
+    /// Norm before the MLP (`post_attention_layernorm`, GPT-2 `ln_2`).
+    pub mlp_norm: Norm,
+    /// Feed-forward network.
+    pub mlp: FeedForward,
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        inputs: &ChunkInputs,
+        rope: Option<&Rope>,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Tensor<3> {
+        let h = x.clone()
+            + self
+                .attn
+                .forward(self.attn_norm.forward(x), inputs, rope, cache, layer);
+        h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
+    }
+}
+
+/// A decoder-only language model of the Llama family or GPT-2, as described by its
+/// [`ModelConfig`].
+#[derive(Module, Debug)]
+pub struct Transformer {
+    /// Token embedding `[vocab, hidden]`.
+    pub embed_tokens: Embedding,
+    /// Learned absolute positions `[max_positions, hidden]` (GPT-2 only).
+    pub embed_positions: Option<Embedding>,
+    /// The blocks, first to last.
+    pub layers: Vec<Block>,
+    /// Final norm.
+    pub norm: Norm,
+    /// Output head `[hidden, vocab]`; `None` when tied to the token embedding.
+    pub lm_head: Option<Linear>,
+    /// RoPE tables (Llama family only).
+    pub rope: Option<Rope>,
+    /// The hyper-parameters this model was built from.
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+impl Transformer {
+    /// A randomly initialised model (weights N(0, 0.02), norms 1, biases 0), seeded by the
+    /// device's RNG (`device.seed(..)`).
+    pub fn init(config: &ModelConfig, device: &Device) -> Self {
+        Self::init_with_std(config, 0.02, device)
+    }
+
+    /// Like [`Transformer::init`] with weights drawn from N(0, `std`).
+    pub fn init_with_std(config: &ModelConfig, std: f64, device: &Device) -> Self {
+        let init = Initializer::Normal { mean: 0.0, std };
+        let gpt2 = config.model_type.is_gpt2();
+        let d = config.hidden_size;
+        let linear = |d_in: usize, d_out: usize, bias: bool| {
+            let layer = LinearConfig::new(d_in, d_out)
+                .with_bias(bias)
+                .with_initializer(init.clone())
+                .init(device);
+            let bias = layer
+                .bias
+                .map(|_| burn::module::Param::from_tensor(Tensor::zeros([d_out], device)));
+            Linear { bias, ..layer }
+        };
+        let embedding = |n: usize| {
+            EmbeddingConfig::new(n, d)
+                .with_initializer(init.clone())
+                .init(device)
+        };
+        let norm = || Norm::new(d, gpt2, config.norm_eps, device);
+        let (q_out, kv_out) = (
+            config.num_heads * config.head_dim,
+            config.num_kv_heads * config.head_dim,
+        );
+        let qkv_bias = gpt2 || config.attention_bias;
+        let layers = (0..config.num_layers)
+            .map(|_| Block {
+                attn_norm: norm(),
+                attn: Attention {
+                    q: linear(d, q_out, qkv_bias),
+                    k: linear(d, kv_out, qkv_bias),
+                    v: linear(d, kv_out, qkv_bias),
+                    o: linear(q_out, d, gpt2),
+                    num_heads: config.num_heads,
+                    num_kv_heads: config.num_kv_heads,
+                    head_dim: config.head_dim,
+                },
+                mlp_norm: norm(),
+                mlp: FeedForward {
+                    gate: (!gpt2).then(|| linear(d, config.intermediate_size, false)),
+                    up: linear(d, config.intermediate_size, gpt2),
+                    down: linear(config.intermediate_size, d, gpt2),
+                },
+            })
+            .collect();
+        Transformer {
+            embed_tokens: embedding(config.vocab_size),
+            embed_positions: gpt2.then(|| embedding(config.max_position_embeddings)),
+            layers,
+            norm: norm(),
+            lm_head: (!config.tie_word_embeddings).then(|| linear(d, config.vocab_size, false)),
+            rope: Self::rope_for(config, device),
+            config: config.clone(),
+        }
+    }
+
+    /// The RoPE tables a Llama-family config needs (`None` for GPT-2).
+    pub(crate) fn rope_for(config: &ModelConfig, device: &Device) -> Option<Rope> {
+        (!config.model_type.is_gpt2()).then(|| {
+            Rope::new(
+                config.head_dim,
+                config.max_position_embeddings,
+                config.rope_theta,
+                device,
+            )
+        })
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> Device {
+        self.embed_tokens.weight.val().device()
+    }
+
+    /// Final hidden states `[batch, len, hidden]` of a chunk, attending to what `cache` holds
+    /// and appending the chunk to it. An empty cache gives the plain full-sequence forward.
+    pub fn forward_hidden(&self, batch: &TokenBatch, cache: &mut KvCache) -> Tensor<3> {
+        let config = &self.config;
+        let inputs = cache.begin_chunk(
+            batch,
+            config.num_kv_heads,
+            config.group_size(),
+            config.max_position_embeddings,
+            &self.device(),
+        );
+        let mut x = self.embed_tokens.forward(inputs.ids.clone());
+        if let Some(positions) = &self.embed_positions {
+            x = x + positions.forward(inputs.positions.clone());
+        }
+        for (i, block) in self.layers.iter().enumerate() {
+            x = block.forward(x, &inputs, self.rope.as_ref(), cache, i);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Vocabulary logits `[batch, len, vocab]` of hidden states.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => linear(hidden, self.embed_tokens.weight.val().transpose(), None),
+        }
+    }
+
+    /// Full-sequence forward: logits `[batch, len, vocab]` with causal and padding masks.
+    pub fn forward(&self, batch: &TokenBatch) -> Tensor<3> {
+        let mut cache = KvCache::new(self.layers.len());
+        self.logits(self.forward_hidden(batch, &mut cache))
+    }
+
+    /// Incremental forward: logits of the chunk's tokens given the cache, which is extended.
+    pub fn forward_cached(&self, batch: &TokenBatch, cache: &mut KvCache) -> Tensor<3> {
+        self.logits(self.forward_hidden(batch, cache))
+    }
+
+    /// A fresh, empty KV cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+}

@@ -1,0 +1,85 @@
+//! Hugging Face model directories: `config.json`, `model.safetensors` (or shards with
+//! `model.safetensors.index.json`), `tokenizer.json` and `tokenizer_config.json`.
+//! Our own checkpoints use the same layout, so `transformers` can load them.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::fsutil::{write_atomic, write_dir_atomic};
+use crate::tokenizer::Tokenizer;
+use crate::weights::{TensorMap, safetensors};
+
+/// Reads `config.json` of a model directory.
+pub fn read_config(dir: &Path) -> Result<ModelConfig, ModelError> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
+    ModelConfig::from_hf_json(&value)
+        .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
+}
+
+/// Reads all weights of a model directory (single file or shards).
+pub fn read_tensors(dir: &Path) -> Result<TensorMap, ModelError> {
+    let mut map = TensorMap::new(dir.display().to_string());
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        safetensors::read_into(&single, &mut map)?;
+        return Ok(map);
+    }
+    let index_path = dir.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index_path).map_err(|_| ModelError::Weights {
+        source_name: dir.display().to_string(),
+        message: "neither model.safetensors nor model.safetensors.index.json found".into(),
+    })?;
+    let index: Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::Config(format!("{}: {e}", index_path.display())))?;
+    let shards: BTreeSet<&str> = index
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            ModelError::Config(format!("{}: missing `weight_map`", index_path.display()))
+        })?
+        .values()
+        .filter_map(Value::as_str)
+        .collect();
+    for shard in shards {
+        if shard.contains('/') || shard.contains("..") {
+            return Err(ModelError::Config(format!(
+                "{}: shard name `{shard}` leaves the directory",
+                index_path.display()
+            )));
+        }
+        safetensors::read_into(&dir.join(shard), &mut map)?;
+    }
+    Ok(map)
+}
+
+/// Writes a complete Hugging Face directory (config, F32 weights, tokenizer) atomically:
+/// `dir` appears only once every file is written.
+pub fn write(
+    dir: &Path,
+    config: &ModelConfig,
+    tensors: &TensorMap,
+    tokenizer: &Tokenizer,
+) -> Result<(), ModelError> {
+    write_dir_atomic(dir, |tmp| {
+        let config_text = serde_json::to_string_pretty(&config.to_hf_json())
+            .map_err(|e| ModelError::Config(e.to_string()))?;
+        write_atomic(&tmp.join("config.json"), config_text.as_bytes())?;
+        let generation = serde_json::json!({
+            "bos_token_id": config.bos_token_id,
+            "eos_token_id": config.eos_token_id,
+        });
+        write_atomic(
+            &tmp.join("generation_config.json"),
+            generation.to_string().as_bytes(),
+        )?;
+        safetensors::write(&tmp.join("model.safetensors"), tensors)?;
+        tokenizer.save(tmp)
+    })
+}

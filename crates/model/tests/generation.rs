@@ -1,0 +1,188 @@
+//! Generation and scoring: seeded reproducibility, batch independence, behavior log-probs equal
+//! a fresh scoring pass, greedy decoding equals step-by-step argmax, stop tokens.
+
+use bpo_model::burn::tensor::Device;
+use bpo_model::host::to_f32_vec;
+use bpo_model::testing::{tiny_model, tokenizer};
+use bpo_model::{
+    FinishReason, ModelType, PaddingSide, SamplingConfig, TokenBatch, Transformer, generate,
+    generate_ids, score,
+};
+
+fn prompts(model: &Transformer) -> Vec<Vec<u32>> {
+    let vocab = model.config.vocab_size as u32;
+    (0..4u32)
+        .map(|r| {
+            (0..3 + 2 * r)
+                .map(|i| (i * 17 + r * 29 + 5) % vocab)
+                .collect()
+        })
+        .collect()
+}
+
+fn sampling(seed: u64) -> SamplingConfig {
+    SamplingConfig {
+        temperature: 1.0,
+        top_k: Some(50),
+        top_p: Some(0.95),
+        max_new_tokens: 12,
+        seed,
+        ignore_eos: false,
+    }
+}
+
+#[test]
+fn same_seed_same_samples_whatever_the_batching() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 11, &device);
+    let p = prompts(&model);
+    let together = generate_ids(&model, &p, &sampling(3), &[], 0, 0).unwrap();
+    let again = generate_ids(&model, &p, &sampling(3), &[], 0, 0).unwrap();
+    assert_eq!(together, again);
+    let one_by_one: Vec<_> = p
+        .iter()
+        .enumerate()
+        .flat_map(|(i, prompt)| {
+            generate_ids(
+                &model,
+                std::slice::from_ref(prompt),
+                &sampling(3),
+                &[],
+                0,
+                i,
+            )
+            .unwrap()
+        })
+        .collect();
+    for (a, b) in together.iter().zip(&one_by_one) {
+        assert_eq!(a.token_ids, b.token_ids);
+        for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+            assert!((x - y).abs() <= 1e-4);
+        }
+    }
+    let other = generate_ids(&model, &p, &sampling(4), &[], 0, 0).unwrap();
+    assert_ne!(
+        together.iter().map(|g| &g.token_ids).collect::<Vec<_>>(),
+        other.iter().map(|g| &g.token_ids).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn behavior_logprobs_equal_a_fresh_scoring_pass() {
+    let device = Device::flex();
+    for arch in [ModelType::Llama, ModelType::Gpt2] {
+        let model = tiny_model(arch, 12, &device);
+        let p = prompts(&model);
+        let mut config = sampling(5);
+        config.temperature = 1.7;
+        let gens = generate_ids(&model, &p, &config, &[], 0, 0).unwrap();
+        let pairs: Vec<_> = gens
+            .iter()
+            .map(|g| (g.prompt_ids.clone(), g.token_ids.clone()))
+            .collect();
+        let scored = score(&model, &pairs, 0, 3).unwrap();
+        for (g, s) in gens.iter().zip(&scored) {
+            assert_eq!(g.logprobs.len(), s.logprobs.len());
+            for (a, b) in g.logprobs.iter().zip(&s.logprobs) {
+                assert!((a - b).abs() <= 1e-4, "{arch:?}: {a} vs {b}");
+            }
+            assert!((g.logprob_sum() - s.sum).abs() <= 1e-3);
+        }
+    }
+}
+
+#[test]
+fn greedy_equals_step_by_step_argmax_of_the_full_forward() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Qwen2, 13, &device);
+    let prompt = prompts(&model)[2].clone();
+    let greedy = &generate_ids(
+        &model,
+        &[prompt.clone()],
+        &SamplingConfig::greedy(8),
+        &[],
+        0,
+        0,
+    )
+    .unwrap()[0];
+    let vocab = model.config.vocab_size;
+    let mut seq = prompt;
+    for &token in &greedy.token_ids {
+        let logits =
+            to_f32_vec(model.forward(&TokenBatch::padded(&[seq.clone()], 0, PaddingSide::Right)));
+        let last = &logits[(seq.len() - 1) * vocab..];
+        let best = (0..vocab).fold(0, |b, i| if last[i] > last[b] { i } else { b });
+        assert_eq!(token as usize, best);
+        seq.push(token);
+    }
+}
+
+#[test]
+fn generation_stops_at_stop_tokens_per_sequence() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 14, &device);
+    let p = prompts(&model);
+    let greedy = SamplingConfig::greedy(6);
+    let free = generate_ids(&model, &p, &greedy, &[], 0, 0).unwrap();
+    // Stop on the third token of the first sequence: it ends there, the others go on unless
+    // they meet that token too.
+    let stop = free[0].token_ids[2];
+    let stopped = generate_ids(&model, &p, &greedy, &[stop], 0, 0).unwrap();
+    for (f, s) in free.iter().zip(&stopped) {
+        match f.token_ids.iter().position(|&t| t == stop) {
+            Some(at) => {
+                assert_eq!(s.token_ids, f.token_ids[..=at]);
+                assert_eq!(s.finish, FinishReason::Stop);
+            }
+            None => {
+                assert_eq!(s.token_ids, f.token_ids);
+                assert_eq!(s.finish, FinishReason::Length);
+            }
+        }
+    }
+}
+
+#[test]
+fn generate_decodes_text_and_orders_samples_by_prompt() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 15, &device);
+    let tok = tokenizer();
+    let prompts: Vec<Vec<u32>> = ["the good", "in the"]
+        .iter()
+        .map(|p| tok.encode_prompt(p, true).unwrap())
+        .collect();
+    let mut calls = Vec::new();
+    let gens = generate(&model, &tok, &prompts, 3, 4, &sampling(1), |n| {
+        calls.push(n)
+    })
+    .unwrap();
+    assert_eq!(gens.len(), 6);
+    assert_eq!(calls, vec![4, 6]);
+    assert_eq!(
+        gens.iter().map(|g| g.prompt_index).collect::<Vec<_>>(),
+        vec![0, 0, 0, 1, 1, 1]
+    );
+    for g in &gens {
+        assert_eq!(g.text, tok.decode(&g.token_ids, true).unwrap());
+    }
+}
+
+#[test]
+fn invalid_generation_inputs_are_errors() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 16, &device);
+    let err = generate_ids(&model, &[vec![]], &sampling(0), &[], 0, 0).unwrap_err();
+    assert!(err.to_string().contains("prompt 0 is empty"), "{err}");
+    let mut long = sampling(0);
+    long.max_new_tokens = 500;
+    let err = generate_ids(&model, &[vec![1]], &long, &[], 0, 0).unwrap_err();
+    assert!(err.to_string().contains("exceeds"), "{err}");
+    let mut bad = sampling(0);
+    bad.top_p = Some(1.5);
+    assert!(generate_ids(&model, &[vec![1]], &bad, &[], 0, 0).is_err());
+    let err = generate_ids(&model, &[vec![100_000]], &sampling(0), &[], 0, 0).unwrap_err();
+    assert!(
+        err.to_string().contains("outside the model's vocabulary"),
+        "{err}"
+    );
+}

@@ -1,0 +1,83 @@
+//! The tokenizer built from GGUF metadata: round trips, pre-tokenisation, special tokens, chat
+//! template, and `tokenizer.json` save/load.
+
+use bpo_model::testing::tokenizer;
+use bpo_model::tokenizer::{ChatMessage, Tokenizer};
+
+const TEXTS: &[&str] = &[
+    "the good thing is here",
+    "  leading spaces, punctuation!? and 12345 digits",
+    "unicode: café, naïve, 東京, emoji 🎉",
+    "",
+];
+
+#[test]
+fn encode_decode_round_trip() {
+    let tok = tokenizer();
+    for text in TEXTS {
+        let ids = tok.encode(text, false).unwrap();
+        assert_eq!(tok.decode(&ids, false).unwrap(), *text);
+    }
+}
+
+#[test]
+fn merges_and_single_digit_split() {
+    let tok = tokenizer();
+    let (_, tokens) = tok.encode_with_tokens(" the good", false).unwrap();
+    assert_eq!(tokens, vec!["Ġthe", "Ġgood"]);
+    let (_, digits) = tok.encode_with_tokens("12345", false).unwrap();
+    assert_eq!(digits, vec!["1", "2", "3", "4", "5"]);
+}
+
+#[test]
+fn special_tokens_are_matched_whole_and_skipped_on_decode() {
+    let tok = tokenizer();
+    let ids = tok.encode("<|im_start|>user\nhi<|im_end|>", false).unwrap();
+    assert_eq!(ids[0], 1);
+    assert_eq!(*ids.last().unwrap(), 2);
+    assert_eq!(tok.decode(&ids, true).unwrap(), "user\nhi");
+    assert_eq!(
+        (tok.bos_id(), tok.eos_id(), tok.pad_id()),
+        (Some(1), Some(2), 2)
+    );
+}
+
+#[test]
+fn chat_prompt_uses_the_template() {
+    let tok = tokenizer();
+    let text = tok.prompt_text("Hi", true).unwrap();
+    assert!(text.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"));
+    assert!(text.ends_with("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
+    let ids = tok.encode_prompt("Hi", true).unwrap();
+    assert_eq!(ids, tok.encode(&text, false).unwrap());
+    let convo = tok
+        .apply_chat_template(
+            &[
+                ChatMessage::new("system", "S"),
+                ChatMessage::new("user", "U"),
+            ],
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        convo,
+        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n"
+    );
+}
+
+#[test]
+fn saved_tokenizer_json_loads_to_the_same_tokenizer() {
+    let tok = tokenizer();
+    let dir = tempfile::tempdir().unwrap();
+    tok.save(dir.path()).unwrap();
+    let back = Tokenizer::from_dir(dir.path()).unwrap();
+    for text in TEXTS.iter().chain(&["<|im_start|>assistant\nok<|im_end|>"]) {
+        assert_eq!(
+            tok.encode(text, true).unwrap(),
+            back.encode(text, true).unwrap(),
+            "{text}"
+        );
+    }
+    assert_eq!(back.chat_template, tok.chat_template);
+    assert_eq!((back.bos_id(), back.eos_id()), (Some(1), Some(2)));
+}
