@@ -84,7 +84,7 @@ fn init_info_tokenize_generate_logprobs() {
     assert_eq!(lines.len(), 4);
     for line in &lines {
         let n = line["token_ids"].as_array().unwrap().len();
-        assert!(n >= 1 && n <= 5);
+        assert!((1..=5).contains(&n));
         assert_eq!(line["logprobs"].as_array().unwrap().len(), n);
     }
     let again = bpo(&[&args[..], &["--json", "--seed", "9", "--num-samples", "2"]].concat());

@@ -94,13 +94,13 @@ impl ModelConfig {
         if self.num_heads == 0 || self.num_kv_heads == 0 || self.head_dim == 0 {
             return bad("num_heads, num_kv_heads and head_dim must be positive".into());
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad(format!(
                 "num_heads ({}) must be a multiple of num_kv_heads ({})",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if !self.model_type.is_gpt2() && self.head_dim % 2 != 0 {
+        if !self.model_type.is_gpt2() && !self.head_dim.is_multiple_of(2) {
             return bad(format!(
                 "RoPE needs an even head_dim, got {}",
                 self.head_dim

@@ -98,7 +98,7 @@ fn greedy_equals_step_by_step_argmax_of_the_full_forward() {
     let prompt = prompts(&model)[2].clone();
     let greedy = &generate_ids(
         &model,
-        &[prompt.clone()],
+        std::slice::from_ref(&prompt),
         &SamplingConfig::greedy(8),
         &[],
         0,

@@ -121,7 +121,7 @@ impl GgmlType {
     /// Bytes taken by `elements` values, or `None` when not a whole number of blocks.
     pub fn byte_size(self, elements: u64) -> Option<u64> {
         let (per_block, bytes) = self.block();
-        if elements % per_block != 0 {
+        if !elements.is_multiple_of(per_block) {
             return None;
         }
         (elements / per_block).checked_mul(bytes)
