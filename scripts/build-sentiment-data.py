@@ -83,6 +83,7 @@ def build(members, out_dir):
         fid, cat = line.split()
         cats[fid] = cat
     splits = {name: [] for name in TARGETS}
+    seen_prompts = set()  # a prompt text appears once in the whole task, never in two splits
     for fid in sorted(cats):
         genre = GENRES.get(cats[fid])
         if genre is None:
@@ -107,6 +108,9 @@ def build(members, out_dir):
             bucket = (h >> 64) % 100
             split = "test" if bucket < 10 else "dev" if bucket < 20 else "train"
             prompt = detokenize(words[:k])
+            if prompt.lower() in seen_prompts:
+                continue
+            seen_prompts.add(prompt.lower())
             reference = detokenize(words)[len(prompt):]
             splits[split].append({
                 "prompt": prompt,

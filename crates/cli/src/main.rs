@@ -28,8 +28,13 @@ enum Command {
     Generate(commands::generate::Args),
     /// Per-token log-probabilities of a response after a prompt, as JSON.
     Logprobs(commands::logprobs::Args),
+    /// Write a model (GGUF, HF directory or alias) as a Hugging Face directory.
+    Export(commands::export::Args),
     /// Create a randomly initialised model in Hugging Face layout.
     Init(commands::init::Args),
+    /// Validate and summarise preference and prompt data files.
+    #[command(subcommand)]
+    Data(commands::data::Command),
 }
 
 fn main() {
@@ -40,7 +45,9 @@ fn main() {
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Generate(args) => commands::generate::run(args, &cli.device),
         Command::Logprobs(args) => commands::logprobs::run(args, &cli.device),
+        Command::Export(args) => commands::export::run(args),
         Command::Init(args) => commands::init::run(args),
+        Command::Data(command) => commands::data::run(command),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

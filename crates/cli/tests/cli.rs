@@ -130,3 +130,42 @@ fn user_errors_exit_non_zero_with_a_message() {
     let out = bpo(&["fetch", "gpt-5"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model `gpt-5`"));
 }
+
+fn data_fixture(name: &str) -> String {
+    format!(
+        "{}/../data/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn data_validate_and_stats() {
+    let good = bpo(&["data", "validate", &data_fixture("pairs_explicit.jsonl")]);
+    assert!(stdout(&good).contains("3 valid records (3 pairs, 0 prompts), 0 skipped"));
+
+    let broken = data_fixture("broken_missing_field.jsonl");
+    let strict = bpo(&["data", "validate", &broken]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&strict.stderr).contains("line 3: field `rejected`: is missing")
+    );
+    let skipping = bpo(&["data", "validate", &broken, "--skip-invalid"]);
+    assert_eq!(skipping.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&skipping.stdout).contains("3 valid records"));
+    assert!(String::from_utf8_lossy(&skipping.stderr).contains("line 3: field `rejected`"));
+
+    let s = json(&bpo(&[
+        "data",
+        "stats",
+        &data_fixture("prompts.jsonl"),
+        "--json",
+    ]));
+    assert_eq!(s["prompts"], 3);
+    assert_eq!(s["unit"], "chars");
+    let sentiment = format!(
+        "{}/../../data/sentiment/train.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = stdout(&bpo(&["data", "stats", &sentiment]));
+    assert!(text.contains("5000 records"), "{text}");
+}

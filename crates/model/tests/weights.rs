@@ -387,3 +387,41 @@ fn bad_model_specs_are_clear_errors() {
         .to_string();
     assert!(err.contains("not GGUF"), "{err}");
 }
+
+#[test]
+fn sharded_safetensors_directory_loads() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 8, &device);
+    let dir = tempfile::tempdir().unwrap();
+    let map = model.to_tensor_map();
+    let mut shards = [
+        bpo_model::weights::TensorMap::new("shard1"),
+        bpo_model::weights::TensorMap::new("shard2"),
+    ];
+    let mut weight_map = serde_json::Map::new();
+    for (i, (name, t)) in map.tensors.iter().enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i % 2 + 1);
+        shards[i % 2].insert(name.clone(), t.clone());
+        weight_map.insert(name.clone(), file.into());
+    }
+    for (i, shard) in shards.iter().enumerate() {
+        let path = dir
+            .path()
+            .join(format!("model-0000{}-of-00002.safetensors", i + 1));
+        bpo_model::weights::safetensors::write(&path, shard).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        model.config.to_hf_json().to_string(),
+    )
+    .unwrap();
+    tokenizer().save(dir.path()).unwrap();
+    let (loaded, _) = load(dir.path().to_str().unwrap(), &device).unwrap();
+    assert_eq!(logits(&loaded), logits(&model));
+}

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod data;
+pub mod export;
 pub mod fetch;
 pub mod generate;
 pub mod info;
