@@ -19,4 +19,4 @@ pub use record::{Content, PairMeta, PreferencePair, PromptRecord, Record};
 pub use sentiment::sentiment_prompts;
 pub use split::{Split, SplitFractions, split_of};
 pub use stats::{Stats, stats};
-pub use tokenize::{TokenizedPair, Truncation, tokenize_pair, tokenize_prompt};
+pub use tokenize::{TokenizedPair, Truncation, tokenize_pair, tokenize_pairs, tokenize_prompt};

@@ -161,6 +161,24 @@ pub fn tokenize_pair(
     })
 }
 
+/// Tokenises every pair; returns them with the number of records truncation cut.
+pub fn tokenize_pairs(
+    pairs: &[PreferencePair],
+    tokenizer: &Tokenizer,
+    truncation: &Truncation,
+) -> Result<(Vec<TokenizedPair>, usize), DataError> {
+    let tokenized = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            tokenize_pair(p, tokenizer, truncation)
+                .map_err(|e| DataError::Prepare(format!("pair {i}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let truncated = tokenized.iter().filter(|t| t.truncated).count();
+    Ok((tokenized, truncated))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -306,3 +306,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn truncated_records_are_counted() {
+    let tok = tokenizer();
+    let all = pairs("pairs_explicit.jsonl");
+    let (_, none) = bpo_data::tokenize_pairs(&all, &tok, &Truncation::default()).unwrap();
+    assert_eq!(none, 0);
+    let tight = Truncation {
+        max_response_tokens: Some(5),
+        ..Truncation::default()
+    };
+    let (tokenized, cut) = bpo_data::tokenize_pairs(&all, &tok, &tight).unwrap();
+    let expected = all
+        .iter()
+        .filter(|p| {
+            let len = |c: &Content| tok.encode(&c.render_response(), false).unwrap().len() + 1;
+            len(&p.chosen) > 5 || len(&p.rejected) > 5
+        })
+        .count();
+    assert!(expected > 0);
+    assert_eq!(cut, expected);
+    assert!(
+        tokenized
+            .iter()
+            .all(|t| t.chosen.len() <= 5 && t.rejected.len() <= 5)
+    );
+}
