@@ -43,9 +43,8 @@ fn bench_model(
 
 fn generation(c: &mut Criterion) {
     let device = Device::flex();
-    device.seed(0);
     let config = ModelConfig::preset(ModelType::Llama, "small", tokenizer().vocab_size()).unwrap();
-    let small = Transformer::init(&config, &device);
+    let small = Transformer::init(&config, 0, &device);
     bench_model(c, "llama-small", &small, 8, 16);
 
     let smollm2 = known_model("smollm2-135m").unwrap();

@@ -32,6 +32,10 @@ enum Command {
     Export(commands::export::Args),
     /// Create a randomly initialised model in Hugging Face layout.
     Init(commands::init::Args),
+    /// Offline DAP (DPO, IPO, SLiC, robust) on a pair file.
+    Train(commands::train::Args),
+    /// Completion-only supervised fine-tuning.
+    Sft(commands::train::Args),
     /// Validate and summarise preference and prompt data files.
     #[command(subcommand)]
     Data(commands::data::Command),
@@ -48,6 +52,8 @@ fn main() {
         Command::Export(args) => commands::export::run(args),
         Command::Init(args) => commands::init::run(args),
         Command::Data(command) => commands::data::run(command),
+        Command::Train(args) => commands::train::run_train(args),
+        Command::Sft(args) => commands::train::run_sft(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

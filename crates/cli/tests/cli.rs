@@ -169,3 +169,56 @@ fn data_validate_and_stats() {
     let text = stdout(&bpo(&["data", "stats", &sentiment]));
     assert!(text.contains("5000 records"), "{text}");
 }
+
+#[test]
+fn train_and_sft_from_toml_with_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let config = dir.path().join("dpo.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = \"{model}\"\n[data]\ntrain = \"{}\"\n[loss]\nkind = \"ipo\"\n[run]\nout = \"{}\"\nbatch_size = 2\nepochs = 3\n",
+            data_fixture("pairs_explicit.jsonl"),
+            dir.path().join("run").display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let out = bpo(&[
+        "train",
+        "--config",
+        config,
+        "--set",
+        "run.max_steps=2",
+        "--set",
+        "optim.lr=1e-3",
+    ]);
+    let last = json(&out);
+    assert_eq!(last["step"], 2.0);
+    assert!(last["rewards/accuracies"].is_number());
+    assert!(dir.path().join("run/metrics.jsonl").exists());
+
+    let bad = bpo(&[
+        "train",
+        "--config",
+        config,
+        "--set",
+        "optim.learning_rate=1",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("learning_rate"));
+
+    let sft = dir.path().join("sft.toml");
+    std::fs::write(
+        &sft,
+        format!(
+            "model = \"{model}\"\n[data]\ntrain = \"{}\"\n[run]\nout = \"{}\"\nbatch_size = 1\nmax_steps = 2\n",
+            data_fixture("prompts.jsonl").replace("prompts.jsonl", "pairs_explicit.jsonl"),
+            dir.path().join("sft").display()
+        ),
+    )
+    .unwrap();
+    let last = json(&bpo(&["sft", "--config", sft.to_str().unwrap()]));
+    assert_eq!(last["step"], 2.0);
+}

@@ -17,6 +17,7 @@ pub mod norm;
 pub mod rope;
 pub mod sampling;
 pub mod score;
+pub mod seed;
 pub mod spec;
 pub mod testing;
 pub mod tokenizer;

@@ -90,6 +90,5 @@ pub fn tiny_config(model_type: ModelType) -> ModelConfig {
 /// A tiny model with weights drawn from `seed` on `device`. Weights are N(0, 0.2) rather than
 /// the usual 0.02 so that logits differ clearly between tokens and numeric tests are sharp.
 pub fn tiny_model(model_type: ModelType, seed: u64, device: &Device) -> Transformer {
-    device.seed(seed);
-    Transformer::init_with_std(&tiny_config(model_type), 0.2, device)
+    Transformer::init_with_std(&tiny_config(model_type), 0.2, seed, device)
 }

@@ -66,14 +66,18 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// A randomly initialised model (weights N(0, 0.02), norms 1, biases 0), seeded by the
-    /// device's RNG (`device.seed(..)`).
-    pub fn init(config: &ModelConfig, device: &Device) -> Self {
-        Self::init_with_std(config, 0.02, device)
+    /// A randomly initialised model (weights N(0, 0.02), norms 1, biases 0) drawn from `seed`:
+    /// the same seed on the same backend gives the same weights.
+    pub fn init(config: &ModelConfig, seed: u64, device: &Device) -> Self {
+        Self::init_with_std(config, 0.02, seed, device)
     }
 
     /// Like [`Transformer::init`] with weights drawn from N(0, `std`).
-    pub fn init_with_std(config: &ModelConfig, std: f64, device: &Device) -> Self {
+    pub fn init_with_std(config: &ModelConfig, std: f64, seed: u64, device: &Device) -> Self {
+        crate::seed::seeded_init(device, seed, || Self::build(config, std, device))
+    }
+
+    fn build(config: &ModelConfig, std: f64, device: &Device) -> Self {
         let init = Initializer::Normal { mean: 0.0, std };
         let gpt2 = config.model_type.is_gpt2();
         let d = config.hidden_size;

@@ -36,8 +36,7 @@ pub fn run(args: Args) -> Result<()> {
     config.bos_token_id = tokenizer.bos_id();
     config.eos_token_id = tokenizer.eos_id();
     let device = Device::flex();
-    device.seed(args.seed);
-    let model = Transformer::init(&config, &device);
+    let model = Transformer::init(&config, args.seed, &device);
     save_hf(&args.out, &model, &tokenizer)?;
     println!(
         "{}: {} {} model, {} parameters",

@@ -8,3 +8,4 @@ pub mod info;
 pub mod init;
 pub mod logprobs;
 pub mod tokenize;
+pub mod train;

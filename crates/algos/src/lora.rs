@@ -1,0 +1,177 @@
+//! LoRA through Burn's built-in `apply_lora`: adapters on the weights whose module path matches
+//! the configured targets, saved separately in PEFT's layout, merged for export.
+
+use std::path::Path;
+
+use bpo_model::burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup};
+use bpo_model::burn::tensor::Tensor;
+use bpo_model::fsutil::write_atomic;
+use bpo_model::host::to_f32_vec;
+use bpo_model::weights::{HostTensor, TensorMap, safetensors};
+use bpo_model::{ModelType, Transformer};
+
+use crate::config::LoraConfig;
+use crate::error::AlgoError;
+
+/// Adds adapters to `model` (base weights frozen; A ~ N(0, 1/rank) drawn from `seed`, B = 0, so the model's outputs are unchanged).
+pub fn apply_lora(
+    model: Transformer,
+    config: &LoraConfig,
+    seed: u64,
+) -> Result<Transformer, AlgoError> {
+    config.validate()?;
+    let group = ParamGroup::from_any_regexes(config.patterns())
+        .map_err(|e| AlgoError::Config(format!("lora.targets: {e:?}")))?;
+    let device = model.device();
+    let model = bpo_model::seed::seeded_init(&device, seed, || {
+        model.apply_lora(Lora::new(config.rank, config.alpha).set_param_group(group))
+    });
+    if adapters(&model).is_empty() {
+        return Err(AlgoError::Config(format!(
+            "lora.targets {:?} matched no weight of this model",
+            config.targets
+        )));
+    }
+    Ok(model)
+}
+
+/// One adapter: the adapted weight's module path and its factors in Burn's layout
+/// (`a`: `[d_in, rank]`, `b`: `[rank, d_out]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adapter {
+    /// Path of the adapted weight, e.g. `layers.3.attn.q.weight`.
+    pub path: String,
+    /// Down projection.
+    pub a: HostTensor,
+    /// Up projection.
+    pub b: HostTensor,
+}
+
+#[derive(Default)]
+struct CollectAdapters {
+    path: Vec<String>,
+    found: Vec<(String, HostTensor)>,
+}
+
+impl ModuleVisitor for CollectAdapters {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let path = self.path.join(".");
+        if path.contains(".lora.") {
+            let value = param.val();
+            self.found.push((
+                path,
+                HostTensor::new(value.dims().to_vec(), to_f32_vec(value)),
+            ));
+        }
+    }
+}
+
+/// The adapters of a model, in module order.
+pub fn adapters(model: &Transformer) -> Vec<Adapter> {
+    let mut v = CollectAdapters::default();
+    model.visit(&mut v);
+    let mut out: Vec<Adapter> = Vec::new();
+    for (path, tensor) in v.found {
+        let Some((weight, factor)) = path.rsplit_once(".lora.") else {
+            continue;
+        };
+        match out.last_mut() {
+            Some(last) if last.path == weight && factor == "b" => last.b = tensor,
+            _ => out.push(Adapter {
+                path: weight.to_owned(),
+                a: tensor,
+                b: HostTensor::new(vec![0], vec![]),
+            }),
+        }
+    }
+    out
+}
+
+/// PEFT's name of an adapted weight, e.g. `layers.3.attn.q.weight` ->
+/// `base_model.model.model.layers.3.self_attn.q_proj`.
+fn peft_module(path: &str, model_type: ModelType) -> String {
+    let parts: Vec<&str> = path.split('.').collect();
+    let (layer, group, field) = (parts[1], parts[2], parts[3]);
+    if model_type.is_gpt2() {
+        let name = match (group, field) {
+            ("mlp", "up") => "mlp.c_fc".to_owned(),
+            ("mlp", "down") => "mlp.c_proj".to_owned(),
+            ("attn", "o") => "attn.c_proj".to_owned(),
+            (g, f) => format!("{g}.{f}"),
+        };
+        return format!("base_model.model.transformer.h.{layer}.{name}");
+    }
+    let name = match group {
+        "attn" => format!("self_attn.{field}_proj"),
+        _ => format!("mlp.{field}_proj"),
+    };
+    format!("base_model.model.model.layers.{layer}.{name}")
+}
+
+/// Writes the adapters of `model` to `dir` in PEFT's layout: `adapter_model.safetensors`
+/// (`lora_A.weight` `[rank, in]`, `lora_B.weight` `[out, rank]`) and `adapter_config.json`.
+/// (GPT-2's q/k/v adapters keep separate names, as PEFT's fused `c_attn` has no equivalent.)
+pub fn save_adapters(
+    model: &Transformer,
+    config: &LoraConfig,
+    base_model: &str,
+    dir: &Path,
+) -> Result<(), AlgoError> {
+    std::fs::create_dir_all(dir).map_err(|e| AlgoError::io(dir, e))?;
+    let mut map = TensorMap::new(dir.display().to_string());
+    let mut modules = std::collections::BTreeSet::new();
+    for adapter in adapters(model) {
+        let name = peft_module(&adapter.path, model.config.model_type);
+        modules.insert(name.rsplit('.').next().unwrap_or_default().to_owned());
+        map.insert(format!("{name}.lora_A.weight"), adapter.a.transposed());
+        map.insert(format!("{name}.lora_B.weight"), adapter.b.transposed());
+    }
+    safetensors::write(&dir.join("adapter_model.safetensors"), &map)?;
+    let peft = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model,
+        "r": config.rank,
+        "lora_alpha": config.alpha,
+        "lora_dropout": config.dropout,
+        "target_modules": modules,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "use_rslora": false,
+    });
+    let text = serde_json::to_string_pretty(&peft).expect("json");
+    write_atomic(&dir.join("adapter_config.json"), text.as_bytes())?;
+    Ok(())
+}
+
+/// The model with every adapter merged into its weight (`W + alpha / rank * A B`), no autodiff.
+pub fn merged(model: &Transformer) -> Transformer {
+    model.valid().materialize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peft_names() {
+        assert_eq!(
+            peft_module("layers.3.attn.q.weight", ModelType::Llama),
+            "base_model.model.model.layers.3.self_attn.q_proj"
+        );
+        assert_eq!(
+            peft_module("layers.0.mlp.gate.weight", ModelType::Qwen2),
+            "base_model.model.model.layers.0.mlp.gate_proj"
+        );
+        assert_eq!(
+            peft_module("layers.1.mlp.up.weight", ModelType::Gpt2),
+            "base_model.model.transformer.h.1.mlp.c_fc"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Optimisation helpers: AdamW with explicit settings, PyTorch's global-norm gradient clipping
+//! (Burn's own clip is per tensor), and parameter-wise maps by module path (EMA).
+
+use std::collections::HashMap;
+
+use bpo_model::burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use bpo_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use bpo_model::burn::tensor::Tensor;
+use bpo_model::host::to_f32_vec;
+
+use crate::config::OptimConfig;
+
+/// Burn's AdamW with every setting taken from `config` (none of Burn's defaults).
+pub fn adamw(config: &OptimConfig) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_beta_1(config.beta1 as f32)
+        .with_beta_2(config.beta2 as f32)
+        .with_epsilon(config.eps as f32)
+        .with_weight_decay(config.weight_decay as f32)
+        .init()
+}
+
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let s = g.square().sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}
+
+struct Scale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl ModuleVisitor for Scale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register::<D>(param.id, g * self.factor);
+        }
+    }
+}
+
+/// The global L2 norm of all gradients of `module`'s parameters.
+pub fn grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
+    let mut v = SquaredNorm { grads, total: None };
+    module.visit(&mut v);
+    v.total.map_or(0.0, |t| (to_f32_vec(t)[0] as f64).sqrt())
+}
+
+/// Scales every gradient by `factor`.
+pub fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, factor: f64) {
+    module.visit(&mut Scale { grads, factor });
+}
+
+/// Clips gradients to a global norm of `max_norm` as `torch.nn.utils.clip_grad_norm_` does
+/// (scale by `max_norm / (norm + 1e-6)` when that is below 1); returns the norm before clipping.
+pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+    let norm = grad_norm(module, grads);
+    if max_norm > 0.0 && norm.is_finite() {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            scale_grads(module, grads, coef);
+        }
+    }
+    norm
+}
+
+/// Tracks the dotted module path during a visit or map.
+#[derive(Default)]
+struct Path(Vec<String>);
+
+impl Path {
+    fn enter(&mut self, name: &str) {
+        self.0.push(name.to_owned());
+    }
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+    fn joined(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+struct Collect {
+    path: Path,
+    values: HashMap<String, Tensor<1>>,
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        let n = value.shape().num_elements();
+        self.values.insert(self.path.joined(), value.reshape([n]));
+    }
+}
+
+struct Blend<'a> {
+    path: Path,
+    values: &'a HashMap<String, Tensor<1>>,
+    keep: f64,
+}
+
+impl ModuleMapper for Blend<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(new) = self.values.get(&self.path.joined()) else {
+            return param;
+        };
+        let keep = self.keep;
+        param.map(|old| {
+            let other = new.clone().reshape(old.shape());
+            old * keep + other * (1.0 - keep)
+        })
+    }
+}
+
+/// `target = keep * target + (1 - keep) * source`, parameter by parameter (matched by path).
+/// Both must have the same structure without adapters: pass a LoRA policy through
+/// `valid().materialize()` first.
+pub fn blend_into<M: Module>(target: M, source: &M, keep: f64) -> M {
+    let mut collect = Collect {
+        path: Path::default(),
+        values: HashMap::new(),
+    };
+    source.visit(&mut collect);
+    target.map(&mut Blend {
+        path: Path::default(),
+        values: &collect.values,
+        keep,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpo_model::burn::nn::LinearConfig;
+    use bpo_model::burn::tensor::Device;
+
+    #[test]
+    fn global_norm_clipping_matches_pytorch() {
+        let device = Device::flex().autodiff();
+        let linear = LinearConfig::new(2, 3).init(&device);
+        let x = Tensor::<2>::from_floats([[1.0, 2.0]], &device);
+        let loss = linear.forward(x).sum();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &linear);
+        // dW[i][j] = x[i] = [[1, 1, 1], [2, 2, 2]], db = [1, 1, 1]: norm^2 = 3 + 12 + 3.
+        let norm = clip_grad_norm(&linear, &mut grads, 1.0);
+        assert!((norm - 18f64.sqrt()).abs() < 1e-5, "{norm}");
+        let after = grad_norm(&linear, &grads);
+        assert!(
+            (after - 18f64.sqrt() / (18f64.sqrt() + 1e-6)).abs() < 1e-5,
+            "{after}"
+        );
+        // Below the threshold nothing changes.
+        let unchanged = clip_grad_norm(&linear, &mut grads, 10.0);
+        assert!((unchanged - after).abs() < 1e-9);
+        assert!((grad_norm(&linear, &grads) - after).abs() < 1e-6);
+    }
+
+    #[test]
+    fn blend_mixes_parameters_by_path() {
+        let device = Device::flex();
+        let a = LinearConfig::new(2, 2).init(&device);
+        let b = LinearConfig::new(2, 2).init(&device);
+        let mixed = blend_into(a.clone(), &b, 0.75);
+        let (wa, wb, wm) = (
+            to_f32_vec(a.weight.val()),
+            to_f32_vec(b.weight.val()),
+            to_f32_vec(mixed.weight.val()),
+        );
+        for i in 0..4 {
+            assert!((wm[i] - (0.75 * wa[i] + 0.25 * wb[i])).abs() < 1e-6);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Reference log-probs of pairs: from a frozen model (computed once and cached on disk, keyed by
+//! model and data hashes), or the behavior log-probs the pairs carry (BPO).
+
+use std::path::{Path, PathBuf};
+
+use bpo_data::{PairBatch, TokenizedPair};
+use bpo_model::Transformer;
+use bpo_model::burn::module::Module;
+use bpo_model::burn::tensor::Device;
+use bpo_model::fsutil::write_atomic;
+use bpo_model::host::to_f32_vec;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::AlgoError;
+use crate::logps::pair_logps;
+use crate::loss::PairLogps;
+
+/// Reference log-probs of every pair of a data set, on the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceLogps {
+    /// Summed log-prob of each chosen response.
+    pub chosen: Vec<f32>,
+    /// Summed log-prob of each rejected response.
+    pub rejected: Vec<f32>,
+    /// Chosen response lengths.
+    pub chosen_tokens: Vec<f32>,
+    /// Rejected response lengths.
+    pub rejected_tokens: Vec<f32>,
+}
+
+impl ReferenceLogps {
+    /// The values of pairs `indices`, on `device`.
+    pub fn select(&self, indices: &[usize], device: &Device) -> PairLogps {
+        let pick = |v: &[f32]| indices.iter().map(|&i| v[i]).collect::<Vec<f32>>();
+        PairLogps::from_host(
+            &pick(&self.chosen),
+            &pick(&self.rejected),
+            &pick(&self.chosen_tokens),
+            &pick(&self.rejected_tokens),
+            device,
+        )
+    }
+
+    fn extend(&mut self, logps: &PairLogps) {
+        self.chosen.extend(to_f32_vec(logps.chosen.clone()));
+        self.rejected.extend(to_f32_vec(logps.rejected.clone()));
+        self.chosen_tokens
+            .extend(to_f32_vec(logps.chosen_tokens.clone()));
+        self.rejected_tokens
+            .extend(to_f32_vec(logps.rejected_tokens.clone()));
+    }
+
+    fn empty() -> Self {
+        ReferenceLogps {
+            chosen: Vec::new(),
+            rejected: Vec::new(),
+            chosen_tokens: Vec::new(),
+            rejected_tokens: Vec::new(),
+        }
+    }
+}
+
+/// Scores every pair with a frozen `model`, `batch_size` pairs at a time; `on_batch` gets the
+/// number of pairs done.
+pub fn compute_reference(
+    model: &Transformer,
+    pairs: &[TokenizedPair],
+    batch_size: usize,
+    pad_id: u32,
+    mut on_batch: impl FnMut(usize),
+) -> Result<ReferenceLogps, AlgoError> {
+    let frozen = model.valid();
+    let mut out = ReferenceLogps::empty();
+    for chunk in pairs.chunks(batch_size.max(1)) {
+        let batch = PairBatch::new(chunk, pad_id)?;
+        out.extend(&pair_logps(&frozen, &batch));
+        on_batch(out.chosen.len());
+    }
+    Ok(out)
+}
+
+/// The behavior log-probs recorded with the pairs (online samples); an error names the first
+/// pair without them.
+pub fn behavior_reference(pairs: &[TokenizedPair]) -> Result<ReferenceLogps, AlgoError> {
+    let mut out = ReferenceLogps::empty();
+    for (i, p) in pairs.iter().enumerate() {
+        let (Some(c), Some(r)) = (&p.chosen_logps, &p.rejected_logps) else {
+            return Err(AlgoError::Config(format!(
+                "reference.mode = \"behavior\" needs behavior log-probs (meta.chosen_ids/chosen_logps and meta.rejected_ids/rejected_logps); pair {i} has none"
+            )));
+        };
+        out.chosen.push(c.iter().sum());
+        out.rejected.push(r.iter().sum());
+        out.chosen_tokens.push(p.chosen.len() as f32);
+        out.rejected_tokens.push(p.rejected.len() as f32);
+    }
+    Ok(out)
+}
+
+/// A content hash of a model's weights (adapters merged).
+pub fn model_fingerprint(model: &Transformer) -> String {
+    let mut h = Sha256::new();
+    for (name, t) in &model.to_tensor_map().tensors {
+        h.update(name.as_bytes());
+        for v in &t.data {
+            h.update(v.to_le_bytes());
+        }
+    }
+    hex(&h.finalize())
+}
+
+fn pairs_fingerprint(pairs: &[TokenizedPair]) -> String {
+    let mut h = Sha256::new();
+    for p in pairs {
+        for ids in [&p.prompt, &p.chosen, &p.rejected] {
+            h.update((ids.len() as u64).to_le_bytes());
+            for id in ids {
+                h.update(id.to_le_bytes());
+            }
+        }
+    }
+    hex(&h.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cache file of `model` (by fingerprint) on `pairs`.
+pub fn cache_path(dir: &Path, model_fingerprint: &str, pairs: &[TokenizedPair]) -> PathBuf {
+    let key = hex(&Sha256::digest(format!(
+        "{model_fingerprint}:{}",
+        pairs_fingerprint(pairs)
+    )));
+    dir.join(format!("reference-{}.json", &key[..32]))
+}
+
+/// Reference log-probs of `pairs` under `model`, read from `cache_dir` when computed before and
+/// written there otherwise. Returns them and whether the cache was hit.
+pub fn cached_reference(
+    model: &Transformer,
+    pairs: &[TokenizedPair],
+    batch_size: usize,
+    pad_id: u32,
+    cache_dir: &Path,
+    on_batch: impl FnMut(usize),
+) -> Result<(ReferenceLogps, bool), AlgoError> {
+    let path = cache_path(cache_dir, &model_fingerprint(model), pairs);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(cached) = serde_json::from_str::<ReferenceLogps>(&text)
+        && cached.chosen.len() == pairs.len()
+    {
+        return Ok((cached, true));
+    }
+    let computed = compute_reference(model, pairs, batch_size, pad_id, on_batch)?;
+    std::fs::create_dir_all(cache_dir).map_err(|e| AlgoError::io(cache_dir, e))?;
+    let text = serde_json::to_string(&computed).expect("json");
+    write_atomic(&path, text.as_bytes())?;
+    Ok((computed, false))
+}
