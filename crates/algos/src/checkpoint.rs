@@ -8,6 +8,7 @@ use bpo_model::Transformer;
 use bpo_model::burn::module::Module;
 use bpo_model::burn::optim::ModuleOptimizer;
 use bpo_model::fsutil::{write_atomic, write_dir_atomic};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AlgoError;
@@ -40,29 +41,28 @@ pub fn checkpoint_dir(out: &Path, step: usize) -> PathBuf {
     out.join("checkpoints").join(format!("step-{step:06}"))
 }
 
-/// Writes a checkpoint atomically and removes the oldest beyond `keep`.
+/// Writes the checkpoint after `step` steps atomically: `state` as `state.json`, each model and
+/// optimizer under its file name; then removes the oldest checkpoints beyond `keep`.
 pub fn save(
     out: &Path,
-    state: &TrainerState,
-    policy: &Transformer,
-    optimizer: &ModuleOptimizer,
-    extra: Option<&Transformer>,
+    step: usize,
+    state: &impl Serialize,
+    models: &[(&str, &Transformer)],
+    optimizers: &[(&str, &ModuleOptimizer)],
     keep: usize,
 ) -> Result<PathBuf, AlgoError> {
-    let dir = checkpoint_dir(out, state.step);
+    let dir = checkpoint_dir(out, step);
     write_dir_atomic(&dir, |tmp| {
         let io = |e: String| ModelError::Input(format!("writing checkpoint: {e}"));
-        policy
-            .clone()
-            .save_file(tmp.join("model.bpk"))
-            .map_err(|e| io(format!("{e:?}")))?;
-        optimizer
-            .save(tmp.join("optimizer.bpk"))
-            .map_err(|e| io(format!("{e:?}")))?;
-        if let Some(extra) = extra {
-            extra
+        for (file, model) in models {
+            (*model)
                 .clone()
-                .save_file(tmp.join("reference.bpk"))
+                .save_file(tmp.join(file))
+                .map_err(|e| io(format!("{e:?}")))?;
+        }
+        for (file, optimizer) in optimizers {
+            optimizer
+                .save(tmp.join(file))
                 .map_err(|e| io(format!("{e:?}")))?;
         }
         let text = serde_json::to_string_pretty(state).expect("json");
@@ -108,8 +108,8 @@ pub fn resolve(path: &Path) -> Result<PathBuf, AlgoError> {
     })
 }
 
-/// Reads the trainer state of a checkpoint.
-pub fn load_state(dir: &Path) -> Result<TrainerState, AlgoError> {
+/// Reads the state of a checkpoint.
+pub fn load_state<T: DeserializeOwned>(dir: &Path) -> Result<T, AlgoError> {
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| AlgoError::io(&path, e))?;
     serde_json::from_str(&text).map_err(|e| ckpt_err(dir, format!("state.json: {e}")))
@@ -122,11 +122,12 @@ pub fn load_model(dir: &Path, policy: Transformer, file: &str) -> Result<Transfo
         .map_err(|e| record_err(&dir.join(file), e))
 }
 
-/// Loads the checkpoint's optimizer state.
+/// Loads the optimizer state saved under `file`.
 pub fn load_optimizer(
     dir: &Path,
     optimizer: ModuleOptimizer,
+    file: &str,
 ) -> Result<ModuleOptimizer, AlgoError> {
-    let path = dir.join("optimizer.bpk");
+    let path = dir.join(file);
     optimizer.load(&path).map_err(|e| record_err(&path, e))
 }

@@ -33,6 +33,9 @@ pub enum AlgoError {
         /// What is wrong.
         message: String,
     },
+    /// An annotator failed (a judge process crashed, hung or answered garbage).
+    #[error("annotator: {0}")]
+    Annotator(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -151,6 +151,33 @@ pub fn blend_into<M: Module>(target: M, source: &M, keep: f64) -> M {
     })
 }
 
+/// `target = sum_i coefficient(path) * sources[i]`, parameter by parameter (matched by path;
+/// LoRA factors are visited as `<weight path>.lora.a` and `.lora.b`). Parameters of `target`
+/// that no source has are kept.
+pub fn combine_into<M: Module>(target: M, sources: &[M], coefficient: impl Fn(&str) -> f64) -> M {
+    let mut sum: HashMap<String, Tensor<1>> = HashMap::new();
+    for source in sources {
+        let mut collect = Collect {
+            path: Path::default(),
+            values: HashMap::new(),
+        };
+        source.visit(&mut collect);
+        for (path, value) in collect.values {
+            let scaled = value * coefficient(&path);
+            let total = match sum.remove(&path) {
+                Some(acc) => acc + scaled,
+                None => scaled,
+            };
+            sum.insert(path, total);
+        }
+    }
+    target.map(&mut Blend {
+        path: Path::default(),
+        values: &sum,
+        keep: 0.0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

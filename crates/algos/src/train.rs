@@ -11,7 +11,7 @@ use bpo_data::{
     tokenize_pairs,
 };
 use bpo_model::burn::module::Module;
-use bpo_model::burn::optim::{GradientsAccumulator, GradientsParams};
+use bpo_model::burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use bpo_model::burn::tensor::{Device, Tensor};
 use bpo_model::host::to_f32_vec;
 use bpo_model::spec::save_hf;
@@ -58,7 +58,7 @@ pub struct TrainOutcome {
 }
 
 /// What the trainer optimises.
-trait Objective {
+pub(crate) trait Objective {
     /// Length of each training example (bucketing).
     fn lengths(&self) -> Vec<usize>;
     /// How much a micro-batch counts in its step's average (examples or tokens).
@@ -101,7 +101,7 @@ fn weighted_mean(parts: &[(MetricsRecord, f64)]) -> MetricsRecord {
 }
 
 /// Where reference log-probs come from during training.
-enum Reference {
+pub(crate) enum Reference {
     /// Computed once (the initial model) or carried by the pairs (behavior).
     Fixed(ReferenceLogps),
     /// An exponential moving average of the policy, scored on the fly.
@@ -111,7 +111,7 @@ enum Reference {
 }
 
 impl Reference {
-    fn logps(
+    pub(crate) fn logps(
         &self,
         indices: &[usize],
         batch: &PairBatch,
@@ -134,15 +134,15 @@ impl Reference {
     }
 }
 
-struct Dap {
-    pairs: Vec<TokenizedPair>,
-    reference: Reference,
+pub(crate) struct Dap {
+    pub(crate) pairs: Vec<TokenizedPair>,
+    pub(crate) reference: Reference,
     /// Dev pairs, with their own reference log-probs when the reference is fixed (an EMA or
     /// reference-free run scores dev pairs with the training reference).
-    dev: Option<(Vec<TokenizedPair>, Option<ReferenceLogps>)>,
-    loss: LossConfig,
-    pad_id: u32,
-    eval_batch_size: usize,
+    pub(crate) dev: Option<(Vec<TokenizedPair>, Option<ReferenceLogps>)>,
+    pub(crate) loss: LossConfig,
+    pub(crate) pad_id: u32,
+    pub(crate) eval_batch_size: usize,
 }
 
 impl Objective for Dap {
@@ -502,6 +502,52 @@ fn plan_steps(lengths: &[usize], run: &RunConfig) -> Vec<Vec<Vec<usize>>> {
     steps
 }
 
+/// One optimizer step of `policy` over `micro_batches` (gradients accumulated, weighted by each
+/// micro-batch's share), with global-norm clipping and the non-finite guard. Returns the
+/// updated policy, the step's metrics (weighted means over micro-batches, plus `grad_norm` and
+/// `lr`) and the number of tokens processed. `step` (1-based) is for error messages.
+pub(crate) fn optimizer_step(
+    objective: &mut dyn Objective,
+    policy: Transformer,
+    optimizer: &mut ModuleOptimizer,
+    micro_batches: &[Vec<usize>],
+    max_grad_norm: f64,
+    lr: f64,
+    step: usize,
+) -> Result<(Transformer, MetricsRecord, usize), AlgoError> {
+    let total_weight: f64 = micro_batches.iter().map(|m| objective.weight(m)).sum();
+    let mut accumulator = GradientsAccumulator::<Transformer>::new();
+    let mut parts = Vec::with_capacity(micro_batches.len());
+    let mut tokens = 0;
+    for indices in micro_batches {
+        let (loss, record, n) = objective.loss(&policy, indices)?;
+        if !record.get("loss").is_some_and(|l| l.is_finite()) {
+            return Err(AlgoError::NonFinite {
+                step,
+                what: "loss".into(),
+            });
+        }
+        let weight = objective.weight(indices);
+        let grads = (loss * (weight / total_weight)).backward();
+        accumulator.accumulate(&policy, GradientsParams::from_grads(grads, &policy));
+        parts.push((record, weight));
+        tokens += n;
+    }
+    let mut grads = accumulator.grads();
+    let grad_norm = clip_grad_norm(&policy, &mut grads, max_grad_norm);
+    if !grad_norm.is_finite() {
+        return Err(AlgoError::NonFinite {
+            step,
+            what: "gradient norm".into(),
+        });
+    }
+    let policy = optimizer.step(lr, policy, grads);
+    let mut record = weighted_mean(&parts);
+    record.insert("grad_norm".into(), grad_norm);
+    record.insert("lr".into(), lr);
+    Ok((policy, record, tokens))
+}
+
 fn run(
     objective: &mut dyn Objective,
     model: Transformer,
@@ -525,7 +571,7 @@ fn run(
     let (start, mut metrics) = match resume {
         Some(path) => {
             let dir = checkpoint::resolve(path)?;
-            let state = checkpoint::load_state(&dir)?;
+            let state: TrainerState = checkpoint::load_state(&dir)?;
             if state.config != setup.config_json {
                 return Err(AlgoError::Checkpoint {
                     path: dir,
@@ -533,7 +579,7 @@ fn run(
                 });
             }
             policy = checkpoint::load_model(&dir, policy, "model.bpk")?;
-            optimizer = checkpoint::load_optimizer(&dir, optimizer)?;
+            optimizer = checkpoint::load_optimizer(&dir, optimizer, "optimizer.bpk")?;
             if let Some(reference) = objective.state_model() {
                 *reference = checkpoint::load_model(&dir, reference.clone(), "reference.bpk")?;
             }
@@ -553,44 +599,24 @@ fn run(
     let mut last = MetricsRecord::new();
     for (step, micro_batches) in steps.iter().enumerate().skip(start) {
         let started = Instant::now();
-        let total_weight: f64 = micro_batches.iter().map(|m| objective.weight(m)).sum();
-        let mut accumulator = GradientsAccumulator::<Transformer>::new();
-        let mut parts = Vec::with_capacity(micro_batches.len());
-        let mut tokens = 0;
-        for indices in micro_batches {
-            let (loss, record, n) = objective.loss(&policy, indices)?;
-            if !record.get("loss").is_some_and(|l| l.is_finite()) {
-                return Err(AlgoError::NonFinite {
-                    step: step + 1,
-                    what: "loss".into(),
-                });
-            }
-            let weight = objective.weight(indices);
-            let grads = (loss * (weight / total_weight)).backward();
-            accumulator.accumulate(&policy, GradientsParams::from_grads(grads, &policy));
-            parts.push((record, weight));
-            tokens += n;
-        }
-        let mut grads = accumulator.grads();
-        let grad_norm = clip_grad_norm(&policy, &mut grads, optim_config.max_grad_norm);
-        if !grad_norm.is_finite() {
-            return Err(AlgoError::NonFinite {
-                step: step + 1,
-                what: "gradient norm".into(),
-            });
-        }
         let lr = optim_config.lr_at(step, total);
-        policy = optimizer.step(lr, policy, grads);
+        let (stepped, mut record, tokens) = optimizer_step(
+            objective,
+            policy,
+            &mut optimizer,
+            micro_batches,
+            optim_config.max_grad_norm,
+            lr,
+            step + 1,
+        )?;
+        policy = stepped;
         objective.after_step(&policy);
         let elapsed = started.elapsed().as_secs_f64();
-        let mut record = weighted_mean(&parts);
         record.insert("step".into(), (step + 1) as f64);
         record.insert(
             "epoch".into(),
             (step + 1) as f64 * run.epochs as f64 / total as f64,
         );
-        record.insert("grad_norm".into(), grad_norm);
-        record.insert("lr".into(), lr);
         record.insert("tokens_per_s".into(), tokens as f64 / elapsed.max(1e-9));
         let is_last = step + 1 == total;
         let eval_due = (run.eval_every > 0 && (step + 1) % run.eval_every == 0) || is_last;
@@ -606,12 +632,14 @@ fn run(
                 config: setup.config_json.clone(),
             };
             let extra = objective.state_model().map(|m| m.clone());
+            let mut models = vec![("model.bpk", &policy)];
+            models.extend(extra.as_ref().map(|m| ("reference.bpk", m)));
             checkpoint::save(
                 &out,
+                step + 1,
                 &state,
-                &policy,
-                &optimizer,
-                extra.as_ref(),
+                &models,
+                &[("optimizer.bpk", &optimizer)],
                 run.keep_checkpoints,
             )?;
         }

@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "bpo", version, about)]
 struct Cli {
-    /// Compute device: flex | ndarray | wgpu | vulkan | metal | cuda[:N].
-    #[arg(long, global = true, default_value = "flex")]
-    device: String,
+    /// Compute device: flex | ndarray | wgpu | vulkan | metal | cuda[:N]. Default flex; for
+    /// commands with a config file, the config's `device` unless given here.
+    #[arg(long, global = true)]
+    device: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +37,10 @@ enum Command {
     Train(commands::train::Args),
     /// Completion-only supervised fine-tuning.
     Sft(commands::train::Args),
+    /// Online DAP and BPO: sample, annotate, train, in collection phases.
+    Online(commands::train::Args),
+    /// Win rate against references by a gold and a held-out annotator; paired comparisons.
+    Eval(commands::eval::Args),
     /// Validate and summarise preference and prompt data files.
     #[command(subcommand)]
     Data(commands::data::Command),
@@ -43,17 +48,20 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    let device = cli.device.as_deref().unwrap_or("flex");
     let result = match cli.command {
         Command::Fetch(args) => commands::fetch::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
-        Command::Generate(args) => commands::generate::run(args, &cli.device),
-        Command::Logprobs(args) => commands::logprobs::run(args, &cli.device),
+        Command::Generate(args) => commands::generate::run(args, device),
+        Command::Logprobs(args) => commands::logprobs::run(args, device),
         Command::Export(args) => commands::export::run(args),
         Command::Init(args) => commands::init::run(args),
         Command::Data(command) => commands::data::run(command),
-        Command::Train(args) => commands::train::run_train(args),
-        Command::Sft(args) => commands::train::run_sft(args),
+        Command::Train(args) => commands::train::run_train(args, cli.device.as_deref()),
+        Command::Sft(args) => commands::train::run_sft(args, cli.device.as_deref()),
+        Command::Online(args) => commands::online::run(args, cli.device.as_deref()),
+        Command::Eval(args) => commands::eval::run(args, device),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -222,3 +222,59 @@ fn train_and_sft_from_toml_with_overrides() {
     let last = json(&bpo(&["sft", "--config", sft.to_str().unwrap()]));
     assert_eq!(last["step"], 2.0);
 }
+
+#[test]
+fn online_bpo_then_eval_with_a_paired_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let config = dir.path().join("online.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = \"{model}\"\nbudget = 8\nphases = 2\n[annotator]\nkind = \"count\"\npattern = \"e\"\n[sampling]\nmax_new_tokens = 6\nsamples_per_prompt = 4\n[run]\nout = \"{}\"\nbatch_size = 2\n",
+            dir.path().join("run").display()
+        ),
+    )
+    .unwrap();
+    let out = bpo(&["online", "--config", config.to_str().unwrap()]);
+    let text = stdout(&out);
+    let phases: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(phases.len(), 2);
+    assert!(phases[1]["kl/behavior_initial"].is_number());
+    let trained = dir.path().join("run/model");
+    assert!(dir.path().join("run/pairs/phase-02.jsonl").exists());
+    let report = dir.path().join("eval.json");
+    let out = bpo(&[
+        "eval",
+        "--model",
+        trained.to_str().unwrap(),
+        "--compare",
+        &model,
+        "--initial",
+        &model,
+        "--prompts",
+        "sentiment:dev",
+        "--limit",
+        "6",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["prompts"], 6);
+    assert!(lines[0]["heldout"][0].as_str().unwrap().starts_with("afinn"));
+    assert!(lines[2]["p_value"].as_f64().unwrap() <= 1.0);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert_eq!(doc["reports"][0]["wins"].as_array().unwrap().len(), 6);
+    let bad = bpo(&["eval", "--model", &model, "--gold", "nonsense"]);
+    assert!(!bad.status.success());
+}

@@ -1,11 +1,13 @@
 //! One module per subcommand.
 
 pub mod data;
+pub mod eval;
 pub mod export;
 pub mod fetch;
 pub mod generate;
 pub mod info;
 pub mod init;
 pub mod logprobs;
+pub mod online;
 pub mod tokenize;
 pub mod train;

@@ -13,13 +13,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct Args {
     /// TOML configuration (see examples/configs/).
     #[arg(long)]
-    config: PathBuf,
+    pub config: PathBuf,
     /// Override a config value, e.g. `--set optim.lr=1e-4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    pub sets: Vec<String>,
     /// Continue a stopped run from a checkpoint directory or a run directory (latest checkpoint).
     #[arg(long)]
-    resume: Option<PathBuf>,
+    pub resume: Option<PathBuf>,
 }
 
 /// A progress bar on stderr with loss and ETA, and status lines above it.
@@ -63,9 +63,12 @@ impl Observer for ProgressObserver {
     }
 }
 
-/// Runs `bpo train`.
-pub fn run_train(args: Args) -> Result<()> {
-    let config: TrainConfig = load_config(&args.config, &args.sets)?;
+/// Runs `bpo train`; `device` (the global `--device`, when given) overrides the config's.
+pub fn run_train(args: Args, device: Option<&str>) -> Result<()> {
+    let mut config: TrainConfig = load_config(&args.config, &args.sets)?;
+    if let Some(device) = device {
+        config.device = device.to_owned();
+    }
     let outcome = train_dap(
         &config,
         args.resume.as_deref(),
@@ -75,9 +78,12 @@ pub fn run_train(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Runs `bpo sft`.
-pub fn run_sft(args: Args) -> Result<()> {
-    let config: SftConfig = load_config(&args.config, &args.sets)?;
+/// Runs `bpo sft`; `device` (the global `--device`, when given) overrides the config's.
+pub fn run_sft(args: Args, device: Option<&str>) -> Result<()> {
+    let mut config: SftConfig = load_config(&args.config, &args.sets)?;
+    if let Some(device) = device {
+        config.device = device.to_owned();
+    }
     let outcome = train_sft(
         &config,
         args.resume.as_deref(),

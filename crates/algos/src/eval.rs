@@ -1,0 +1,327 @@
+//! Evaluation (`bpo eval`): the paper's win rate against the human reference by a gold
+//! annotator (greedy decoding, ties count as losses) with a bootstrap interval, the same by a
+//! held-out judge (reward hacking shows as a gap), mean gold score, length, distinct-n, KL to
+//! the initial model; and paired comparisons of two models on the same prompts.
+
+use std::collections::HashSet;
+
+use bpo_data::{PromptRecord, Truncation, tokenize_prompt};
+use bpo_model::{SamplingConfig, Tokenizer, Transformer, generate, score};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::annotate::Annotator;
+use crate::error::AlgoError;
+use crate::online::prompt_text;
+
+/// How to evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSettings {
+    /// Most new tokens per response. Default 64.
+    pub max_new_tokens: usize,
+    /// Prompts per generation call. Default 16.
+    pub batch_size: usize,
+    /// Keep only the last this many prompt tokens. Default none.
+    pub max_prompt_tokens: Option<usize>,
+    /// Bootstrap resamples for intervals and p-values. Default 2000.
+    pub bootstrap: usize,
+    /// Seed of the bootstrap and of the KL samples. Default 0.
+    pub seed: u64,
+    /// Sampled responses (temperature 1) per prompt for the KL estimate; 0 = no KL. Default 1.
+    pub kl_samples: usize,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings {
+            max_new_tokens: 64,
+            batch_size: 16,
+            max_prompt_tokens: None,
+            bootstrap: 2000,
+            seed: 0,
+            kl_samples: 1,
+        }
+    }
+}
+
+/// A proportion with its 95% bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// The point estimate.
+    pub value: f64,
+    /// 2.5th percentile of the bootstrap distribution.
+    pub low: f64,
+    /// 97.5th percentile.
+    pub high: f64,
+}
+
+/// The evaluation of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Prompts evaluated.
+    pub prompts: usize,
+    /// Gold annotator's name.
+    pub gold: String,
+    /// Win rate against the reference by the gold annotator (ties lose).
+    pub win_rate: Interval,
+    /// Mean gold score of the model's responses.
+    pub gold_score: f64,
+    /// Mean gold score of the references.
+    pub reference_score: f64,
+    /// The held-out judge's name and win rate, when there is one.
+    pub heldout: Option<(String, Interval)>,
+    /// Mean response length in tokens.
+    pub mean_tokens: f64,
+    /// Distinct unigrams / all unigrams over all responses.
+    pub distinct_1: f64,
+    /// Distinct bigrams / all bigrams.
+    pub distinct_2: f64,
+    /// KL(model || initial) estimated on sampled responses, when an initial model was given.
+    pub kl_initial: Option<f64>,
+    /// Per-prompt gold wins (1 or 0), for paired comparisons.
+    pub wins: Vec<f64>,
+    /// The greedy responses.
+    pub responses: Vec<String>,
+}
+
+/// 95% bootstrap interval of the mean of `values`.
+pub fn bootstrap_mean(values: &[f64], resamples: usize, seed: u64) -> Interval {
+    let n = values.len();
+    let value = values.iter().sum::<f64>() / n.max(1) as f64;
+    if n == 0 || resamples == 0 {
+        return Interval {
+            value,
+            low: value,
+            high: value,
+        };
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..resamples)
+        .map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    Interval {
+        value,
+        low: at(0.025),
+        high: at(0.975),
+    }
+}
+
+/// A paired comparison of two models' per-prompt outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PairedComparison {
+    /// Mean of `a - b` with its 95% paired-bootstrap interval.
+    pub difference: Interval,
+    /// Two-sided p-value of "no difference": twice the share of bootstrap means on the far side
+    /// of zero (at least 1 / resamples).
+    pub p_value: f64,
+}
+
+/// Paired bootstrap over prompts of `a[i] - b[i]`.
+pub fn paired_bootstrap(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> PairedComparison {
+    assert_eq!(a.len(), b.len(), "paired outcomes of the same prompts");
+    let diffs: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let n = diffs.len();
+    let difference = bootstrap_mean(&diffs, resamples, seed);
+    if n == 0 || resamples == 0 {
+        return PairedComparison {
+            difference,
+            p_value: 1.0,
+        };
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut below, mut above) = (0usize, 0usize);
+    for _ in 0..resamples {
+        let mean = (0..n).map(|_| diffs[rng.random_range(0..n)]).sum::<f64>() / n as f64;
+        below += usize::from(mean <= 0.0);
+        above += usize::from(mean >= 0.0);
+    }
+    let tail = below.min(above).max(1) as f64 / resamples as f64;
+    PairedComparison {
+        difference,
+        p_value: (2.0 * tail).min(1.0),
+    }
+}
+
+/// Distinct n-grams over all token sequences divided by all n-grams (0 when there are none).
+pub fn distinct_n(sequences: &[Vec<u32>], n: usize) -> f64 {
+    let mut seen = HashSet::new();
+    let mut total = 0usize;
+    for s in sequences {
+        for gram in s.windows(n) {
+            seen.insert(gram.to_vec());
+            total += 1;
+        }
+    }
+    if total == 0 {
+        0.0
+    } else {
+        seen.len() as f64 / total as f64
+    }
+}
+
+/// Win (1) when the response beats the reference, else 0 (ties lose).
+fn wins(
+    annotator: &mut dyn Annotator,
+    prompts: &[&str],
+    responses: &[String],
+    references: &[String],
+) -> Result<(Vec<f64>, f64, f64), AlgoError> {
+    let items: Vec<(&str, &str)> = prompts
+        .iter()
+        .zip(responses)
+        .map(|(p, r)| (*p, r.as_str()))
+        .chain(
+            prompts
+                .iter()
+                .zip(references)
+                .map(|(p, r)| (*p, r.as_str())),
+        )
+        .collect();
+    let scores = annotator.score(&items)?;
+    let (ours, theirs) = scores.split_at(prompts.len());
+    let wins = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| f64::from(u8::from(a > b)))
+        .collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    Ok((wins, mean(ours), mean(theirs)))
+}
+
+/// Evaluates `model` on `prompts` (each needs a `reference`).
+pub fn evaluate(
+    model: &Transformer,
+    initial: Option<&Transformer>,
+    tokenizer: &Tokenizer,
+    prompts: &[PromptRecord],
+    gold: &mut dyn Annotator,
+    heldout: Option<&mut dyn Annotator>,
+    settings: &EvalSettings,
+) -> Result<EvalReport, AlgoError> {
+    let truncation = Truncation {
+        max_prompt_tokens: settings.max_prompt_tokens,
+        ..Truncation::default()
+    };
+    let mut ids = Vec::with_capacity(prompts.len());
+    let mut references = Vec::with_capacity(prompts.len());
+    for (i, record) in prompts.iter().enumerate() {
+        let reference = record.reference.as_ref().ok_or_else(|| {
+            AlgoError::Config(format!("prompt {i} has no `reference` to compare against"))
+        })?;
+        references.push(reference.render_response());
+        ids.push(tokenize_prompt(record, tokenizer, &truncation)?.0);
+    }
+    let greedy = SamplingConfig::greedy(settings.max_new_tokens);
+    let generations = generate(
+        model,
+        tokenizer,
+        &ids,
+        1,
+        settings.batch_size,
+        &greedy,
+        |_| {},
+    )?;
+    let responses: Vec<String> = generations.iter().map(|g| g.text.clone()).collect();
+    let texts: Vec<&str> = prompts.iter().map(|p| prompt_text(&p.prompt)).collect();
+    let (gold_wins, gold_score, reference_score) = wins(gold, &texts, &responses, &references)?;
+    let heldout = match heldout {
+        Some(judge) => {
+            let (w, _, _) = wins(judge, &texts, &responses, &references)?;
+            Some((
+                judge.name(),
+                bootstrap_mean(&w, settings.bootstrap, settings.seed ^ 1),
+            ))
+        }
+        None => None,
+    };
+    let tokens: Vec<Vec<u32>> = generations.iter().map(|g| g.token_ids.clone()).collect();
+    let kl_initial = match initial {
+        Some(initial) if settings.kl_samples > 0 => {
+            let sampling = SamplingConfig {
+                temperature: 1.0,
+                top_k: None,
+                top_p: None,
+                max_new_tokens: settings.max_new_tokens,
+                seed: settings.seed,
+                ignore_eos: false,
+            };
+            let samples = generate(
+                model,
+                tokenizer,
+                &ids,
+                settings.kl_samples,
+                settings.batch_size,
+                &sampling,
+                |_| {},
+            )?;
+            let pairs: Vec<(Vec<u32>, Vec<u32>)> = samples
+                .iter()
+                .map(|g| (g.prompt_ids.clone(), g.token_ids.clone()))
+                .collect();
+            let reference = score(initial, &pairs, tokenizer.pad_id(), settings.batch_size)?;
+            let gap: f64 = samples
+                .iter()
+                .zip(&reference)
+                .map(|(g, r)| (g.logprob_sum() - r.sum) as f64)
+                .sum();
+            Some(gap / samples.len().max(1) as f64)
+        }
+        _ => None,
+    };
+    Ok(EvalReport {
+        prompts: prompts.len(),
+        gold: gold.name(),
+        win_rate: bootstrap_mean(&gold_wins, settings.bootstrap, settings.seed),
+        gold_score,
+        reference_score,
+        heldout,
+        mean_tokens: tokens.iter().map(Vec::len).sum::<usize>() as f64 / tokens.len().max(1) as f64,
+        distinct_1: distinct_n(&tokens, 1),
+        distinct_2: distinct_n(&tokens, 2),
+        kl_initial,
+        wins: gold_wins,
+        responses,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_counts_unique_ngrams() {
+        let s = vec![vec![1, 2, 1, 2], vec![1, 2]];
+        assert_eq!(distinct_n(&s, 1), 2.0 / 6.0);
+        // Bigrams: (1,2) (2,1) (1,2) (1,2): two distinct of four.
+        assert_eq!(distinct_n(&s, 2), 0.5);
+        assert_eq!(distinct_n(&[vec![1]], 2), 0.0);
+    }
+
+    #[test]
+    fn bootstrap_interval_covers_the_mean_and_narrows_with_n() {
+        let small: Vec<f64> = (0..20).map(|i| f64::from(i % 2)).collect();
+        let large: Vec<f64> = (0..2000).map(|i| f64::from(i % 2)).collect();
+        let a = bootstrap_mean(&small, 2000, 1);
+        let b = bootstrap_mean(&large, 2000, 1);
+        assert_eq!(a.value, 0.5);
+        assert!(a.low < 0.5 && a.high > 0.5);
+        assert!(b.high - b.low < (a.high - a.low) / 5.0);
+        // Binomial standard error at n = 2000 is ~0.0112: the 95% interval is ~ +-0.022.
+        assert!((b.high - b.low - 2.0 * 1.96 * 0.5 / 2000f64.sqrt()).abs() < 0.006);
+    }
+
+    #[test]
+    fn paired_bootstrap_detects_a_consistent_difference() {
+        let a: Vec<f64> = (0..200).map(|i| f64::from(u8::from(i % 4 != 0))).collect();
+        let b: Vec<f64> = (0..200).map(|i| f64::from(u8::from(i % 4 == 0))).collect();
+        let strong = paired_bootstrap(&a, &b, 2000, 3);
+        assert!((strong.difference.value - 0.5).abs() < 1e-12);
+        assert!(strong.p_value <= 0.001);
+        let same = paired_bootstrap(&a, &a, 2000, 3);
+        assert_eq!(same.p_value, 1.0);
+    }
+}

@@ -1,0 +1,488 @@
+//! Online DAP and BPO on a tiny model: behavior log-probs, the ln 2 property of the behavior
+//! reference, improvement against a toy annotator, ensemble merge maths, exact resume, judge
+//! process failures.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bpo_algos::annotate::{Annotator, AnnotatorConfig, Count, ExternalJudge};
+use bpo_algos::config::{LoraConfig, ReferenceMode};
+use bpo_algos::ensemble::{MergeRule, merge};
+use bpo_algos::eval::{EvalSettings, evaluate};
+use bpo_algos::lora::{adapters, apply_lora};
+use bpo_algos::online::{OnlineSampling, collect_pairs, tokenized_from_meta};
+use bpo_algos::{AlgoError, LossKind, OnlineConfig, Silent, train_online};
+use bpo_data::{Content, PromptRecord, Truncation, tokenize_prompt, write_all};
+use bpo_model::burn::module::{Module, ModuleMapper, Param};
+use bpo_model::burn::tensor::{Device, Tensor, TensorData};
+use bpo_model::host::to_f32_vec;
+use bpo_model::spec::save_hf;
+use bpo_model::testing::{tiny_model, tokenizer};
+use bpo_model::{ModelType, PaddingSide, TokenBatch, Transformer, load, score};
+
+fn tiny_model_dir(dir: &Path, seed: u64) -> String {
+    let path = dir.join(format!("model-{seed}"));
+    let model = tiny_model(ModelType::Llama, seed, &Device::flex());
+    save_hf(&path, &model, &tokenizer()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn prompt_file(dir: &Path, n: usize) -> PathBuf {
+    let words = ["the cat", "a dog", "we went", "she said", "in the end"];
+    let records: Vec<PromptRecord> = (0..n)
+        .map(|i| PromptRecord {
+            prompt: Content::text(format!("{} {i}", words[i % words.len()])),
+            reference: Some(Content::text("the end")),
+            meta: Default::default(),
+        })
+        .collect();
+    let path = dir.join("prompts.jsonl");
+    write_all(&path, &records).unwrap();
+    path
+}
+
+fn config(model: &str, prompts: &Path, out: &Path) -> OnlineConfig {
+    let mut c = OnlineConfig {
+        model: model.into(),
+        prompts: prompts.to_str().unwrap().into(),
+        annotator: AnnotatorConfig::Count {
+            pattern: "e".into(),
+        },
+        budget: 16,
+        phases: 2,
+        ..OnlineConfig::default()
+    };
+    c.sampling = OnlineSampling {
+        max_new_tokens: 8,
+        batch_size: 8,
+        ..OnlineSampling::default()
+    };
+    c.loss.kind = LossKind::Dpo;
+    c.optim.lr = 1e-3;
+    c.run.out = out.to_path_buf();
+    c.run.batch_size = 4;
+    c
+}
+
+fn metrics(out: &Path, file: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join(file))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn behavior_logprobs_recorded_while_sampling_equal_a_fresh_scoring_pass() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 3, &device);
+    let tok = tokenizer();
+    let records: Vec<PromptRecord> = ["the cat sat", "a", "we went to the sea and"]
+        .iter()
+        .map(|t| PromptRecord {
+            prompt: Content::text(*t),
+            reference: None,
+            meta: Default::default(),
+        })
+        .collect();
+    let prompts: Vec<_> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                i,
+                r,
+                tokenize_prompt(r, &tok, &Truncation::default()).unwrap().0,
+            )
+        })
+        .collect();
+    let sampling = OnlineSampling {
+        samples_per_prompt: 3,
+        max_new_tokens: 12,
+        batch_size: 2,
+        ..OnlineSampling::default()
+    };
+    let mut annotator = Count::new("e").unwrap();
+    let (pairs, stats) = collect_pairs(
+        &model,
+        &tok,
+        &prompts,
+        &sampling,
+        &mut annotator,
+        None,
+        0,
+        9,
+    )
+    .unwrap();
+    assert_eq!(stats.samples, 9);
+    assert_eq!(
+        pairs.len() + stats.dropped_identical + stats.dropped_ties,
+        3
+    );
+    assert!(!pairs.is_empty());
+    for pair in &pairs {
+        let t = tokenized_from_meta(pair).unwrap();
+        assert!(pair.meta.chosen_score.unwrap() > pair.meta.rejected_score.unwrap());
+        let fresh = score(
+            &model,
+            &[
+                (t.prompt.clone(), t.chosen.clone()),
+                (t.prompt.clone(), t.rejected.clone()),
+            ],
+            tok.pad_id(),
+            2,
+        )
+        .unwrap();
+        for (recorded, fresh) in [t.chosen_logps.unwrap(), t.rejected_logps.unwrap()]
+            .iter()
+            .zip(&fresh)
+        {
+            assert_eq!(recorded.len(), fresh.logprobs.len());
+            for (a, b) in recorded.iter().zip(&fresh.logprobs) {
+                assert!((a - b).abs() <= 1e-4, "{a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn behavior_reference_starts_every_phase_at_ln2_and_initial_does_not() {
+    for mode in [ReferenceMode::Behavior, ReferenceMode::Initial] {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_model_dir(dir.path(), 5);
+        let prompts = prompt_file(dir.path(), 24);
+        let out = dir.path().join("run");
+        let mut c = config(&model, &prompts, &out);
+        c.reference.mode = mode;
+        let outcome = train_online(&c, None, &mut Silent).unwrap();
+        assert_eq!(outcome.phases.len(), 2);
+        let steps = metrics(&out, "metrics.jsonl");
+        for phase in [1.0, 2.0] {
+            let first = steps.iter().find(|r| r["phase"] == phase).unwrap();
+            let loss = first["loss"].as_f64().unwrap();
+            let at_ln2 = (loss - std::f64::consts::LN_2).abs() < 1e-4;
+            match (mode, phase == 1.0) {
+                (ReferenceMode::Behavior, _) | (_, true) => assert!(at_ln2, "{mode:?} {loss}"),
+                _ => assert!(!at_ln2, "{mode:?} phase {phase}: {loss}"),
+            }
+        }
+        // Every phase's pairs are on disk with their meta.
+        for phase in 1..=2 {
+            let text =
+                std::fs::read_to_string(out.join(format!("pairs/phase-{phase:02}.jsonl"))).unwrap();
+            let first: serde_json::Value =
+                serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(first["meta"]["behavior_version"], phase - 1);
+            assert!(first["meta"]["chosen_logps"].is_array());
+        }
+        let phases = metrics(&out, "phases.jsonl");
+        assert!(phases[1]["kl/behavior_initial"].as_f64().unwrap() != 0.0);
+        assert!(phases[0]["kl/behavior_initial"].as_f64().unwrap().abs() < 1e-4);
+    }
+}
+
+/// Mean count of "e" in sampled responses of `model` to the prompts.
+fn mean_gold(model: &Transformer, prompts: &[PromptRecord]) -> f64 {
+    let tok = tokenizer();
+    let ids: Vec<(usize, &PromptRecord, Vec<u32>)> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                i,
+                r,
+                tokenize_prompt(r, &tok, &Truncation::default()).unwrap().0,
+            )
+        })
+        .collect();
+    let sampling = OnlineSampling {
+        max_new_tokens: 8,
+        batch_size: 32,
+        ..OnlineSampling::default()
+    };
+    let (_, stats) = collect_pairs(
+        model,
+        &tok,
+        &ids,
+        &sampling,
+        &mut Count::new("e").unwrap(),
+        None,
+        0,
+        1234,
+    )
+    .unwrap();
+    stats.mean_score
+}
+
+#[test]
+fn a_tiny_online_run_raises_the_gold_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(dir.path(), 6);
+    let prompts = prompt_file(dir.path(), 160);
+    let out = dir.path().join("run");
+    let mut c = config(&model, &prompts, &out);
+    c.budget = 96;
+    c.optim.lr = 3e-3;
+    c.run.kl_metrics = false;
+    let outcome = train_online(&c, None, &mut Silent).unwrap();
+    let held_out: Vec<PromptRecord> = bpo_algos::online::load_prompts(prompts.to_str().unwrap())
+        .unwrap()
+        .into_iter()
+        .take(64)
+        .collect();
+    let (initial, _) = load(&model, &Device::flex()).unwrap();
+    let before = mean_gold(&initial, &held_out);
+    let after = mean_gold(&outcome.model, &held_out);
+    assert!(after > before + 0.2, "gold score {before} -> {after}");
+    let eval = evaluate(
+        &outcome.model,
+        Some(&initial),
+        &tokenizer(),
+        &held_out[..16],
+        &mut Count::new("e").unwrap(),
+        None,
+        &EvalSettings {
+            max_new_tokens: 8,
+            ..EvalSettings::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(eval.wins.len(), 16);
+    assert!(eval.kl_initial.unwrap().is_finite());
+}
+
+/// Sets every LoRA `b` factor to seeded nonzero values (B starts at zero).
+struct RandomB(u64);
+
+impl ModuleMapper for RandomB {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let seed = &mut self.0;
+        param.map(|t| {
+            let shape = t.shape();
+            let n = shape.num_elements();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    *seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+                })
+                .collect();
+            Tensor::from_data(TensorData::new(values, shape), &t.device())
+        })
+    }
+}
+
+struct OnlyB<'a>(&'a mut RandomB, Vec<String>);
+
+impl ModuleMapper for OnlyB<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.1.push(name.into());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.1.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.1.join(".").ends_with("lora.b") {
+            self.0.map_float(param)
+        } else {
+            param
+        }
+    }
+}
+
+/// Host `[n, r] x [r, m]`.
+fn matmul(a: &[f32], b: &[f32], n: usize, r: usize, m: usize) -> Vec<f32> {
+    let mut out = vec![0.0; n * m];
+    for i in 0..n {
+        for k in 0..r {
+            for j in 0..m {
+                out[i * m + j] += a[i * r + k] * b[k * m + j];
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn ensemble_merge_rules_match_hand_computed_matrices() {
+    let device = Device::flex();
+    let base = tiny_model(ModelType::Llama, 8, &device);
+    let lora = LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec!["q".into()],
+        ..LoraConfig::default()
+    };
+    let members: Vec<Transformer> = (0..3)
+        .map(|i| {
+            let m = apply_lora(base.clone(), &lora, i).unwrap();
+            m.map(&mut OnlyB(&mut RandomB(100 + i), Vec::new()))
+        })
+        .collect();
+    let refs: Vec<&Transformer> = members.iter().collect();
+    let scale = 4.0 / 2.0;
+    let w0 = to_f32_vec(base.layers[0].attn.q.weight.val());
+    let [d_in, d_out] = base.layers[0].attn.q.weight.val().dims();
+    let factors: Vec<(Vec<f32>, Vec<f32>)> = members
+        .iter()
+        .map(|m| {
+            let a = &adapters(m)[0];
+            assert_eq!(a.path, "layers.0.attn.q.weight");
+            (a.a.data.clone(), a.b.data.clone())
+        })
+        .collect();
+    for rule in [MergeRule::DeltaAverage, MergeRule::FactorWise] {
+        let merged = merge(&refs, rule);
+        let got = to_f32_vec(merged.layers[0].attn.q.weight.val());
+        let delta: Vec<f32> = match rule {
+            MergeRule::DeltaAverage => {
+                let mut sum = vec![0.0; d_in * d_out];
+                for (a, b) in &factors {
+                    for (s, v) in sum.iter_mut().zip(matmul(a, b, d_in, 2, d_out)) {
+                        *s += v * scale / 3.0;
+                    }
+                }
+                sum
+            }
+            MergeRule::FactorWise => {
+                let mut a_sum = vec![0.0; d_in * 2];
+                let mut b_sum = vec![0.0; 2 * d_out];
+                for (a, b) in &factors {
+                    a_sum.iter_mut().zip(a).for_each(|(s, v)| *s += v);
+                    b_sum.iter_mut().zip(b).for_each(|(s, v)| *s += v);
+                }
+                matmul(&a_sum, &b_sum, d_in, 2, d_out)
+                    .into_iter()
+                    .map(|v| v * scale / 3.0)
+                    .collect()
+            }
+        };
+        let mut worst = 0f32;
+        for i in 0..got.len() {
+            worst = worst.max((got[i] - (w0[i] + delta[i])).abs());
+        }
+        assert!(worst < 1e-5, "{rule:?}: {worst}");
+        // Untargeted weights are the base's.
+        let k_merged = to_f32_vec(merged.layers[0].attn.k.weight.val());
+        let k_base = to_f32_vec(base.layers[0].attn.k.weight.val());
+        assert!(
+            k_merged
+                .iter()
+                .zip(&k_base)
+                .all(|(a, b)| (a - b).abs() < 1e-6)
+        );
+    }
+    // The two rules differ when the members differ.
+    let a = to_f32_vec(
+        merge(&refs, MergeRule::DeltaAverage).layers[0]
+            .attn
+            .q
+            .weight
+            .val(),
+    );
+    let b = to_f32_vec(
+        merge(&refs, MergeRule::FactorWise).layers[0]
+            .attn
+            .q
+            .weight
+            .val(),
+    );
+    assert!(a.iter().zip(&b).any(|(x, y)| (x - y).abs() > 1e-4));
+}
+
+fn logits(model: &Transformer) -> Vec<f32> {
+    let batch = TokenBatch::padded(&[vec![5, 9, 40, 7, 100]], 0, PaddingSide::Right);
+    to_f32_vec(model.forward(&batch))
+}
+
+#[test]
+fn resume_mid_run_ends_like_an_uninterrupted_run() {
+    for (lora, mode) in [(false, ReferenceMode::Ema), (true, ReferenceMode::Behavior)] {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_model_dir(dir.path(), 7);
+        let prompts = prompt_file(dir.path(), 24);
+        let out = dir.path().join("run");
+        let mut c = config(&model, &prompts, &out);
+        c.reference.mode = mode;
+        c.budget = 24;
+        c.sampling.samples_per_prompt = 4;
+        c.run.save_every = 1;
+        c.run.keep_checkpoints = 100;
+        if lora {
+            c.lora = Some(LoraConfig {
+                rank: 2,
+                ..LoraConfig::default()
+            });
+            c.ensemble.size = 2;
+        }
+        let full = train_online(&c, None, &mut Silent).unwrap();
+        let expected = logits(&full.model);
+        let all_metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let steps = full.steps;
+        assert!(steps >= 3, "{steps}");
+        // Pretend the run died after step 1 (inside phase 1) of the run.
+        for step in 2..=steps {
+            let _ = std::fs::remove_dir_all(out.join(format!("checkpoints/step-{step:06}")));
+        }
+        std::fs::remove_dir_all(out.join("model")).unwrap();
+        let resumed = train_online(&c, Some(&out), &mut Silent).unwrap();
+        assert_eq!(logits(&resumed.model), expected, "lora = {lora}");
+        let strip = |s: &str| -> Vec<serde_json::Value> {
+            s.lines()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v.as_object_mut().unwrap().remove("tokens_per_s");
+                    v
+                })
+                .collect()
+        };
+        let again = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert_eq!(strip(&again), strip(&all_metrics));
+        // A changed configuration is refused.
+        let mut other = c.clone();
+        other.optim.lr *= 2.0;
+        assert!(matches!(
+            train_online(&other, Some(&out), &mut Silent),
+            Err(AlgoError::Checkpoint { .. })
+        ));
+    }
+}
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+#[test]
+fn judge_processes_answer_or_fail_clearly() {
+    let timeout = Duration::from_millis(500);
+    let mut good = ExternalJudge::spawn(
+        &sh("while read l; do echo '{\"score\": 1.5}'; done"),
+        timeout,
+    )
+    .unwrap();
+    assert_eq!(
+        good.score(&[("p", "a"), ("p", "b")]).unwrap(),
+        vec![1.5, 1.5]
+    );
+    let cases = [
+        ("read l; echo oops >&2; exit 3", "exited before answering"),
+        ("sleep 5", "gave no answer within 0.5 s"),
+        ("read l; echo nope", "answered \"nope\""),
+    ];
+    for (script, expected) in cases {
+        let mut judge = ExternalJudge::spawn(&sh(script), timeout).unwrap();
+        let err = judge.score(&[("p", "a")]).unwrap_err().to_string();
+        assert!(err.contains(expected), "{script}: {err}");
+    }
+    let crashed = ExternalJudge::spawn(&sh("read l; echo oops >&2; exit 3"), timeout)
+        .unwrap()
+        .score(&[("p", "a")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        crashed.contains("oops") && crashed.contains("exit status: 3"),
+        "{crashed}"
+    );
+    assert!(ExternalJudge::spawn(&["/no/such/judge".into()], timeout).is_err());
+}
