@@ -82,6 +82,8 @@ pub struct EvalReport {
     pub kl_initial: Option<f64>,
     /// Per-prompt gold wins (1 or 0), for paired comparisons.
     pub wins: Vec<f64>,
+    /// Per-prompt held-out judge wins (empty without a held-out judge).
+    pub heldout_wins: Vec<f64>,
     /// The greedy responses.
     pub responses: Vec<String>,
 }
@@ -228,15 +230,13 @@ pub fn evaluate(
     let responses: Vec<String> = generations.iter().map(|g| g.text.clone()).collect();
     let texts: Vec<&str> = prompts.iter().map(|p| prompt_text(&p.prompt)).collect();
     let (gold_wins, gold_score, reference_score) = wins(gold, &texts, &responses, &references)?;
-    let heldout = match heldout {
+    let (heldout, heldout_wins) = match heldout {
         Some(judge) => {
             let (w, _, _) = wins(judge, &texts, &responses, &references)?;
-            Some((
-                judge.name(),
-                bootstrap_mean(&w, settings.bootstrap, settings.seed ^ 1),
-            ))
+            let interval = bootstrap_mean(&w, settings.bootstrap, settings.seed ^ 1);
+            (Some((judge.name(), interval)), w)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     let tokens: Vec<Vec<u32>> = generations.iter().map(|g| g.token_ids.clone()).collect();
     let kl_initial = match initial {
@@ -284,6 +284,7 @@ pub fn evaluate(
         distinct_2: distinct_n(&tokens, 2),
         kl_initial,
         wins: gold_wins,
+        heldout_wins,
         responses,
     })
 }

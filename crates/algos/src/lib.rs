@@ -7,6 +7,7 @@ pub mod config;
 pub mod ensemble;
 pub mod error;
 pub mod eval;
+pub mod experiment;
 pub mod logps;
 pub mod lora;
 pub mod loss;

@@ -103,6 +103,9 @@ pub struct OnlineRunConfig {
     pub kl_metrics: bool,
     /// Pairs per scoring batch (reference and metric passes). Default 8.
     pub eval_batch_size: usize,
+    /// Write the final merged model to `<out>/model` (LoRA adapters are always written).
+    /// Default true.
+    pub save_model: bool,
 }
 
 impl Default for OnlineRunConfig {
@@ -115,6 +118,7 @@ impl Default for OnlineRunConfig {
             keep_checkpoints: 2,
             kl_metrics: true,
             eval_batch_size: 8,
+            save_model: true,
         }
     }
 }
@@ -440,7 +444,7 @@ pub struct OnlineOutcome {
     pub steps: usize,
     /// One record per phase (see `phases.jsonl`).
     pub phases: Vec<MetricsRecord>,
-    /// The final merged policy in Hugging Face layout.
+    /// The final merged policy in Hugging Face layout (when `run.save_model`).
     pub model_dir: PathBuf,
     /// The final merged policy.
     pub model: Transformer,
@@ -656,6 +660,7 @@ pub fn train_online(
         let behavior_logps = behavior_reference(&tokenized)?;
         let needs_initial =
             config.reference.mode == ReferenceMode::Initial || config.run.kl_metrics;
+        let scoring_started = Instant::now();
         let initial_logps = if needs_initial && !tokenized.is_empty() {
             Some(compute_reference(
                 &initial,
@@ -667,6 +672,15 @@ pub fn train_online(
         } else {
             None
         };
+        // The initial model's pass is part of the step cost with the `initial` reference, and
+        // only a metric otherwise.
+        let initial_seconds = scoring_started.elapsed().as_secs_f64();
+        let (reference_seconds, mut metric_seconds) =
+            if config.reference.mode == ReferenceMode::Initial {
+                (initial_seconds, 0.0)
+            } else {
+                (0.0, initial_seconds)
+            };
         let reference = match config.reference.mode {
             ReferenceMode::Behavior => Reference::Fixed(behavior_logps.clone()),
             ReferenceMode::Initial => Reference::Fixed(
@@ -764,10 +778,16 @@ pub fn train_online(
             ),
             ("train_seconds".into(), state.train_seconds),
             ("sample_seconds".into(), collection.seconds),
+            ("reference_seconds".into(), reference_seconds),
+            (
+                "phase_seconds".into(),
+                collection.seconds + reference_seconds + state.train_seconds,
+            ),
         ]);
         if config.run.kl_metrics
             && let Some(initial_logps) = &initial_logps
         {
+            let metrics_started = Instant::now();
             let after = compute_reference(
                 &ensemble.merged(),
                 &objective.pairs,
@@ -783,7 +803,9 @@ pub fn train_online(
             record.insert("kl/behavior_policy".into(), kl(b, &after));
             record.insert("agreement/before".into(), agreement(b, initial_logps));
             record.insert("agreement/after".into(), agreement(&after, b));
+            metric_seconds += metrics_started.elapsed().as_secs_f64();
         }
+        record.insert("metric_seconds".into(), metric_seconds);
         observer.message(&format!(
             "phase {}/{}: {} pairs ({} identical, {} ties dropped), mean score {:.3}",
             phase + 1,
@@ -794,6 +816,8 @@ pub fn train_online(
             collection.mean_score
         ));
         phase_log.append(record)?;
+        let spent: usize = budgets[..=phase].iter().sum();
+        observer.phase_end(phase + 1, spent, &ensemble.merged())?;
         offset += budgets[phase];
         state.phase += 1;
         state.phase_step = 0;
@@ -805,7 +829,10 @@ pub fn train_online(
 
     let final_model = ensemble.merged();
     let model_dir = out.join("model");
-    save_hf(&model_dir, &final_model, &tokenizer)?;
+    if config.run.save_model {
+        save_hf(&model_dir, &final_model, &tokenizer)?;
+        observer.message(&format!("model written to {}", model_dir.display()));
+    }
     if let Some(lora) = &config.lora {
         for (i, member) in ensemble.members.iter().enumerate() {
             save_adapters(
@@ -825,7 +852,6 @@ pub fn train_online(
             ("rewards/margins", "reward_margins"),
         ],
     )?;
-    observer.message(&format!("model written to {}", model_dir.display()));
     Ok(OnlineOutcome {
         out,
         steps: state.step,

@@ -35,6 +35,16 @@ pub trait Observer {
     fn message(&mut self, _text: &str) {}
     /// An optimizer step finished with these metrics.
     fn step(&mut self, _step: usize, _total: usize, _record: &MetricsRecord) {}
+    /// An online collection phase ended (1-based), `pairs_used` annotations spent so far;
+    /// `policy` is the merged policy (e.g. to evaluate learning curves).
+    fn phase_end(
+        &mut self,
+        _phase: usize,
+        _pairs_used: usize,
+        _policy: &Transformer,
+    ) -> Result<(), AlgoError> {
+        Ok(())
+    }
 }
 
 /// An observer that ignores everything.

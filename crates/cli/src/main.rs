@@ -19,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: offline DAP vs online DAP vs BPO at the same budget, with a report.
+    Experiment(commands::experiment::Args),
     /// Download a known model (e.g. smollm2-135m) into the cache and print its path.
     Fetch(commands::fetch::Args),
     /// Show a model's architecture, sizes, parameter count and tokenizer.
@@ -62,6 +64,7 @@ fn main() {
         Command::Sft(args) => commands::train::run_sft(args, cli.device.as_deref()),
         Command::Online(args) => commands::online::run(args, cli.device.as_deref()),
         Command::Eval(args) => commands::eval::run(args, device),
+        Command::Experiment(args) => commands::experiment::run(args, cli.device.as_deref()),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -270,11 +270,64 @@ fn online_bpo_then_eval_with_a_paired_comparison() {
         .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["prompts"], 6);
-    assert!(lines[0]["heldout"][0].as_str().unwrap().starts_with("afinn"));
+    assert!(
+        lines[0]["heldout"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("afinn")
+    );
     assert!(lines[2]["p_value"].as_f64().unwrap() <= 1.0);
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
     assert_eq!(doc["reports"][0]["wins"].as_array().unwrap().len(), 6);
     let bad = bpo(&["eval", "--model", &model, "--gold", "nonsense"]);
     assert!(!bad.status.success());
+}
+
+#[test]
+fn experiment_quick_runs_all_three_methods_and_writes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("experiment");
+    let config = dir.path().join("experiment.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "out = \"{}\"\n[online]\nmodel = \"{model}\"\n[eval]\ncurve_limit = 2\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let report = stdout(&bpo(&[
+        "experiment",
+        "--quick",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    for method in ["initial policy", "offline DAP", "online DAP", "BPO"] {
+        assert!(report.contains(&format!("| {method} |")), "{report}");
+    }
+    assert!(report.contains("BPO (F=2) vs offline DAP"));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert_eq!(md.trim(), report.trim());
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let runs = results["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in runs {
+        let win = run["report"]["win_rate"]["value"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&win));
+        assert_eq!(run["report"]["prompts"], 8);
+        assert_eq!(
+            run["curve"].as_array().unwrap().len(),
+            1 + run["phases"].as_u64().unwrap() as usize
+        );
+        assert!(
+            std::path::Path::new(run["dir"].as_str().unwrap())
+                .join("pairs/phase-01.jsonl")
+                .exists()
+        );
+    }
+    assert_eq!(results["rows"].as_array().unwrap().len(), 4);
+    assert!(out.join("win_rate_vs_pairs_dpo.png").exists());
 }

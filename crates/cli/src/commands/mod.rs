@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod experiment;
 pub mod export;
 pub mod fetch;
 pub mod generate;

@@ -1,0 +1,103 @@
+//! `bpo experiment`: offline DAP vs online DAP vs BPO at the same budget, evaluated and
+//! reported (results.md, results.json, plots).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use bpo_algos::config::parse_config;
+use bpo_algos::experiment::{ExperimentConfig, ExperimentObserver, run_experiment};
+use bpo_algos::{LossKind, MetricsRecord, Observer, load_config};
+
+use super::train::ProgressObserver;
+
+/// Flags of `bpo experiment`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// TOML configuration (default: the embedded SmolLM2 sentiment experiment).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a config value, e.g. `--set online.budget=256` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Losses to compare, e.g. `dpo,ipo,slic`.
+    #[arg(long, value_delimiter = ',')]
+    losses: Option<Vec<String>>,
+    /// Seeds per cell.
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Values of F to sweep, e.g. `1,2,4,8`.
+    #[arg(long, value_delimiter = ',')]
+    phases: Option<Vec<usize>>,
+    /// A smoke run (16 pairs, 8-token responses, 8 test prompts).
+    #[arg(long)]
+    quick: bool,
+    /// Results directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// A progress bar per run, with a header line for each.
+#[derive(Default)]
+struct Progress {
+    run: ProgressObserver,
+}
+
+impl Observer for Progress {
+    fn message(&mut self, text: &str) {
+        self.run.message(text);
+    }
+    fn step(&mut self, step: usize, total: usize, record: &MetricsRecord) {
+        self.run.step(step, total, record);
+    }
+}
+
+impl ExperimentObserver for Progress {
+    fn run_start(&mut self, index: usize, total: usize, title: &str) {
+        self.run = ProgressObserver::default();
+        eprintln!("[run {}/{total}] {title}", index + 1);
+    }
+}
+
+/// Runs `bpo experiment`.
+pub fn run(args: Args, device: Option<&str>) -> Result<()> {
+    let mut config: ExperimentConfig = match &args.config {
+        Some(path) => load_config(path, &args.sets)?,
+        None if args.sets.is_empty() => ExperimentConfig::default(),
+        None => {
+            let defaults = toml::to_string(&ExperimentConfig::default())?;
+            parse_config(&defaults, "the default experiment", &args.sets)?
+        }
+    };
+    if args.quick {
+        config = config.quick();
+    }
+    if let Some(losses) = &args.losses {
+        config.losses = losses
+            .iter()
+            .map(|l| LossKind::parse(l.trim()))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(seeds) = args.seeds {
+        config.seeds = seeds;
+    }
+    if let Some(phases) = &args.phases {
+        config.phases = phases.clone();
+    }
+    if let Some(out) = &args.out {
+        config.out = out.clone();
+    }
+    if let Some(device) = device {
+        config.online.device = device.to_owned();
+    }
+    let results = run_experiment(&config, &mut Progress::default())?;
+    println!(
+        "{}",
+        std::fs::read_to_string(config.out.join("results.md"))?
+    );
+    eprintln!(
+        "results in {} ({:.0} s)",
+        config.out.display(),
+        results.seconds
+    );
+    Ok(())
+}
