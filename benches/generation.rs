@@ -1,4 +1,5 @@
-//! Generation throughput: batched, KV-cached greedy decoding of fixed length.
+//! Generation throughput: batched, KV-cached decoding of fixed length (64 new tokens after
+//! 16-token prompts): batch 1 greedy and batch 8 sampling (temperature 1, top-k 50).
 //!
 //! `cargo bench --bench generation` runs a small random Llama (4 layers, d 256) with the
 //! fixture tokenizer, and SmolLM2-135M-Instruct when it is in the model cache
@@ -10,47 +11,52 @@ use bpo::model::testing::tokenizer;
 use bpo::model::{ModelConfig, ModelType, SamplingConfig, Transformer, generate_ids, load};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-const NEW_TOKENS: usize = 32;
+const PROMPT_TOKENS: usize = 16;
+const NEW_TOKENS: usize = 64;
 
-fn prompts(batch: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+/// The prompts both sides use: `batch` rows of 16 ids (the same formula as generate_hf.py).
+fn prompts(batch: usize, vocab: usize) -> Vec<Vec<u32>> {
     (0..batch)
         .map(|b| {
-            (0..len)
-                .map(|i| ((i * 31 + b * 7 + 3) % vocab) as u32)
+            (0..PROMPT_TOKENS)
+                .map(|i| (3 + (i * 7919 + b * 104_729) % (vocab - 3)) as u32)
                 .collect()
         })
         .collect()
 }
 
-fn bench_model(
-    c: &mut Criterion,
-    name: &str,
-    model: &Transformer,
-    batch: usize,
-    prompt_len: usize,
-) {
-    let p = prompts(batch, prompt_len, model.config.vocab_size);
-    let config = SamplingConfig::greedy(NEW_TOKENS);
+fn bench_model(c: &mut Criterion, name: &str, model: &Transformer) {
     let mut group = c.benchmark_group("generate");
     group.sample_size(10);
-    group.throughput(Throughput::Elements((batch * NEW_TOKENS) as u64));
-    group.bench_function(
-        format!("{name}/batch{batch}/prompt{prompt_len}/new{NEW_TOKENS}"),
-        |b| b.iter(|| generate_ids(model, &p, &config, &[], 0, 0).unwrap()),
-    );
+    for (batch, sampling) in [(1, false), (8, true)] {
+        let p = prompts(batch, model.config.vocab_size);
+        let config = SamplingConfig {
+            max_new_tokens: NEW_TOKENS,
+            ignore_eos: true,
+            ..if sampling {
+                SamplingConfig::default()
+            } else {
+                SamplingConfig::greedy(NEW_TOKENS)
+            }
+        };
+        let mode = if sampling { "sample" } else { "greedy" };
+        group.throughput(Throughput::Elements((batch * NEW_TOKENS) as u64));
+        group.bench_function(format!("{name}/batch{batch}-{mode}"), |b| {
+            b.iter(|| generate_ids(model, &p, &config, &[], 0, 0).unwrap())
+        });
+    }
     group.finish();
 }
 
 fn generation(c: &mut Criterion) {
     let device = Device::flex();
     let config = ModelConfig::preset(ModelType::Llama, "small", tokenizer().vocab_size()).unwrap();
-    let small = Transformer::init(&config, 0, &device);
-    bench_model(c, "llama-small", &small, 8, 16);
+    bench_model(c, "llama-small", &Transformer::init(&config, 0, &device));
 
     let smollm2 = known_model("smollm2-135m").unwrap();
     if default_cache_dir().join(smollm2.file_name()).exists() {
         let (model, _) = load("smollm2-135m", &device).unwrap();
-        bench_model(c, "smollm2-135m", &model, 4, 32);
+        bench_model(c, "smollm2-135m", &model);
     } else {
         eprintln!("smollm2-135m not in the cache: run `bpo fetch smollm2-135m` to bench it");
     }

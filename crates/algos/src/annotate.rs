@@ -1,8 +1,9 @@
 //! Annotators: whatever labels online samples and judges evaluations. Each scores
 //! (prompt, response) pairs, higher is better; the pairwise form derives from the scores and
 //! makes a tie explicit. Built-in: VADER sentiment (crate `vader_sentiment` 0.1.1), AFINN-165
-//! word valence (a length-neutral second judge), a substring counter (toy tasks and tests), an
-//! external judge process speaking JSON lines, and weighted combinations of these.
+//! word valence (a length-neutral second judge), a substring counter (toy tasks and tests), a
+//! reward model trained by `bpo rm train`, an external judge process speaking JSON lines, and
+//! weighted combinations of these.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -400,6 +401,17 @@ pub enum AnnotatorConfig {
         #[serde(default = "default_timeout")]
         timeout_s: f64,
     },
+    /// A reward model written by `bpo rm train` (its directory).
+    RewardModel {
+        /// The reward model directory (`model/` and `head.json`).
+        path: std::path::PathBuf,
+        /// Device it runs on. Default `flex`.
+        #[serde(default = "default_device")]
+        device: String,
+        /// Responses scored per batch. Default 16.
+        #[serde(default = "default_batch")]
+        batch_size: usize,
+    },
     /// A weighted sum of other annotators.
     Weighted {
         /// The parts: `{ weight = 0.5, kind = "vader" }`, ...
@@ -409,6 +421,14 @@ pub enum AnnotatorConfig {
 
 fn default_timeout() -> f64 {
     60.0
+}
+
+fn default_device() -> String {
+    "flex".into()
+}
+
+fn default_batch() -> usize {
+    16
 }
 
 /// One term of a weighted annotator.
@@ -439,6 +459,15 @@ impl AnnotatorConfig {
                     Duration::from_secs_f64(*timeout_s),
                 )?)
             }
+            AnnotatorConfig::RewardModel {
+                path,
+                device,
+                batch_size,
+            } => Box::new(crate::rm::RewardModelAnnotator::load(
+                path,
+                device,
+                *batch_size,
+            )?),
             AnnotatorConfig::Weighted { parts } => {
                 if parts.is_empty() {
                     return Err(AlgoError::Config(

@@ -23,6 +23,9 @@ pub struct LoraConfig {
     /// (GPT-2, where `up` is `c_fc`), or regexes on parameter paths when they contain a `\` or
     /// `.`. Default: all linear layers of the blocks.
     pub targets: Vec<String>,
+    /// Adapt only these blocks (0-based), e.g. the last few: frozen blocks below the lowest
+    /// adapted one need no backward pass. Default: all blocks.
+    pub layers: Option<Vec<usize>>,
 }
 
 impl Default for LoraConfig {
@@ -34,6 +37,7 @@ impl Default for LoraConfig {
             targets: ["q", "k", "v", "o", "gate", "up", "down"]
                 .map(String::from)
                 .to_vec(),
+            layers: None,
         }
     }
 }
@@ -52,11 +56,25 @@ impl LoraConfig {
         if self.targets.is_empty() {
             return Err(AlgoError::Config("lora.targets is empty".into()));
         }
+        if self.layers.as_ref().is_some_and(Vec::is_empty) {
+            return Err(AlgoError::Config("lora.layers is empty".into()));
+        }
         Ok(())
     }
 
     /// Regexes over parameter paths that select the adapted weights.
     pub fn patterns(&self) -> Vec<String> {
+        let blocks = match &self.layers {
+            Some(layers) => format!(
+                "({})",
+                layers
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join("|")
+            ),
+            None => "\\d+".to_owned(),
+        };
         self.targets
             .iter()
             .map(|t| {
@@ -67,7 +85,7 @@ impl LoraConfig {
                         "q" | "k" | "v" | "o" => format!("attn\\.{t}"),
                         other => format!("mlp\\.{other}"),
                     };
-                    format!("^layers\\.\\d+\\.{field}\\.weight$")
+                    format!("^layers\\.{blocks}\\.{field}\\.weight$")
                 }
             })
             .collect()
@@ -408,6 +426,26 @@ pub fn parse_config<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lora_layers_restrict_the_patterns() {
+        let all = LoraConfig::default();
+        assert_eq!(all.patterns()[0], "^layers\\.\\d+\\.attn\\.q\\.weight$");
+        let some = LoraConfig {
+            layers: Some(vec![3, 4]),
+            targets: vec!["down".into()],
+            ..LoraConfig::default()
+        };
+        assert_eq!(
+            some.patterns(),
+            vec!["^layers\\.(3|4)\\.mlp\\.down\\.weight$"]
+        );
+        let none = LoraConfig {
+            layers: Some(vec![]),
+            ..LoraConfig::default()
+        };
+        assert!(none.validate().is_err());
+    }
 
     const MINIMAL: &str = "model = \"m.gguf\"\n[data]\ntrain = \"pairs.jsonl\"\n";
 

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod online;
 pub mod optim;
 pub mod reference;
+pub mod rm;
 pub mod train;
 
 pub use config::{LoraConfig, ReferenceMode, SftConfig, TrainConfig, load_config};

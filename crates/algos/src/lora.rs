@@ -144,6 +144,7 @@ pub fn save_adapters(
         "bias": "none",
         "fan_in_fan_out": false,
         "use_rslora": false,
+        "layers_to_transform": config.layers,
     });
     let text = serde_json::to_string_pretty(&peft).expect("json");
     write_atomic(&dir.join("adapter_config.json"), text.as_bytes())?;

@@ -41,6 +41,9 @@ enum Command {
     Sft(commands::train::Args),
     /// Online DAP and BPO: sample, annotate, train, in collection phases.
     Online(commands::train::Args),
+    /// Reward models: train one on a pair file (then use it as an annotator).
+    #[command(subcommand)]
+    Rm(commands::rm::Command),
     /// Win rate against references by a gold and a held-out annotator; paired comparisons.
     Eval(commands::eval::Args),
     /// Validate and summarise preference and prompt data files.
@@ -64,6 +67,7 @@ fn main() {
         Command::Sft(args) => commands::train::run_sft(args, cli.device.as_deref()),
         Command::Online(args) => commands::online::run(args, cli.device.as_deref()),
         Command::Eval(args) => commands::eval::run(args, device),
+        Command::Rm(command) => commands::rm::run(command, cli.device.as_deref()),
         Command::Experiment(args) => commands::experiment::run(args, cli.device.as_deref()),
     };
     if let Err(err) = result {

@@ -21,7 +21,7 @@ pub struct Args {
     /// Evaluate only the first N prompts.
     #[arg(long)]
     limit: Option<usize>,
-    /// Gold annotator: vader | afinn | count:PATTERN | command:PROGRAM ARGS...
+    /// Gold annotator: vader | afinn | count:PATTERN | rm:DIR | command:PROGRAM ARGS...
     #[arg(long, default_value = "vader")]
     gold: String,
     /// Held-out judge (same forms), or `none`.
@@ -55,12 +55,19 @@ pub fn parse_annotator(spec: &str) -> Result<AnnotatorConfig> {
         Some(("count", pattern)) => AnnotatorConfig::Count {
             pattern: pattern.to_owned(),
         },
+        Some(("rm", path)) => AnnotatorConfig::RewardModel {
+            path: path.into(),
+            device: "flex".into(),
+            batch_size: 16,
+        },
         Some(("command", line)) => AnnotatorConfig::Command {
             command: line.split_whitespace().map(str::to_owned).collect(),
             timeout_s: 60.0,
         },
         _ => {
-            bail!("unknown annotator `{spec}` (vader, afinn, count:PATTERN, command:PROGRAM ARGS)")
+            bail!(
+                "unknown annotator `{spec}` (vader, afinn, count:PATTERN, rm:DIR, command:PROGRAM ARGS)"
+            )
         }
     })
 }

@@ -10,5 +10,6 @@ pub mod info;
 pub mod init;
 pub mod logprobs;
 pub mod online;
+pub mod rm;
 pub mod tokenize;
 pub mod train;
