@@ -53,8 +53,8 @@ def ids(seed, length, vocab):
 
 
 def make_batch(pairs, prompt, response, vocab):
-    chosen = [ids(3 * i, prompt) + ids(3 * i + 1, response) for i in range(pairs)]
-    rejected = [ids(3 * i, prompt) + ids(3 * i + 2, response) for i in range(pairs)]
+    chosen = [ids(3 * i, prompt, vocab) + ids(3 * i + 1, response, vocab) for i in range(pairs)]
+    rejected = [ids(3 * i, prompt, vocab) + ids(3 * i + 2, response, vocab) for i in range(pairs)]
     return torch.tensor(chosen + rejected)
 
 

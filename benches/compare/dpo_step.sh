@@ -9,7 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${1:-python3}
 threads=2
-gguf=$(cargo run -q -p bpo-cli -- fetch smollm2-135m)
-RAYON_NUM_THREADS=$threads cargo bench -q --bench dpo_step -- --noplot 2>&1 |
-  awk -v key=time: '$1 ~ /^dpo_step\// {name=$1} {for (i = 1; i <= NF; i++) if ($i == key && name) {print "bpo      " name "  median " $(i+3) " " $(i+4); name=""}}'
+# The workspace's own build (dev profile, optimised; the same build as the tests): `cargo bench`
+# would start a separate release build of Burn.
+cargo build -q --workspace --all-targets
+bench=$(ls -t target/debug/deps/dpo_step-* | grep -v '\.d$' | head -1)
+gguf=$(target/debug/bpo fetch smollm2-135m)
+rm -rf target/criterion/dpo_step
+RAYON_NUM_THREADS=$threads "$bench" --bench --noplot > /dev/null 2>&1
+# Criterion keeps each benchmark's median in target/criterion/<id>/new/estimates.json.
+find target/criterion/dpo_step -path "*/new/estimates.json" | sort | while read -r f; do
+  id=${f#target/criterion/}; id=${id%/new/estimates.json}
+  "$python" -c "import json,sys; m=json.load(open(sys.argv[1]))['median']['point_estimate']/1e9; print('bpo      %-40s %8.3f s median' % (sys.argv[2], m))" "$f" "$id"
+done
 OMP_NUM_THREADS=$threads "$python" benches/compare/dpo_step.py "$gguf" --threads $threads --repeats 10

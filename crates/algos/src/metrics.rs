@@ -165,6 +165,13 @@ pub fn points(records: &[MetricsRecord], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The plots every trainer writes at the end: `(metric, file stem)`.
+pub const TRAINING_PLOTS: &[(&str, &str)] = &[
+    ("loss", "loss"),
+    ("rewards/accuracies", "reward_accuracy"),
+    ("rewards/margins", "reward_margins"),
+];
+
 /// Plots each metric of `keys` (training curve and its `dev/` counterpart when logged) into
 /// `<dir>/<name>.png`; returns the files written.
 pub fn plot_training(

@@ -27,7 +27,7 @@ use crate::ensemble::{Ensemble, Member, MergeRule};
 use crate::error::AlgoError;
 use crate::lora::{apply_lora, save_adapters};
 use crate::loss::LossConfig;
-use crate::metrics::{MetricsLog, MetricsRecord, plot_training};
+use crate::metrics::{MetricsLog, MetricsRecord, TRAINING_PLOTS, plot_training};
 use crate::optim::{adamw, blend_into};
 use crate::reference::{ReferenceLogps, behavior_reference, compute_reference};
 use crate::train::{Dap, Observer, Reference, optimizer_step};
@@ -843,15 +843,7 @@ pub fn train_online(
             )?;
         }
     }
-    plot_training(
-        metrics.records(),
-        &out,
-        &[
-            ("loss", "loss"),
-            ("rewards/accuracies", "reward_accuracy"),
-            ("rewards/margins", "reward_margins"),
-        ],
-    )?;
+    plot_training(metrics.records(), &out, TRAINING_PLOTS)?;
     Ok(OnlineOutcome {
         out,
         steps: state.step,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use bpo_data::tokenize::{tokenize_prompt_content, tokenize_response};
-use bpo_data::{Content, PreferencePair, ReadOptions, TokenizedPair, bucketed_batches, read_all};
+use bpo_data::{Content, TokenizedPair, bucketed_batches};
 use bpo_model::burn;
 use bpo_model::burn::module::Module;
 use bpo_model::burn::nn::{Linear, LinearConfig};
@@ -25,7 +25,7 @@ use crate::error::AlgoError;
 use crate::lora::{apply_lora, merged};
 use crate::metrics::{MetricsLog, MetricsRecord};
 use crate::optim::{adamw, clip_grad_norm};
-use crate::train::Observer;
+use crate::train::{Observer, read_pairs};
 
 /// A transformer with a scalar head: the reward of a sequence is `head(h_last)`, where `h_last`
 /// is the final hidden state of its last real token.
@@ -205,23 +205,6 @@ pub struct RewardModelOutcome {
     pub last: MetricsRecord,
 }
 
-fn read_pairs(
-    path: &Path,
-    data: &DataConfig,
-    tokenizer: &Tokenizer,
-) -> Result<Vec<TokenizedPair>, AlgoError> {
-    let options = ReadOptions {
-        skip_invalid: data.skip_invalid,
-        ..ReadOptions::default()
-    };
-    let records = read_all::<PreferencePair>(path, options)?.records;
-    let (pairs, _) = bpo_data::tokenize_pairs(&records, tokenizer, &data.truncation())?;
-    if pairs.is_empty() {
-        return Err(AlgoError::Config(format!("{}: no pairs", path.display())));
-    }
-    Ok(pairs)
-}
-
 /// Trains a reward model on `config.data.train` with the Bradley-Terry loss.
 pub fn train_reward_model(
     config: &RewardModelConfig,
@@ -237,12 +220,12 @@ pub fn train_reward_model(
     observer.message(&format!("loading {}", config.model));
     let (body, tokenizer) = load(&config.model, &device)?;
     let pad_id = tokenizer.pad_id();
-    let pairs = read_pairs(&config.data.train, &config.data, &tokenizer)?;
+    let (pairs, _, _) = read_pairs(&config.data.train, &config.data, &tokenizer)?;
     let dev = config
         .data
         .dev
         .as_deref()
-        .map(|p| read_pairs(p, &config.data, &tokenizer))
+        .map(|p| read_pairs(p, &config.data, &tokenizer).map(|(pairs, _, _)| pairs))
         .transpose()?;
     let body = match &config.lora {
         Some(lora) => apply_lora(body, lora, config.seed)?,

@@ -25,7 +25,7 @@ use crate::error::AlgoError;
 use crate::logps::pair_logps;
 use crate::lora::{apply_lora, merged, save_adapters};
 use crate::loss::{LossConfig, LossStats, dap_loss};
-use crate::metrics::{MetricsLog, MetricsRecord, plot_training};
+use crate::metrics::{MetricsLog, MetricsRecord, TRAINING_PLOTS, plot_training};
 use crate::optim::{adamw, blend_into, clip_grad_norm};
 use crate::reference::{ReferenceLogps, behavior_reference, cached_reference};
 
@@ -301,7 +301,8 @@ struct Setup<'a> {
     tokenizer: Tokenizer,
 }
 
-fn read_pairs(
+/// Reads and tokenises a pair file; returns the pairs and how many were truncated and skipped.
+pub(crate) fn read_pairs(
     path: &Path,
     data: &DataConfig,
     tokenizer: &Tokenizer,
@@ -661,15 +662,7 @@ fn run(
     if let Some(lora) = setup.lora {
         save_adapters(&policy, lora, setup.model, &out.join("adapter"))?;
     }
-    let plots = plot_training(
-        metrics.records(),
-        &out,
-        &[
-            ("loss", "loss"),
-            ("rewards/accuracies", "reward_accuracy"),
-            ("rewards/margins", "reward_margins"),
-        ],
-    )?;
+    let plots = plot_training(metrics.records(), &out, TRAINING_PLOTS)?;
     observer.message(&format!(
         "model written to {}; {} plots in {}",
         model_dir.display(),
