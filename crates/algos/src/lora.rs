@@ -151,6 +151,52 @@ pub fn save_adapters(
     Ok(())
 }
 
+/// Replaces the adapters of `model` (already adapted with the same targets and rank) by those
+/// written with [`save_adapters`] in `dir`: e.g. to start from an SFT adapter.
+pub fn load_adapters(model: Transformer, dir: &Path) -> Result<Transformer, AlgoError> {
+    let file = dir.join("adapter_model.safetensors");
+    let mut map = TensorMap::new(file.display().to_string());
+    safetensors::read_into(&file, &mut map)?;
+    let mut values = std::collections::HashMap::new();
+    for adapter in adapters(&model) {
+        let name = peft_module(&adapter.path, model.config.model_type);
+        let (a, b) = (&adapter.a.shape, &adapter.b.shape);
+        let lora_a = map.take(&format!("{name}.lora_A.weight"), &[a[1], a[0]])?;
+        let lora_b = map.take(&format!("{name}.lora_B.weight"), &[b[1], b[0]])?;
+        values.insert(format!("{}.lora.a", adapter.path), lora_a.transposed());
+        values.insert(format!("{}.lora.b", adapter.path), lora_b.transposed());
+    }
+    Ok(model.map(&mut SetLora {
+        path: Vec::new(),
+        values,
+    }))
+}
+
+/// Sets LoRA factors by path.
+struct SetLora {
+    path: Vec<String>,
+    values: std::collections::HashMap<String, HostTensor>,
+}
+
+impl bpo_model::burn::module::ModuleMapper for SetLora {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(host) = self.values.remove(&self.path.join(".")) else {
+            return param;
+        };
+        param.map(|old| {
+            let data = bpo_model::burn::tensor::TensorData::new(host.data, old.shape());
+            // Keep the factor trainable (a fresh tensor would not track gradients).
+            Tensor::from_data(data, &old.device()).set_require_grad(old.is_require_grad())
+        })
+    }
+}
+
 /// The model with every adapter merged into its weight (`W + alpha / rank * A B`), no autodiff.
 pub fn merged(model: &Transformer) -> Transformer {
     model.valid().materialize()

@@ -25,7 +25,7 @@ use crate::checkpoint;
 use crate::config::{LoraConfig, OptimConfig, ReferenceConfig, ReferenceMode};
 use crate::ensemble::{Ensemble, Member, MergeRule};
 use crate::error::AlgoError;
-use crate::lora::{apply_lora, save_adapters};
+use crate::lora::{apply_lora, load_adapters, save_adapters};
 use crate::loss::LossConfig;
 use crate::metrics::{MetricsLog, MetricsRecord, TRAINING_PLOTS, plot_training};
 use crate::optim::{adamw, blend_into};
@@ -71,6 +71,9 @@ pub struct EnsembleConfig {
     pub size: usize,
     /// `delta_average` (default) or `factor_wise`.
     pub merge: MergeRule,
+    /// Adapter directories (PEFT layout, e.g. from `bpo sft` with different seeds), one per
+    /// member, to start each member from; empty = fresh adapters (B = 0). Default empty.
+    pub init_adapters: Vec<PathBuf>,
 }
 
 impl Default for EnsembleConfig {
@@ -78,6 +81,7 @@ impl Default for EnsembleConfig {
         EnsembleConfig {
             size: 1,
             merge: MergeRule::DeltaAverage,
+            init_adapters: Vec::new(),
         }
     }
 }
@@ -206,6 +210,15 @@ impl OnlineConfig {
         }
         if self.ensemble.size == 0 || (self.ensemble.size > 1 && self.lora.is_none()) {
             return bad("ensemble.size must be 1, or more with [lora]".into());
+        }
+        if !self.ensemble.init_adapters.is_empty()
+            && (self.lora.is_none() || self.ensemble.init_adapters.len() != self.ensemble.size)
+        {
+            return bad(format!(
+                "ensemble.init_adapters needs [lora] and one directory per member ({} given for {})",
+                self.ensemble.init_adapters.len(),
+                self.ensemble.size
+            ));
         }
         if self.run.batch_size == 0 || self.run.eval_batch_size == 0 {
             return bad("run.batch_size and run.eval_batch_size must be at least 1".into());
@@ -521,6 +534,10 @@ pub fn train_online(
         let model = match &config.lora {
             Some(lora) => apply_lora(base.clone(), lora, config.run.seed + i as u64)?,
             None => base.clone(),
+        };
+        let model = match config.ensemble.init_adapters.get(i) {
+            Some(dir) => load_adapters(model, dir)?,
+            None => model,
         };
         members.push(Member {
             model,

@@ -486,3 +486,35 @@ fn judge_processes_answer_or_fail_clearly() {
     );
     assert!(ExternalJudge::spawn(&["/no/such/judge".into()], timeout).is_err());
 }
+
+#[test]
+fn members_start_from_saved_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = tiny_model_dir(dir.path(), 9);
+    let (base, _) = load(&spec, &Device::flex().autodiff()).unwrap();
+    let lora = LoraConfig {
+        rank: 2,
+        ..LoraConfig::default()
+    };
+    let trained = apply_lora(base.clone(), &lora, 1)
+        .unwrap()
+        .map(&mut OnlyB(&mut RandomB(5), Vec::new()));
+    let adapter_dir = dir.path().join("adapter");
+    bpo_algos::lora::save_adapters(&trained, &lora, "tiny", &adapter_dir).unwrap();
+    let fresh = apply_lora(base, &lora, 2).unwrap();
+    let loaded = bpo_algos::lora::load_adapters(fresh, &adapter_dir).unwrap();
+    assert_eq!(adapters(&loaded), adapters(&trained));
+    assert_eq!(
+        logits(&bpo_algos::lora::merged(&loaded)),
+        logits(&bpo_algos::lora::merged(&trained))
+    );
+    // The loaded factors still train.
+    let batch = TokenBatch::padded(&[vec![5, 9, 40]], 0, PaddingSide::Right);
+    let grads = loaded.forward(&batch).sum().backward();
+    let params = bpo_model::burn::optim::GradientsParams::from_grads(grads, &loaded);
+    assert!(
+        params.len() >= 2 * adapters(&loaded).len(),
+        "{}",
+        params.len()
+    );
+}
