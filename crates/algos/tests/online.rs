@@ -518,3 +518,40 @@ fn members_start_from_saved_adapters() {
         params.len()
     );
 }
+
+#[test]
+fn every_loss_runs_online_in_every_reference_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(dir.path(), 12);
+    let prompts = prompt_file(dir.path(), 8);
+    for kind in [
+        LossKind::Dpo,
+        LossKind::Ipo,
+        LossKind::Slic,
+        LossKind::Robust,
+    ] {
+        for mode in [
+            ReferenceMode::Initial,
+            ReferenceMode::Behavior,
+            ReferenceMode::Ema,
+            ReferenceMode::None,
+        ] {
+            let out = dir.path().join(format!("{kind:?}-{mode:?}"));
+            let mut c = config(&model, &prompts, &out);
+            c.budget = 8;
+            c.sampling.samples_per_prompt = 4;
+            c.loss.kind = kind;
+            c.reference.mode = mode;
+            c.run.kl_metrics = false;
+            c.run.save_model = false;
+            let outcome = train_online(&c, None, &mut Silent).unwrap();
+            assert!(outcome.steps >= 1, "{kind:?} {mode:?}");
+            for record in metrics(&out, "metrics.jsonl") {
+                assert!(
+                    record["loss"].as_f64().unwrap().is_finite(),
+                    "{kind:?} {mode:?}"
+                );
+            }
+        }
+    }
+}
