@@ -14,7 +14,7 @@ use bpo_data::{
 };
 use bpo_model::fsutil::write_atomic;
 use bpo_model::spec::save_hf;
-use bpo_model::{Generation, SamplingConfig, Tokenizer, Transformer, generate, load, parse_device};
+use bpo_model::{SamplingConfig, Tokenizer, Transformer, generate, load, parse_device};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -351,9 +351,10 @@ pub fn collect_pairs(
         &config,
         |_| {},
     )?;
-    let mut groups: Vec<Vec<&Generation>> = vec![Vec::with_capacity(k); prompts.len()];
-    for g in &generations {
-        groups[g.prompt_index].push(g);
+    // Indices into `generations` (and `scores`) of each prompt's samples.
+    let mut groups: Vec<Vec<usize>> = vec![Vec::with_capacity(k); prompts.len()];
+    for (i, g) in generations.iter().enumerate() {
+        groups[g.prompt_index].push(i);
     }
     let items: Vec<(&str, &str)> = generations
         .iter()
@@ -365,13 +366,6 @@ pub fn collect_pairs(
         })
         .collect();
     let scores = annotator.score(&items)?;
-    let score_of = |g: &Generation| {
-        let i = generations
-            .iter()
-            .position(|h| std::ptr::eq(h, g))
-            .expect("a generation of this call");
-        scores[i]
-    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006e_6f69_7365);
     let mut stats = PhaseCollection {
         prompts: prompts.len(),
@@ -383,19 +377,20 @@ pub fn collect_pairs(
     };
     let mut pairs = Vec::new();
     for ((index, record, prompt_ids), group) in prompts.iter().zip(&groups) {
-        let by_score = |a: &&&Generation, b: &&&Generation| score_of(a).total_cmp(&score_of(b));
+        let by_score = |a: &&usize, b: &&usize| scores[**a].total_cmp(&scores[**b]);
         let best = *group.iter().max_by(by_score).expect("k >= 2 samples");
         let worst = *group.iter().min_by(by_score).expect("k >= 2 samples");
-        let (first, second) = if k == 2 {
+        let (i1, i2) = if k == 2 {
             (group[0], group[1])
         } else {
             (best, worst)
         };
+        let (first, second) = (&generations[i1], &generations[i2]);
         if first.token_ids == second.token_ids {
             stats.dropped_identical += 1;
             continue;
         }
-        let (s1, s2) = (score_of(first), score_of(second));
+        let (s1, s2) = (scores[i1], scores[i2]);
         let preference = match label_noise {
             Some(t) => noisy_preference(s1, s2, t, &mut rng),
             None => Preference::from_scores(s1, s2),

@@ -1,16 +1,14 @@
 //! `bpo online --config C.toml`: online DAP and BPO.
 
 use anyhow::Result;
-use bpo_algos::{OnlineConfig, load_config, train_online};
+use bpo_algos::{OnlineConfig, train_online};
 
-use super::train::{Args, ProgressObserver};
+use super::train::{Args, ProgressObserver, load_with_device};
 
 /// Runs `bpo online`; `device` (the global `--device`, when given) overrides the config's.
 pub fn run(args: Args, device: Option<&str>) -> Result<()> {
-    let mut config: OnlineConfig = load_config(&args.config, &args.sets)?;
-    if let Some(device) = device {
-        config.device = device.to_owned();
-    }
+    let config: OnlineConfig =
+        load_with_device(&args, device, |c: &mut OnlineConfig| &mut c.device)?;
     let outcome = train_online(
         &config,
         args.resume.as_deref(),

@@ -64,12 +64,23 @@ impl Observer for ProgressObserver {
     }
 }
 
-/// Runs `bpo train`; `device` (the global `--device`, when given) overrides the config's.
-pub fn run_train(args: Args, device: Option<&str>) -> Result<()> {
-    let mut config: TrainConfig = load_config(&args.config, &args.sets)?;
+/// Loads a command's TOML config with its `--set` overrides; `device` (the global `--device`,
+/// when given) replaces the config's.
+pub fn load_with_device<T: serde::de::DeserializeOwned>(
+    args: &Args,
+    device: Option<&str>,
+    device_field: impl FnOnce(&mut T) -> &mut String,
+) -> Result<T> {
+    let mut config: T = load_config(&args.config, &args.sets)?;
     if let Some(device) = device {
-        config.device = device.to_owned();
+        *device_field(&mut config) = device.to_owned();
     }
+    Ok(config)
+}
+
+/// Runs `bpo train`.
+pub fn run_train(args: Args, device: Option<&str>) -> Result<()> {
+    let config: TrainConfig = load_with_device(&args, device, |c: &mut TrainConfig| &mut c.device)?;
     let outcome = train_dap(
         &config,
         args.resume.as_deref(),
@@ -79,12 +90,9 @@ pub fn run_train(args: Args, device: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Runs `bpo sft`; `device` (the global `--device`, when given) overrides the config's.
+/// Runs `bpo sft`.
 pub fn run_sft(args: Args, device: Option<&str>) -> Result<()> {
-    let mut config: SftConfig = load_config(&args.config, &args.sets)?;
-    if let Some(device) = device {
-        config.device = device.to_owned();
-    }
+    let config: SftConfig = load_with_device(&args, device, |c: &mut SftConfig| &mut c.device)?;
     let outcome = train_sft(
         &config,
         args.resume.as_deref(),
