@@ -7,6 +7,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::cache::{ChunkInputs, KvCache};
+use crate::linear;
 use crate::rope::Rope;
 
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share one key/value head.
@@ -46,9 +47,9 @@ impl Attention {
         let (heads, kv_heads, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = heads / kv_heads;
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, hd]).swap_dims(1, 2);
-        let mut q = split(self.q.forward(x.clone()), heads);
-        let mut k = split(self.k.forward(x.clone()), kv_heads);
-        let v = split(self.v.forward(x), kv_heads);
+        let mut q = split(linear::forward(&self.q, x.clone()), heads);
+        let mut k = split(linear::forward(&self.k, x.clone()), kv_heads);
+        let v = split(linear::forward(&self.v, x), kv_heads);
         if let Some(rope) = rope {
             q = rope.apply(q, &inputs.positions);
             k = rope.apply(k, &inputs.positions);
@@ -67,6 +68,6 @@ impl Attention {
             .reshape([batch, heads, len, hd])
             .swap_dims(1, 2)
             .reshape([batch, len, heads * hd]);
-        self.o.forward(out)
+        linear::forward(&self.o, out)
     }
 }

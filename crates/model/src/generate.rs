@@ -44,10 +44,10 @@ impl Generation {
     }
 }
 
-/// Last-position logits `[rows, vocab]` copied to the host, one `Vec` per row.
-fn last_logits(model: &Transformer, hidden: Tensor<3>) -> Vec<Vec<f32>> {
+/// Last-position logits `[rows, vocab]` through the output projection `head`, copied to the host, one `Vec` per row.
+fn last_logits(hidden: Tensor<3>, head: &Tensor<2>) -> Vec<Vec<f32>> {
     let [rows, len, _] = hidden.dims();
-    let logits = model.logits(hidden.narrow(1, len - 1, 1));
+    let logits = Transformer::project(hidden.narrow(1, len - 1, 1), head.clone());
     let vocab = logits.dims()[2];
     let data = to_f32_vec(logits);
     debug_assert_eq!(data.len(), rows * vocab);
@@ -110,7 +110,8 @@ pub fn generate_ids(
         .collect();
     let mut cache = model.new_cache();
     let batch = TokenBatch::padded(prompts, pad_id, PaddingSide::Left);
-    let mut logits = last_logits(model, model.forward_hidden(&batch, &mut cache));
+    let head = model.decode_head_weight();
+    let mut logits = last_logits(model.forward_hidden(&batch, &mut cache), &head);
     // `active[r]` is the prompt index held by cache row `r`.
     let mut active: Vec<usize> = (0..prompts.len()).collect();
     loop {
@@ -136,7 +137,7 @@ pub fn generate_ids(
             active = still.iter().map(|&r| active[r]).collect();
         }
         let step = TokenBatch::single_step(&next);
-        logits = last_logits(model, model.forward_hidden(&step, &mut cache));
+        logits = last_logits(model.forward_hidden(&step, &mut cache), &head);
     }
     Ok(out)
 }

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod generate;
 pub mod host;
+pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod rope;

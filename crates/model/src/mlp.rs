@@ -5,6 +5,8 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu_approximate, silu};
 
+use crate::linear;
+
 /// `down(silu(gate(x)) * up(x))` when `gate` is present, else `down(gelu_tanh(up(x)))`.
 #[derive(Module, Debug)]
 pub struct FeedForward {
@@ -20,9 +22,9 @@ impl FeedForward {
     /// Applies the MLP to `[batch, len, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = match &self.gate {
-            Some(gate) => silu(gate.forward(x.clone())) * self.up.forward(x),
-            None => gelu_approximate(self.up.forward(x)),
+            Some(gate) => silu(linear::forward(gate, x.clone())) * linear::forward(&self.up, x),
+            None => gelu_approximate(linear::forward(&self.up, x)),
         };
-        self.down.forward(hidden)
+        linear::forward(&self.down, hidden)
     }
 }

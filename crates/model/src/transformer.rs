@@ -3,13 +3,13 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::Attention;
 use crate::batch::TokenBatch;
 use crate::cache::{ChunkInputs, KvCache};
 use crate::config::ModelConfig;
+use crate::linear;
 use crate::mlp::FeedForward;
 use crate::norm::Norm;
 use crate::rope::Rope;
@@ -171,12 +171,40 @@ impl Transformer {
         self.norm.forward(x)
     }
 
+    /// The output projection `[hidden, vocab]`: the head's weight, or the token embedding
+    /// transposed (a view) when the head is tied.
+    pub fn head_weight(&self) -> Tensor<2> {
+        match &self.lm_head {
+            Some(head) => head.weight.val(),
+            None => self.embed_tokens.weight.val().transpose(),
+        }
+    }
+
+    /// [`Transformer::head_weight`] laid out row-major, for many products with the same weights
+    /// and no gradient (a generation call). A tied head is copied once: the CPU matmul would
+    /// otherwise gather the transposed embedding element by element on every decoding step.
+    pub fn decode_head_weight(&self) -> Tensor<2> {
+        let weight = self.head_weight();
+        if self.lm_head.is_some() {
+            return weight;
+        }
+        let [hidden, vocab] = weight.dims();
+        weight.reshape([hidden * vocab]).reshape([hidden, vocab])
+    }
+
     /// Vocabulary logits `[batch, len, vocab]` of hidden states.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match &self.lm_head {
-            Some(head) => head.forward(hidden),
-            None => linear(hidden, self.embed_tokens.weight.val().transpose(), None),
-        }
+        Self::project(hidden, self.head_weight())
+    }
+
+    /// Logits of hidden states `[batch, len, hidden]` through `weight` `[hidden, vocab]`, as one
+    /// 2-D product: Burn's `linear` would first copy a non-contiguous (tied) weight to
+    /// broadcast it.
+    pub fn project(hidden: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
+        let [batch, len, hidden_size] = hidden.dims();
+        let vocab = weight.dims()[1];
+        linear::matmul(hidden.reshape([batch * len, hidden_size]), weight)
+            .reshape([batch, len, vocab])
     }
 
     /// Full-sequence forward: logits `[batch, len, vocab]` with causal and padding masks.
