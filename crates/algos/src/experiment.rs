@@ -113,7 +113,9 @@ impl Default for ExperimentConfig {
     /// (a SmolLM2 forward pass runs at ~100 tokens/s there): SmolLM2-135M-Instruct, the
     /// sentiment task, VADER as gold annotator, AFINN-165 as the held-out judge, 96 annotated
     /// pairs in steps of 8, LoRA r = 16 on all linear layers of the last 10 of the 30 blocks
-    /// (no backward pass below them), 24-token responses, 64 test prompts.
+    /// (no backward pass below them), learning rate 3e-3, 24-token responses, 64 test prompts.
+    /// The learning rate was chosen on the dev split: at 1e-3 no method moves the policy within
+    /// 96 pairs, at 6e-3 all of them over-optimise (KL to initial 13-19 nats).
     fn default() -> Self {
         let mut online = OnlineConfig {
             max_prompt_tokens: Some(64),
@@ -131,7 +133,7 @@ impl Default for ExperimentConfig {
             }),
             ..OnlineConfig::default()
         };
-        online.optim.lr = 1e-3;
+        online.optim.lr = 3e-3;
         online.run.batch_size = 8;
         online.run.kl_metrics = false;
         online.run.save_model = false;
