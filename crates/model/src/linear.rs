@@ -20,13 +20,10 @@ const MIN_SPLIT_COLUMNS: usize = 256;
 /// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`, split by columns across the thread
 /// pool when `x` has few rows and lives on the flex backend.
 pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
-    let [rows, _] = x.dims();
     let [_, n] = weight.dims();
-    let threads = rayon::current_num_threads();
-    if rows > MAX_SPLIT_ROWS || n < MIN_SPLIT_COLUMNS || threads < 2 || !is_flex(&x.device()) {
+    let Some(width) = split_width(&x, &weight) else {
         return x.matmul(weight);
-    }
-    let width = n.div_ceil(threads);
+    };
     let parts: Vec<Tensor<2>> = (0..n.div_ceil(width))
         .into_par_iter()
         .map(|i| {
@@ -48,6 +45,16 @@ pub fn forward(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     };
     let d_out = y.dims()[1];
     y.reshape([batch, len, d_out])
+}
+
+/// The column slice width [`matmul`] uses, `None` when it takes the plain product.
+fn split_width(x: &Tensor<2>, weight: &Tensor<2>) -> Option<usize> {
+    let [rows, _] = x.dims();
+    let [_, n] = weight.dims();
+    let threads = rayon::current_num_threads();
+    let split =
+        rows <= MAX_SPLIT_ROWS && n >= MIN_SPLIT_COLUMNS && threads >= 2 && is_flex(&x.device());
+    split.then(|| n.div_ceil(threads))
 }
 
 /// Whether `device` is the flex CPU backend, with or without autodiff.
@@ -81,6 +88,13 @@ mod tests {
         ] {
             let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
+            let expected_split = rows <= MAX_SPLIT_ROWS && n >= MIN_SPLIT_COLUMNS;
+            let width = pool.install(|| split_width(&x, &w));
+            assert_eq!(
+                width,
+                expected_split.then(|| n.div_ceil(3)),
+                "{rows}x{k}x{n}"
+            );
             let split = pool.install(|| matmul(x.clone(), w.clone()));
             assert_eq!(split.dims(), [rows, n]);
             let diff = max_abs_diff(split, x.clone().matmul(w.clone()));
