@@ -44,7 +44,8 @@ impl Generation {
     }
 }
 
-/// Last-position logits `[rows, vocab]` through the output projection `head`, copied to the host, one `Vec` per row.
+/// Last-position logits `[rows, vocab]` through the output projection `head`, copied to the
+/// host, one `Vec` per row.
 fn last_logits(hidden: Tensor<3>, head: &Tensor<2>) -> Vec<Vec<f32>> {
     let [rows, len, _] = hidden.dims();
     let logits = Transformer::project(hidden.narrow(1, len - 1, 1), head.clone());

@@ -37,13 +37,19 @@ pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
 
 /// A [`Linear`] layer's forward pass on `[batch, len, d_in]` through [`matmul`].
 pub fn forward(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    apply(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
+/// `x @ weight (+ bias)` for `x` `[batch, len, d_in]` and `weight` `[d_in, d_out]`, as one 2-D
+/// [`matmul`]: Burn's `linear` would first copy a non-contiguous weight to broadcast it.
+pub fn apply(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
-    let y = matmul(x.reshape([batch * len, d_in]), layer.weight.val());
-    let y = match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze(),
+    let d_out = weight.dims()[1];
+    let y = matmul(x.reshape([batch * len, d_in]), weight);
+    let y = match bias {
+        Some(bias) => y + bias.unsqueeze(),
         None => y,
     };
-    let d_out = y.dims()[1];
     y.reshape([batch, len, d_out])
 }
 

@@ -197,14 +197,9 @@ impl Transformer {
         Self::project(hidden, self.head_weight())
     }
 
-    /// Logits of hidden states `[batch, len, hidden]` through `weight` `[hidden, vocab]`, as one
-    /// 2-D product: Burn's `linear` would first copy a non-contiguous (tied) weight to
-    /// broadcast it.
+    /// Logits of hidden states `[batch, len, hidden]` through `weight` `[hidden, vocab]`.
     pub fn project(hidden: Tensor<3>, weight: Tensor<2>) -> Tensor<3> {
-        let [batch, len, hidden_size] = hidden.dims();
-        let vocab = weight.dims()[1];
-        linear::matmul(hidden.reshape([batch * len, hidden_size]), weight)
-            .reshape([batch, len, vocab])
+        linear::apply(hidden, weight, None)
     }
 
     /// Full-sequence forward: logits `[batch, len, vocab]` with causal and padding masks.
