@@ -8,7 +8,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::cache::{ChunkInputs, KvCache};
 use crate::linear;
-use crate::rope::Rope;
+use crate::rope::RopeAngles;
 
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share one key/value head.
 #[derive(Module, Debug)]
@@ -39,7 +39,7 @@ impl Attention {
         &self,
         x: Tensor<3>,
         inputs: &ChunkInputs,
-        rope: Option<&Rope>,
+        rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
     ) -> Tensor<3> {
@@ -51,8 +51,8 @@ impl Attention {
         let mut k = split(linear::forward(&self.k, x.clone()), kv_heads);
         let v = split(linear::forward(&self.v, x), kv_heads);
         if let Some(rope) = rope {
-            q = rope.apply(q, &inputs.positions);
-            k = rope.apply(k, &inputs.positions);
+            q = rope.rotate(q);
+            k = rope.rotate(k);
         }
         let (k, v) = cache.append(layer, k, v);
         let q = q.reshape([batch, kv_heads, group * len, hd]);

@@ -2,6 +2,7 @@
 //! under the untempered model: the behavior log-probs that BPO uses as its reference.
 
 use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 use crate::batch::{PaddingSide, TokenBatch};
 use crate::error::ModelError;
@@ -106,6 +107,7 @@ pub fn generate_ids(
     if prompts.is_empty() || config.max_new_tokens == 0 {
         return Ok(out);
     }
+    // One RNG per cache row, kept aligned with `active` when rows finish.
     let mut rngs: Vec<_> = (0..prompts.len())
         .map(|i| config.rng(first_index + i))
         .collect();
@@ -118,8 +120,14 @@ pub fn generate_ids(
     loop {
         let mut next = Vec::with_capacity(active.len());
         let mut still = Vec::with_capacity(active.len());
-        for (row, &i) in active.iter().enumerate() {
-            let (token, logprob) = choose(&logits[row], config, &mut rngs[i]);
+        // Rows sample in parallel: each draws from its own RNG stream, so the result does not
+        // depend on the thread count.
+        let picks: Vec<(u32, f32)> = logits
+            .par_iter()
+            .zip(rngs.par_iter_mut())
+            .map(|(row_logits, rng)| choose(row_logits, config, rng))
+            .collect();
+        for (row, (&i, (token, logprob))) in active.iter().zip(picks).enumerate() {
             let g = &mut out[i];
             g.token_ids.push(token);
             g.logprobs.push(logprob);
@@ -136,6 +144,7 @@ pub fn generate_ids(
         if still.len() < active.len() {
             cache.retain_rows(&still);
             active = still.iter().map(|&r| active[r]).collect();
+            rngs = still.iter().map(|&r| rngs[r].clone()).collect();
         }
         let step = TokenBatch::single_step(&next);
         logits = last_logits(model.forward_hidden(&step, &mut cache), &head);

@@ -38,16 +38,35 @@ impl Rope {
         }
     }
 
-    /// Rotates `x` `[batch, heads, len, head_dim]` by the angles of `positions` `[batch, len]`.
-    pub fn apply(&self, x: Tensor<4>, positions: &Tensor<2, Int>) -> Tensor<4> {
-        let [batch, _, len, head_dim] = x.dims();
+    /// The cosine and signed sine rows of `positions` `[batch, len]`, looked up once per chunk
+    /// and shared by the queries and keys of every layer.
+    pub fn angles(&self, positions: &Tensor<2, Int>) -> RopeAngles {
+        let [batch, len] = positions.dims();
+        let head_dim = self.cos.dims()[1];
         let flat = positions.clone().reshape([batch * len]);
         let table = |t: &Tensor<2>| {
             t.clone()
                 .select(0, flat.clone())
                 .reshape([batch, 1, len, head_dim])
         };
-        let half = head_dim / 2;
+        RopeAngles {
+            cos: table(&self.cos),
+            sin: table(&self.sin),
+        }
+    }
+}
+
+/// The RoPE tables at one chunk's positions, `[batch, 1, len, head_dim]` each.
+#[derive(Debug, Clone)]
+pub struct RopeAngles {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+}
+
+impl RopeAngles {
+    /// Rotates `x` `[batch, heads, len, head_dim]` by these angles.
+    pub fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
+        let half = x.dims()[3] / 2;
         let swapped = Tensor::cat(
             vec![
                 x.clone().narrow(3, half, half),
@@ -55,6 +74,6 @@ impl Rope {
             ],
             3,
         );
-        x * table(&self.cos) + swapped * table(&self.sin)
+        x * self.cos.clone() + swapped * self.sin.clone()
     }
 }

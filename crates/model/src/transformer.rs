@@ -12,7 +12,7 @@ use crate::config::ModelConfig;
 use crate::linear;
 use crate::mlp::FeedForward;
 use crate::norm::Norm;
-use crate::rope::Rope;
+use crate::rope::{Rope, RopeAngles};
 
 /// One pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`.
 #[derive(Module, Debug)]
@@ -32,7 +32,7 @@ impl Block {
         &self,
         x: Tensor<3>,
         inputs: &ChunkInputs,
-        rope: Option<&Rope>,
+        rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
     ) -> Tensor<3> {
@@ -165,8 +165,9 @@ impl Transformer {
         if let Some(positions) = &self.embed_positions {
             x = x + positions.forward(inputs.positions.clone());
         }
+        let angles = self.rope.as_ref().map(|r| r.angles(&inputs.positions));
         for (i, block) in self.layers.iter().enumerate() {
-            x = block.forward(x, &inputs, self.rope.as_ref(), cache, i);
+            x = block.forward(x, &inputs, angles.as_ref(), cache, i);
         }
         self.norm.forward(x)
     }

@@ -68,6 +68,31 @@ fn same_seed_same_samples_whatever_the_batching() {
 }
 
 #[test]
+fn rows_that_stop_early_leave_the_other_rows_samples_unchanged() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 11, &device);
+    let p = prompts(&model);
+    let free = generate_ids(&model, &p, &sampling(5), &[], 0, 0).unwrap();
+    // A token that ends some rows early and not others.
+    let stop = free[0].token_ids[1];
+    let together = generate_ids(&model, &p, &sampling(5), &[stop], 0, 0).unwrap();
+    assert!(together.iter().any(|g| g.finish == FinishReason::Stop));
+    assert!(together.iter().any(|g| g.finish == FinishReason::Length));
+    for (i, prompt) in p.iter().enumerate() {
+        let alone = generate_ids(
+            &model,
+            std::slice::from_ref(prompt),
+            &sampling(5),
+            &[stop],
+            0,
+            i,
+        )
+        .unwrap();
+        assert_eq!(together[i].token_ids, alone[0].token_ids, "prompt {i}");
+    }
+}
+
+#[test]
 fn behavior_logprobs_equal_a_fresh_scoring_pass() {
     let device = Device::flex();
     for arch in [ModelType::Llama, ModelType::Gpt2] {
