@@ -11,10 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${1:-python3}
 threads=2
-# The workspace's own build (dev profile, optimised; the same build as the tests): `cargo bench`
-# would start a separate release build of Burn.
-cargo build -q --workspace --all-targets
-bench=$(ls -t target/debug/deps/generation-* | grep -v '\.d$' | head -1)
+source benches/compare/bench_binary.sh
+bench=$(bench_binary generation "$python")
+cargo build -q --workspace
 gguf=$(target/debug/bpo fetch smollm2-135m)
 rm -rf target/criterion/generate
 RAYON_NUM_THREADS=$threads "$bench" --bench --noplot > /dev/null 2>&1

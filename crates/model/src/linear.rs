@@ -1,12 +1,18 @@
 //! Weight products of few-row activations (the projections of a decoding step), spread over
-//! the CPU thread pool.
+//! the CPU thread pool so that every thread streams its own contiguous block of the weight.
 //!
-//! Burn's flex backend runs a matmul below ~7M multiply-adds on one thread, and a one-row
-//! product on a one-thread matrix-vector kernel. A decoding step is made of such products, each
-//! reading a whole weight matrix from memory, so one core does the work of all. Here the
-//! weight's columns are split into one slice per pool thread and the slices are multiplied in
-//! parallel. Every output column is computed by the same kernel over the same inputs as before;
-//! other backends and larger inputs take the plain product.
+//! A decoding step is made of such products, each reading a whole weight matrix from memory for
+//! one or a few activation rows, so its speed is the speed at which the weights stream in. Burn's
+//! flex backend runs a matmul below ~7M multiply-adds on one thread. Splitting the weight's
+//! columns across threads (an earlier version) makes each thread read a short piece of every
+//! row, which this VM's memory serves at about the speed of one thread; splitting its rows (the
+//! inner dimension) gives each thread one contiguous block and nearly doubles the rate (a C
+//! model of SmolLM2's decoding products: 9.0 GB/s by columns, 17.3 GB/s by rows, 2 threads).
+//!
+//! So the product is split along the inner dimension into one block per pool thread, the blocks
+//! run in parallel and their partial products are added. The sum's rounding depends on the
+//! number of blocks: a given thread count always gives the same numbers, a different one may
+//! differ in the last bits. Other backends and larger inputs take the plain product.
 
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
@@ -14,25 +20,32 @@ use rayon::prelude::*;
 
 /// Activations with at most this many rows are split; larger products parallelise themselves.
 const MAX_SPLIT_ROWS: usize = 16;
-/// Weights narrower than this stay whole: the slices would be too small to pay for the split.
-const MIN_SPLIT_COLUMNS: usize = 256;
+/// Each block holds at least this many weight rows: smaller ones would not pay for the split.
+const MIN_BLOCK_ROWS: usize = 64;
 
-/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`, split by columns across the thread
-/// pool when `x` has few rows and lives on the flex backend.
+/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`, split across the thread pool when `x`
+/// has few rows and lives on the flex backend.
 pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
-    let [_, n] = weight.dims();
-    let Some(width) = split_width(&x, &weight) else {
+    let [k, _] = weight.dims();
+    let blocks = blocks(&x, &weight);
+    if blocks < 2 {
         return x.matmul(weight);
-    };
-    let parts: Vec<Tensor<2>> = (0..n.div_ceil(width))
+    }
+    let depth = k.div_ceil(blocks);
+    let partials: Vec<Tensor<2>> = (0..blocks)
         .into_par_iter()
         .map(|i| {
-            let start = i * width;
+            let (start, len) = (i * depth, depth.min(k - i * depth));
             x.clone()
-                .matmul(weight.clone().narrow(1, start, width.min(n - start)))
+                .narrow(1, start, len)
+                .matmul(weight.clone().narrow(0, start, len))
         })
         .collect();
-    Tensor::cat(parts, 1)
+    // Added in block order, so the rounding does not depend on which thread finished first.
+    partials
+        .into_iter()
+        .reduce(|sum, partial| sum + partial)
+        .expect("at least two blocks")
 }
 
 /// A [`Linear`] layer's forward pass on `[batch, len, d_in]` through [`matmul`].
@@ -53,14 +66,15 @@ pub fn apply(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor
     y.reshape([batch, len, d_out])
 }
 
-/// The column slice width [`matmul`] uses, `None` when it takes the plain product.
-fn split_width(x: &Tensor<2>, weight: &Tensor<2>) -> Option<usize> {
+/// How many blocks [`matmul`] splits this product into (1: the plain product): one per pool
+/// thread for few rows on flex, fewer when the weight is too shallow.
+fn blocks(x: &Tensor<2>, weight: &Tensor<2>) -> usize {
     let [rows, _] = x.dims();
-    let [_, n] = weight.dims();
-    let threads = rayon::current_num_threads();
-    let split =
-        rows <= MAX_SPLIT_ROWS && n >= MIN_SPLIT_COLUMNS && threads >= 2 && is_flex(&x.device());
-    split.then(|| n.div_ceil(threads))
+    let [k, _] = weight.dims();
+    if rows > MAX_SPLIT_ROWS || !is_flex(&x.device()) {
+        return 1;
+    }
+    rayon::current_num_threads().min(k / MIN_BLOCK_ROWS).max(1)
 }
 
 /// Whether `device` is the flex CPU backend, with or without autodiff.
@@ -78,51 +92,59 @@ mod tests {
         (a - b).abs().max().into_scalar()
     }
 
-    #[test]
-    fn split_product_equals_the_plain_one() {
-        let device = Device::flex();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn split_product_equals_the_plain_one_and_repeats_exactly() {
+        let device = Device::flex();
         for (rows, k, n) in [
-            (1, 64, 700),
-            (8, 96, 257),
-            (16, 32, 1024),
-            (17, 32, 512),
-            (4, 32, 100),
+            (1, 576, 700),
+            (8, 129, 257),
+            (16, 320, 1024),
+            (1, 100, 100),
+            (17, 256, 512),
         ] {
             let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
-            let expected_split = rows <= MAX_SPLIT_ROWS && n >= MIN_SPLIT_COLUMNS;
-            let width = pool.install(|| split_width(&x, &w));
-            assert_eq!(
-                width,
-                expected_split.then(|| n.div_ceil(3)),
-                "{rows}x{k}x{n}"
-            );
-            let split = pool.install(|| matmul(x.clone(), w.clone()));
-            assert_eq!(split.dims(), [rows, n]);
-            let diff = max_abs_diff(split, x.clone().matmul(w.clone()));
-            assert!(diff <= 1e-5, "{rows}x{k}x{n}: {diff}");
+            let plain = x.clone().matmul(w.clone());
             // A transposed (tied-embedding) weight splits the same way.
             let wt = w.clone().transpose().reshape([n, k]).transpose();
-            let diff = max_abs_diff(pool.install(|| matmul(x.clone(), wt)), x.matmul(w));
-            assert!(diff <= 1e-5, "{rows}x{k}x{n} transposed: {diff}");
+            for threads in [1, 2, 3, 5] {
+                let expected_blocks = if rows <= MAX_SPLIT_ROWS {
+                    threads.min(k / MIN_BLOCK_ROWS).max(1)
+                } else {
+                    1
+                };
+                let pool = pool(threads);
+                assert_eq!(pool.install(|| blocks(&x, &w)), expected_blocks);
+                for weight in [w.clone(), wt.clone()] {
+                    let split = pool.install(|| matmul(x.clone(), weight.clone()));
+                    assert_eq!(split.dims(), [rows, n]);
+                    let diff = max_abs_diff(split.clone(), plain.clone());
+                    assert!(diff <= 1e-4, "{rows}x{k}x{n}, {threads} threads: {diff}");
+                    let again = pool.install(|| matmul(x.clone(), weight));
+                    assert_eq!(
+                        split.into_data().to_vec::<f32>().unwrap(),
+                        again.into_data().to_vec::<f32>().unwrap(),
+                        "{rows}x{k}x{n}, {threads} threads"
+                    );
+                }
+            }
         }
     }
 
     #[test]
     fn layer_forward_equals_burns_linear() {
         let device = Device::flex();
-        let layer = LinearConfig::new(48, 320).init(&device);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let layer = LinearConfig::new(160, 320).init(&device);
         for (batch, len) in [(1, 1), (2, 3), (4, 8)] {
-            let x = Tensor::<3>::random([batch, len, 48], Distribution::Normal(0.0, 1.0), &device);
-            let ours = pool.install(|| forward(&layer, x.clone()));
+            let x = Tensor::<3>::random([batch, len, 160], Distribution::Normal(0.0, 1.0), &device);
+            let ours = pool(2).install(|| forward(&layer, x.clone()));
             let diff: f32 = (ours - layer.forward(x)).abs().max().into_scalar();
             assert!(diff <= 1e-5, "{batch}x{len}: {diff}");
         }
