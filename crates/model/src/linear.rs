@@ -85,6 +85,7 @@ fn is_flex(device: &Device) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::to_f32_vec;
     use burn::nn::LinearConfig;
     use burn::tensor::Distribution;
 
@@ -129,8 +130,8 @@ mod tests {
                     assert!(diff <= 1e-4, "{rows}x{k}x{n}, {threads} threads: {diff}");
                     let again = pool.install(|| matmul(x.clone(), weight));
                     assert_eq!(
-                        split.into_data().to_vec::<f32>().unwrap(),
-                        again.into_data().to_vec::<f32>().unwrap(),
+                        to_f32_vec(split),
+                        to_f32_vec(again),
                         "{rows}x{k}x{n}, {threads} threads"
                     );
                 }
