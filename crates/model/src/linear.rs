@@ -6,8 +6,9 @@
 //! flex backend runs a matmul below ~7M multiply-adds on one thread. Splitting the weight's
 //! columns across threads (an earlier version) makes each thread read a short piece of every
 //! row, which this VM's memory serves at about the speed of one thread; splitting its rows (the
-//! inner dimension) gives each thread one contiguous block and nearly doubles the rate (a C
-//! model of SmolLM2's decoding products: 9.0 GB/s by columns, 17.3 GB/s by rows, 2 threads).
+//! inner dimension) gives each thread one contiguous block and streams faster: a C model of
+//! SmolLM2's decoding products, `benches/compare/decode_bandwidth.c`, measured 7-11 GB/s by
+//! columns and 15-17 GB/s by rows with 2 threads.
 //!
 //! So the product is split along the inner dimension into one block per pool thread, the blocks
 //! run in parallel and their partial products are added. The sum's rounding depends on the

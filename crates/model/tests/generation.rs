@@ -5,8 +5,8 @@ use bpo_model::burn::tensor::Device;
 use bpo_model::host::to_f32_vec;
 use bpo_model::testing::{tiny_model, tokenizer};
 use bpo_model::{
-    FinishReason, ModelType, PaddingSide, SamplingConfig, TokenBatch, Transformer, generate,
-    generate_ids, score,
+    FinishReason, Generation, ModelType, PaddingSide, SamplingConfig, TokenBatch, Transformer,
+    generate, generate_ids, score,
 };
 
 fn prompts(model: &Transformer) -> Vec<Vec<u32>> {
@@ -31,6 +31,22 @@ fn sampling(seed: u64) -> SamplingConfig {
     }
 }
 
+/// Each prompt generated in a batch of its own, with the RNG stream it has in the full batch.
+fn one_by_one(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    config: &SamplingConfig,
+    stop: &[u32],
+) -> Vec<Generation> {
+    prompts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, prompt)| {
+            generate_ids(model, std::slice::from_ref(prompt), config, stop, 0, i).unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn same_seed_same_samples_whatever_the_batching() {
     let device = Device::flex();
@@ -39,21 +55,7 @@ fn same_seed_same_samples_whatever_the_batching() {
     let together = generate_ids(&model, &p, &sampling(3), &[], 0, 0).unwrap();
     let again = generate_ids(&model, &p, &sampling(3), &[], 0, 0).unwrap();
     assert_eq!(together, again);
-    let one_by_one: Vec<_> = p
-        .iter()
-        .enumerate()
-        .flat_map(|(i, prompt)| {
-            generate_ids(
-                &model,
-                std::slice::from_ref(prompt),
-                &sampling(3),
-                &[],
-                0,
-                i,
-            )
-            .unwrap()
-        })
-        .collect();
+    let one_by_one = one_by_one(&model, &p, &sampling(3), &[]);
     for (a, b) in together.iter().zip(&one_by_one) {
         assert_eq!(a.token_ids, b.token_ids);
         for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
@@ -78,17 +80,9 @@ fn rows_that_stop_early_leave_the_other_rows_samples_unchanged() {
     let together = generate_ids(&model, &p, &sampling(5), &[stop], 0, 0).unwrap();
     assert!(together.iter().any(|g| g.finish == FinishReason::Stop));
     assert!(together.iter().any(|g| g.finish == FinishReason::Length));
-    for (i, prompt) in p.iter().enumerate() {
-        let alone = generate_ids(
-            &model,
-            std::slice::from_ref(prompt),
-            &sampling(5),
-            &[stop],
-            0,
-            i,
-        )
-        .unwrap();
-        assert_eq!(together[i].token_ids, alone[0].token_ids, "prompt {i}");
+    let alone = one_by_one(&model, &p, &sampling(5), &[stop]);
+    for (i, (a, b)) in together.iter().zip(&alone).enumerate() {
+        assert_eq!(a.token_ids, b.token_ids, "prompt {i}");
     }
 }
 
