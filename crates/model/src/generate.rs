@@ -52,7 +52,7 @@ fn last_logits(hidden: Tensor<3>, head: &Tensor<2>) -> Vec<Vec<f32>> {
     let logits = Transformer::project(hidden.narrow(1, len - 1, 1), head.clone());
     let vocab = logits.dims()[2];
     let data = to_f32_vec(logits);
-    debug_assert_eq!(data.len(), rows * vocab);
+    assert_eq!(data.len(), rows * vocab);
     data.chunks(vocab).map(<[f32]>::to_vec).collect()
 }
 

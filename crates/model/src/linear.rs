@@ -1,52 +1,53 @@
-//! Weight products of few-row activations (the projections of a decoding step), spread over
-//! the CPU thread pool so that every thread streams its own contiguous block of the weight.
+//! Weight products of few-row activations (the projections of a decoding step), computed by
+//! our own CPU kernel ([`kernel`]) on the flex backend.
 //!
 //! A decoding step is made of such products, each reading a whole weight matrix from memory for
-//! one or a few activation rows, so its speed is the speed at which the weights stream in. Burn's
-//! flex backend runs a matmul below ~7M multiply-adds on one thread. Splitting the weight's
-//! columns across threads (an earlier version) makes each thread read a short piece of every
-//! row, which this VM's memory serves at about the speed of one thread; splitting its rows (the
-//! inner dimension) gives each thread one contiguous block and streams faster: a C model of
-//! SmolLM2's decoding products, `benches/compare/decode_bandwidth.c`, measured 7-11 GB/s by
-//! columns and 15-17 GB/s by rows with 2 threads.
+//! one or a few activation rows, so its speed is the speed at which the weights stream in.
+//! Burn's flex matmul (the `gemm` crate) runs products below ~7M multiply-adds on one thread,
+//! and for a few rows its kernels walk down narrow strips of weight columns, a row (often more
+//! than a page) apart. The kernel instead gives each pool thread one contiguous block of weight
+//! rows and streams it front to back: a C model of SmolLM2's decoding products,
+//! `benches/compare/decode_bandwidth.c`, measured 7-11 GB/s when threads split the columns and
+//! 15-17 GB/s when they split the rows, with 2 threads. `benches/linear.rs` times the kernel
+//! against Burn's matmul on SmolLM2's shapes.
 //!
-//! So the product is split along the inner dimension into one block per pool thread, the blocks
-//! run in parallel and their partial products are added. The sum's rounding depends on the
-//! number of blocks: a given thread count always gives the same numbers, a different one may
-//! differ in the last bits. Other backends and larger inputs take the plain product.
+//! The partial products of the blocks are added in block order: a given thread count always
+//! gives the same numbers, a different one may differ in the last bits. Other backends, larger
+//! inputs, and weights that are not contiguous row-major f32 take Burn's matmul.
 
+mod kernel;
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
 use burn::nn::Linear;
-use burn::tensor::{Device, Tensor};
-use rayon::prelude::*;
+use burn::tensor::{DType, Tensor, TensorData};
 
-/// Activations with at most this many rows are split; larger products parallelise themselves.
-const MAX_SPLIT_ROWS: usize = 16;
-/// Each block holds at least this many weight rows: smaller ones would not pay for the split.
+use crate::host::to_f32_vec;
+
+/// Activations with at most this many rows use the kernel; larger products are compute-bound
+/// and Burn's matmul serves them well.
+const MAX_KERNEL_ROWS: usize = 16;
+/// Each thread's block holds at least this many weight rows: smaller ones would not pay for
+/// the split.
 const MIN_BLOCK_ROWS: usize = 64;
 
-/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`, split across the thread pool when `x`
-/// has few rows and lives on the flex backend.
+/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`: the few-row kernel when `x` has at
+/// most 16 rows and `weight` is a contiguous row-major f32 flex tensor, else Burn's matmul.
 pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
-    let [k, _] = weight.dims();
-    let blocks = blocks(&x, &weight);
-    if blocks < 2 {
+    let [rows, k] = x.dims();
+    let n = weight.dims()[1];
+    let flex_weight = (rows <= MAX_KERNEL_ROWS)
+        .then(|| row_major_flex(&weight))
+        .flatten();
+    let Some(flex_weight) = flex_weight else {
         return x.matmul(weight);
-    }
-    let depth = k.div_ceil(blocks);
-    let partials: Vec<Tensor<2>> = (0..blocks)
-        .into_par_iter()
-        .map(|i| {
-            let (start, len) = (i * depth, depth.min(k - i * depth));
-            x.clone()
-                .narrow(1, start, len)
-                .matmul(weight.clone().narrow(0, start, len))
-        })
-        .collect();
-    // Added in block order, so the rounding does not depend on which thread finished first.
-    partials
-        .into_iter()
-        .reduce(|sum, partial| sum + partial)
-        .expect("at least two blocks")
+    };
+    let w = flex_weight
+        .as_slice::<f32>()
+        .expect("row_major_flex checked the layout");
+    let device = x.device();
+    let y = kernel::product(&to_f32_vec(x), w, rows, k, n, blocks(k));
+    Tensor::from_data(TensorData::new(y, [rows, n]), &device)
 }
 
 /// A [`Linear`] layer's forward pass on `[batch, len, d_in]` through [`matmul`].
@@ -67,28 +68,24 @@ pub fn apply(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor
     y.reshape([batch, len, d_out])
 }
 
-/// How many blocks [`matmul`] splits this product into (1: the plain product): one per pool
-/// thread for few rows on flex, fewer when the weight is too shallow.
-fn blocks(x: &Tensor<2>, weight: &Tensor<2>) -> usize {
-    let [rows, _] = x.dims();
-    let [k, _] = weight.dims();
-    if rows > MAX_SPLIT_ROWS || !is_flex(&x.device()) {
-        return 1;
-    }
+/// How many blocks the kernel splits `k` weight rows into: one per pool thread, fewer when
+/// the weight is too shallow.
+fn blocks(k: usize) -> usize {
     rayon::current_num_threads().min(k / MIN_BLOCK_ROWS).max(1)
 }
 
-/// Whether `device` is the flex CPU backend, with or without autodiff.
-fn is_flex(device: &Device) -> bool {
-    device.clone().inner() == Device::flex()
+/// The flex tensor behind `weight` when it is a contiguous row-major f32 matrix on the flex
+/// backend without autodiff (a shared handle: the weights are not copied).
+fn row_major_flex(weight: &Tensor<2>) -> Option<FlexTensor> {
+    let flex = weight.clone().try_into_primitive::<Flex>().ok()?;
+    (flex.dtype() == DType::F32 && flex.as_slice::<f32>().is_some()).then_some(flex)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::to_f32_vec;
     use burn::nn::LinearConfig;
-    use burn::tensor::Distribution;
+    use burn::tensor::{Device, Distribution};
 
     fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
         (a - b).abs().max().into_scalar()
@@ -102,7 +99,7 @@ mod tests {
     }
 
     #[test]
-    fn split_product_equals_the_plain_one_and_repeats_exactly() {
+    fn kernel_product_equals_burns_and_repeats_exactly() {
         let device = Device::flex();
         for (rows, k, n) in [
             (1, 576, 700),
@@ -114,30 +111,41 @@ mod tests {
             let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
             let plain = x.clone().matmul(w.clone());
-            // A transposed (tied-embedding) weight splits the same way.
+            assert!(row_major_flex(&w).is_some());
+            // A transposed (tied-embedding) view is not row-major: Burn's matmul takes it.
             let wt = w.clone().transpose().reshape([n, k]).transpose();
+            assert!(row_major_flex(&wt).is_none());
             for threads in [1, 2, 3, 5] {
-                let expected_blocks = if rows <= MAX_SPLIT_ROWS {
-                    threads.min(k / MIN_BLOCK_ROWS).max(1)
-                } else {
-                    1
-                };
                 let pool = pool(threads);
-                assert_eq!(pool.install(|| blocks(&x, &w)), expected_blocks);
+                assert_eq!(
+                    pool.install(|| blocks(k)),
+                    threads.min(k / MIN_BLOCK_ROWS).max(1)
+                );
                 for weight in [w.clone(), wt.clone()] {
-                    let split = pool.install(|| matmul(x.clone(), weight.clone()));
-                    assert_eq!(split.dims(), [rows, n]);
-                    let diff = max_abs_diff(split.clone(), plain.clone());
+                    let ours = pool.install(|| matmul(x.clone(), weight.clone()));
+                    assert_eq!(ours.dims(), [rows, n]);
+                    let diff = max_abs_diff(ours.clone(), plain.clone());
                     assert!(diff <= 1e-4, "{rows}x{k}x{n}, {threads} threads: {diff}");
                     let again = pool.install(|| matmul(x.clone(), weight));
                     assert_eq!(
-                        to_f32_vec(split),
+                        to_f32_vec(ours),
                         to_f32_vec(again),
                         "{rows}x{k}x{n}, {threads} threads"
                     );
                 }
             }
         }
+    }
+
+    #[test]
+    fn autodiff_weights_take_burns_matmul_and_keep_their_gradient() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<2>::random([2, 128], Distribution::Normal(0.0, 1.0), &device);
+        let w =
+            Tensor::<2>::random([128, 64], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        assert!(row_major_flex(&w).is_none());
+        let grads = matmul(x, w.clone()).sum().backward();
+        assert!(w.grad(&grads).is_some());
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct HostTensor {
 impl HostTensor {
     /// Wraps `data`; the length must match the shape.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        assert_eq!(shape.iter().product::<usize>(), data.len());
         HostTensor { shape, data }
     }
 
