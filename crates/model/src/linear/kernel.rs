@@ -185,6 +185,8 @@ mod avx2 {
 
     /// Columns per step: two vectors of eight.
     const STEP: usize = 16;
+    // The pass below names its four weight rows one by one.
+    const _: () = assert!(ROWS_PER_PASS == 4);
 
     /// [`Product::accumulate`] with the AVX2 pass.
     #[target_feature(enable = "avx2,fma")]
@@ -192,6 +194,8 @@ mod avx2 {
         product.accumulate(rows, y, f32::mul_add, |product, at, y| pass(product, at, y));
     }
 
+    /// One pass: weight rows `p..p + 4` times `x[.., p..p + 4]`, added to columns
+    /// `c0..c0 + width` of every output row.
     #[target_feature(enable = "avx2,fma")]
     fn pass(product: &Product, at: PassAt, y: &mut [f32]) {
         let (m, k, n) = (product.m, product.k, product.n);
