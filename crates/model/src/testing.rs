@@ -92,3 +92,13 @@ pub fn tiny_config(model_type: ModelType) -> ModelConfig {
 pub fn tiny_model(model_type: ModelType, seed: u64, device: &Device) -> Transformer {
     Transformer::init_with_std(&tiny_config(model_type), 0.2, seed, device)
 }
+
+/// The largest absolute difference between two equally long slices (tests compare outputs
+/// with it).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "slices of different lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -3,21 +3,13 @@
 
 use bpo_model::burn::tensor::{Device, Tensor};
 use bpo_model::host::to_f32_vec;
-use bpo_model::testing::tiny_model;
+use bpo_model::testing::{max_abs_diff, tiny_model};
 use bpo_model::{ModelType, PaddingSide, TokenBatch, Transformer};
 
 const ARCHS: [ModelType; 3] = [ModelType::Llama, ModelType::Qwen2, ModelType::Gpt2];
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     to_f32_vec(t)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Deterministic pseudo-random token ids below `vocab`.

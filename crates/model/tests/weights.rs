@@ -6,7 +6,7 @@ use std::path::Path;
 use bpo_model::burn::tensor::{Device, Tensor};
 use bpo_model::host::to_f32_vec;
 use bpo_model::spec::{load, save_hf};
-use bpo_model::testing::{tiny_model, tokenizer, tokenizer_metadata};
+use bpo_model::testing::{max_abs_diff, tiny_model, tokenizer, tokenizer_metadata};
 use bpo_model::weights::HostTensor;
 use bpo_model::weights::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue, dequantize};
 use bpo_model::{ModelType, PaddingSide, TokenBatch, Transformer};
@@ -312,11 +312,7 @@ fn gguf_model_loads_to_the_same_logits() {
         assert_eq!(loaded.config, model.config, "{arch:?}");
         assert_eq!(tok.vocab_size(), tokenizer().vocab_size());
         let (a, b) = (logits(&model), logits(&loaded));
-        let diff = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let diff = max_abs_diff(&a, &b);
         assert!(diff <= 1e-5, "{arch:?}: {diff}");
     }
 }

@@ -233,22 +233,20 @@ mod avx2 {
                 }
             }
         }
-        for j in 0..product.m {
-            let a = &product.x[j * k + at.p..j * k + at.p + ROWS_PER_PASS];
-            let out = &mut y[j * n + at.c0 + vectorised..j * n + at.c0 + at.width];
-            for (c, o) in out.iter_mut().enumerate() {
-                *o = a.iter().enumerate().fold(*o, |sum, (i, &a)| {
-                    let weight = product.weight_row(at.p + i, at.c0, at.width)[vectorised + c];
-                    weight.mul_add(a, sum)
-                });
-            }
-        }
+        // The columns left over, fewer than one step.
+        let tail = PassAt {
+            c0: at.c0 + vectorised,
+            width: at.width - vectorised,
+            ..at
+        };
+        product.pass(tail, y, f32::mul_add);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_abs_diff;
 
     /// The textbook triple loop, accumulated in f64.
     fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
@@ -287,11 +285,7 @@ mod tests {
             let expected = reference(&x, &w, m, k, n);
             for blocks in [1, 2, 3, 7, 1000] {
                 let y = product(&x, &w, m, k, n, blocks);
-                let diff = y
-                    .iter()
-                    .zip(&expected)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f32::max);
+                let diff = max_abs_diff(&y, &expected);
                 assert!(diff <= 1e-4, "{m}x{k}x{n}, {blocks} blocks: {diff}");
                 assert_eq!(y, product(&x, &w, m, k, n, blocks), "repeats exactly");
             }
@@ -315,11 +309,7 @@ mod tests {
                 0..k,
                 &mut y,
             );
-            let diff = y
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let diff = max_abs_diff(&y, &expected);
             assert!(diff <= 1e-4, "{m}x{k}x{n}: {diff}");
         }
     }
