@@ -1,18 +1,20 @@
-//! One DPO optimizer step (policy forward and backward over chosen and rejected, reference
-//! log-probs precomputed, DPO loss, global-norm clipping, AdamW), as `bpo train` runs it.
+//! One DPO optimizer step through the library's public trainer (`Trainer::step`: policy forward
+//! and backward over chosen and rejected, reference log-probs carried by the pairs as in BPO,
+//! DPO loss, global-norm clipping, AdamW, the metrics line): the code `bpo train` and
+//! `bpo online` run.
 //!
 //! `cargo bench --bench dpo_step` runs a small random Llama (4 layers, d 256, 4 heads, ffn 1024,
 //! vocab 8192; 8 pairs of 32 + 96 tokens, full fine-tuning) and, when SmolLM2-135M-Instruct is
 //! in the model cache, SmolLM2 with LoRA r = 16 on all linear layers and with full fine-tuning
 //! (4 pairs of 32 + 64 tokens). Side-by-side with PyTorch: `benches/compare/dpo_step.sh`.
 
+use bpo::algos::LossConfig;
 use bpo::algos::config::{LoraConfig, OptimConfig};
-use bpo::algos::logps::pair_logps;
+use bpo::algos::dap::Dap;
 use bpo::algos::lora::apply_lora;
-use bpo::algos::optim::{adamw, clip_grad_norm};
-use bpo::algos::{LossConfig, PairLogps, dap_loss};
-use bpo::data::{PairBatch, TokenizedPair};
-use bpo::model::burn::optim::GradientsParams;
+use bpo::algos::reference::{Reference, ReferenceLogps};
+use bpo::algos::trainer::{Policy, RunDir, Schedule, Silent, Trainer};
+use bpo::data::TokenizedPair;
 use bpo::model::burn::tensor::Device;
 use bpo::model::fetch::{default_cache_dir, known_model};
 use bpo::model::{ModelConfig, ModelType, Transformer, load};
@@ -44,8 +46,7 @@ fn bench_step(
     lora: bool,
     pairs: &[TokenizedPair],
 ) {
-    let device = model.device();
-    let mut policy = if lora {
+    let policy = if lora {
         let config = LoraConfig {
             rank: 16,
             alpha: 32.0,
@@ -55,18 +56,39 @@ fn bench_step(
     } else {
         model
     };
-    let optim = OptimConfig::default();
-    let mut optimizer = adamw(&optim);
-    let batch = PairBatch::new(pairs, 0).expect("batch");
     let n = pairs.len();
-    let reference = PairLogps::from_host(
-        &vec![-100.0; n],
-        &vec![-100.0; n],
-        &vec![pairs[0].chosen.len() as f32; n],
-        &vec![pairs[0].rejected.len() as f32; n],
-        &device,
-    );
-    let loss_config = LossConfig::default();
+    // The reference log-probs BPO reads from the pairs (no reference forward pass).
+    let reference = ReferenceLogps {
+        chosen: vec![-100.0; n],
+        rejected: vec![-100.0; n],
+        chosen_tokens: vec![pairs[0].chosen.len() as f32; n],
+        rejected_tokens: vec![pairs[0].rejected.len() as f32; n],
+    };
+    let mut objective = Dap {
+        pairs: pairs.to_vec(),
+        reference: Reference::Fixed(reference),
+        dev: None,
+        loss: LossConfig::default(),
+        pad_id: 0,
+        eval_batch_size: n,
+    };
+    let optim = OptimConfig::default();
+    let out = tempfile::tempdir().expect("temp dir");
+    let dir = RunDir::create(out.path(), &name, 1).expect("run dir");
+    let (mut trainer, _) = Trainer::start::<()>(
+        Policy::single(policy, &optim),
+        Schedule {
+            optim: optim.clone(),
+            total_steps: usize::MAX,
+            ..Schedule::default()
+        },
+        dir,
+        None,
+        None,
+        &mut Silent,
+    )
+    .expect("trainer");
+    let batch: Vec<usize> = (0..n).collect();
     let tokens: usize = pairs
         .iter()
         .map(|p| 2 * p.prompt.len() + p.chosen.len() + p.rejected.len())
@@ -76,11 +98,9 @@ fn bench_step(
     group.throughput(Throughput::Elements(tokens as u64));
     group.bench_function(name, |b| {
         b.iter(|| {
-            let logps = pair_logps(&policy, &batch);
-            let (loss, _) = dap_loss(&loss_config, &logps, Some(&reference));
-            let mut grads = GradientsParams::from_grads(loss.backward(), &policy);
-            clip_grad_norm(&policy, &mut grads, optim.max_grad_norm);
-            policy = optimizer.step(optim.lr, policy.clone(), grads);
+            trainer
+                .step(&mut objective, std::slice::from_ref(&batch), &mut Silent)
+                .expect("step")
         })
     });
     group.finish();

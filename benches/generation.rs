@@ -7,8 +7,8 @@
 
 use bpo::model::burn::tensor::Device;
 use bpo::model::fetch::{default_cache_dir, known_model};
-use bpo::model::testing::tokenizer;
 use bpo::model::{ModelConfig, ModelType, SamplingConfig, Transformer, generate_ids, load};
+use bpo_testkit::tokenizer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const PROMPT_TOKENS: usize = 16;

@@ -7,19 +7,19 @@
 
 use std::time::Instant;
 
-use bpo::algos::logps::pair_logps;
-use bpo::algos::optim::{adamw, clip_grad_norm};
-use bpo::algos::{LossConfig, PairLogps, dap_loss};
-use bpo::data::{PairBatch, TokenizedPair};
-use bpo::model::burn::module::Module;
-use bpo::model::burn::optim::GradientsParams;
+use bpo::algos::LossConfig;
+use bpo::algos::config::{OptimConfig, ScheduleKind};
+use bpo::algos::dap::Dap;
+use bpo::algos::reference::{Reference, ReferenceLogps};
+use bpo::algos::trainer::{Policy, RunDir, Schedule, Silent, Trainer};
+use bpo::data::TokenizedPair;
 use bpo::model::burn::tensor::Device;
 use bpo::model::host::to_f32_vec;
 use bpo::model::spec::save_hf;
-use bpo::model::testing::{tiny_model, tokenizer};
 use bpo::model::{
     ModelType, PaddingSide, SamplingConfig, TokenBatch, generate, load, parse_device,
 };
+use bpo_testkit::{tiny_model, tokenizer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -53,36 +53,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let probe = TokenBatch::padded(&[vec![5, 9, 40, 7, 100, 12]], 0, PaddingSide::Right);
-    let loss_config = LossConfig::default();
+    let _loss_config = LossConfig::default();
     let mut flex_result: Option<(Vec<f64>, Vec<f32>)> = None;
     for name in ["flex", "ndarray", "wgpu", "vulkan", "metal", "cuda"] {
         let Ok(device) = parse_device(name) else {
             println!("{name:8} not compiled in");
             continue;
         };
-        let (mut policy, tok) = load(&spec, &device.clone().autodiff())?;
-        let mut optimizer = adamw(&Default::default());
-        let batch = PairBatch::new(&pairs, tok.pad_id())?;
+        let (policy, tok) = load(&spec, &device.clone().autodiff())?;
         let n = pairs.len();
-        let reference = PairLogps::from_host(
-            &[-60.0; 4],
-            &[-60.0; 4],
-            &[24.0; 4],
-            &[24.0; 4],
-            &policy.device(),
-        );
+        let mut objective = Dap {
+            pairs: pairs.clone(),
+            reference: Reference::Fixed(ReferenceLogps {
+                chosen: vec![-60.0; n],
+                rejected: vec![-60.0; n],
+                chosen_tokens: vec![24.0; n],
+                rejected_tokens: vec![24.0; n],
+            }),
+            dev: None,
+            loss: LossConfig::default(),
+            pad_id: tok.pad_id(),
+            eval_batch_size: n,
+        };
+        let optim = OptimConfig {
+            lr: 1e-3,
+            schedule: ScheduleKind::Constant,
+            ..OptimConfig::default()
+        };
+        let out = std::env::temp_dir().join(format!("bpo-backend-swap-run-{name}"));
+        let run_dir = RunDir::create(&out, &name, 1)?;
+        let (mut trainer, _) = Trainer::start::<()>(
+            Policy::single(policy, &optim),
+            Schedule {
+                optim: optim.clone(),
+                total_steps: steps,
+                ..Schedule::default()
+            },
+            run_dir,
+            None,
+            None,
+            &mut Silent,
+        )?;
+        let all: Vec<usize> = (0..n).collect();
         let mut losses = Vec::new();
         let started = Instant::now();
         for _ in 0..steps {
-            let (loss, stats) =
-                dap_loss(&loss_config, &pair_logps(&policy, &batch), Some(&reference));
-            let mut grads = GradientsParams::from_grads(loss.backward(), &policy);
-            clip_grad_norm(&policy, &mut grads, 1.0);
-            policy = optimizer.step(1e-3, policy, grads);
-            losses.push(stats.loss);
+            let record = trainer.step(&mut objective, std::slice::from_ref(&all), &mut Silent)?;
+            losses.push(record["loss"]);
         }
         let per_step = started.elapsed().as_secs_f64() / steps as f64;
-        let trained = policy.valid();
+        let trained = trainer.policy.merged();
         let logits = to_f32_vec(trained.forward(&probe));
         let started = Instant::now();
         let text = generate(
@@ -111,7 +131,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => (0.0, 0.0),
         };
         println!(
-            "{name:8} {per_step:7.3} s/step ({n} pairs)  generation {generation:6.3} s  max |loss - flex| {loss_diff:.2e}  max |logit - flex| {logit_diff:.2e}  {text:?}"
+            "{name:8} {per_step:7.3} s/step ({} pairs)  generation {generation:6.3} s  max |loss - flex| {loss_diff:.2e}  max |logit - flex| {logit_diff:.2e}  {text:?}",
+            pairs.len()
         );
         flex_result.get_or_insert((losses, logits));
     }

@@ -1,29 +1,18 @@
-//! Checkpoints: weights (adapters included) and optimizer state in Burn's burnpack format, the
-//! trainer state as JSON, written atomically so a crash never leaves a half checkpoint.
+//! Checkpoint files: weights (adapters included) and optimizer states in Burn's burnpack format
+//! and a JSON state, written atomically so a crash never leaves a half checkpoint. What a
+//! checkpoint holds is decided by the trainer ([`crate::trainer::RunDir`]).
 
 use std::path::{Path, PathBuf};
 
 use bpo_model::ModelError;
-use bpo_model::Transformer;
 use bpo_model::burn::module::Module;
 use bpo_model::burn::optim::ModuleOptimizer;
+use bpo_model::burn::store::RecordError;
 use bpo_model::fsutil::{write_atomic, write_dir_atomic};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::error::AlgoError;
-
-/// What, besides tensors, a run needs to continue exactly where it stopped. Data order and
-/// LoRA initialisation derive from the seed, so the step is the whole data cursor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainerState {
-    /// Optimizer steps done.
-    pub step: usize,
-    /// Steps the run will make in total.
-    pub total_steps: usize,
-    /// The run's configuration, as JSON; resuming checks it is unchanged.
-    pub config: serde_json::Value,
-}
 
 fn ckpt_err(path: &Path, message: impl Into<String>) -> AlgoError {
     AlgoError::Checkpoint {
@@ -32,8 +21,15 @@ fn ckpt_err(path: &Path, message: impl Into<String>) -> AlgoError {
     }
 }
 
-fn record_err(path: &Path, e: impl std::fmt::Debug) -> AlgoError {
-    ckpt_err(path, format!("{e:?}"))
+/// What a Burn record error says, without its type prefix.
+fn record_message(e: &RecordError) -> &str {
+    match e {
+        RecordError::Io(message) | RecordError::Validation(message) => message,
+    }
+}
+
+fn record_err(path: &Path, e: &RecordError) -> AlgoError {
+    ckpt_err(path, record_message(e))
 }
 
 /// The directory of the checkpoint after `step` steps.
@@ -43,27 +39,32 @@ pub fn checkpoint_dir(out: &Path, step: usize) -> PathBuf {
 
 /// Writes the checkpoint after `step` steps atomically: `state` as `state.json`, each model and
 /// optimizer under its file name; then removes the oldest checkpoints beyond `keep`.
-pub fn save(
+pub fn save<M: Module>(
     out: &Path,
     step: usize,
     state: &impl Serialize,
-    models: &[(&str, &Transformer)],
-    optimizers: &[(&str, &ModuleOptimizer)],
+    models: &[(String, &M)],
+    optimizers: &[(String, &ModuleOptimizer)],
     keep: usize,
 ) -> Result<PathBuf, AlgoError> {
     let dir = checkpoint_dir(out, step);
     write_dir_atomic(&dir, |tmp| {
-        let io = |e: String| ModelError::Input(format!("writing checkpoint: {e}"));
+        // Errors name the checkpoint the user will look for, not the temporary directory.
+        let io = |file: &str, e: RecordError| {
+            ModelError::Input(format!(
+                "writing checkpoint {}: {}",
+                dir.join(file).display(),
+                record_message(&e)
+            ))
+        };
         for (file, model) in models {
             (*model)
                 .clone()
                 .save_file(tmp.join(file))
-                .map_err(|e| io(format!("{e:?}")))?;
+                .map_err(|e| io(file, e))?;
         }
         for (file, optimizer) in optimizers {
-            optimizer
-                .save(tmp.join(file))
-                .map_err(|e| io(format!("{e:?}")))?;
+            optimizer.save(tmp.join(file)).map_err(|e| io(file, e))?;
         }
         let text = serde_json::to_string_pretty(state).expect("json");
         write_atomic(&tmp.join("state.json"), text.as_bytes())
@@ -95,6 +96,23 @@ pub fn list(out: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Removes the hidden temporary directories (`.step-N.tmp-PID-n`, `.step-N.old-PID-n`) that a
+/// process killed while writing a checkpoint leaves in `<out>/checkpoints`; returns how many.
+pub fn remove_stale(out: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(out.join("checkpoints")) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".step-"))
+        })
+        .filter(|p| std::fs::remove_dir_all(p).is_ok())
+        .count()
+}
+
 /// A checkpoint directory, or the latest checkpoint of a run directory.
 pub fn resolve(path: &Path) -> Result<PathBuf, AlgoError> {
     if path.join("state.json").exists() {
@@ -115,11 +133,11 @@ pub fn load_state<T: DeserializeOwned>(dir: &Path) -> Result<T, AlgoError> {
     serde_json::from_str(&text).map_err(|e| ckpt_err(dir, format!("state.json: {e}")))
 }
 
-/// Loads the checkpoint's weights into `policy` (same structure, adapters included).
-pub fn load_model(dir: &Path, policy: Transformer, file: &str) -> Result<Transformer, AlgoError> {
-    policy
+/// Loads the weights saved under `file` into `model` (same structure, adapters included).
+pub fn load_model<M: Module>(dir: &Path, model: M, file: &str) -> Result<M, AlgoError> {
+    model
         .try_load_file(dir.join(file))
-        .map_err(|e| record_err(&dir.join(file), e))
+        .map_err(|e| record_err(&dir.join(file), &e))
 }
 
 /// Loads the optimizer state saved under `file`.
@@ -129,5 +147,5 @@ pub fn load_optimizer(
     file: &str,
 ) -> Result<ModuleOptimizer, AlgoError> {
     let path = dir.join(file);
-    optimizer.load(&path).map_err(|e| record_err(&path, e))
+    optimizer.load(&path).map_err(|e| record_err(&path, &e))
 }

@@ -1,50 +1,17 @@
-//! The LoRA ensemble stabiliser of BPO's authors: K adapters on one frozen base, trained on the
-//! same batches with their own optimizers; the model that samples, serves as the BPO reference
-//! and is evaluated is their merge.
+//! Merging the LoRA ensemble of BPO's authors (K adapters on one frozen base, see
+//! [`crate::trainer::Policy`]) into one transformer.
 
 use bpo_model::Transformer;
 use bpo_model::burn::module::Module;
-use bpo_model::burn::optim::ModuleOptimizer;
-use serde::{Deserialize, Serialize};
 
 use crate::lora::merged;
 use crate::optim::{blend_into, combine_into};
+use crate::trainer::Merge;
+pub use crate::trainer::MergeRule;
 
-/// How the K adapters become one model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MergeRule {
-    /// The average of the members' deltas: `W + (s / K) * sum_i A_i B_i` (Burn's `x A B`
-    /// layout; `s = alpha / rank`). The default: the uniform mixture in weight space.
-    #[default]
-    DeltaAverage,
-    /// Factor-wise, as the authors' tooling merged: `W + (s / K) * (sum_i A_i)(sum_j B_j)`,
-    /// cross terms included. Offered for fidelity to the paper's runs.
-    FactorWise,
-}
-
-/// One member: a policy (LoRA adapters on the shared frozen base, or a fully trained model
-/// when K = 1) and its own AdamW.
-pub struct Member {
-    /// The policy, with autodiff.
-    pub model: Transformer,
-    /// Its optimizer.
-    pub optimizer: ModuleOptimizer,
-}
-
-/// The members and how they merge.
-pub struct Ensemble {
-    /// K >= 1 members.
-    pub members: Vec<Member>,
-    /// The merge rule (irrelevant when K = 1).
-    pub rule: MergeRule,
-}
-
-impl Ensemble {
-    /// The merged model (adapters folded into the weights, no autodiff).
-    pub fn merged(&self) -> Transformer {
-        let models: Vec<&Transformer> = self.members.iter().map(|m| &m.model).collect();
-        merge(&models, self.rule)
+impl Merge for Transformer {
+    fn merge(members: &[&Self], rule: MergeRule) -> Self {
+        merge(members, rule)
     }
 }
 

@@ -37,12 +37,14 @@ pub enum AlgoError {
     #[error("annotator: {0}")]
     Annotator(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    // Not named `source`: the message already includes the OS error, and a `source` would
+    // print it a second time in an error chain.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -51,7 +53,7 @@ impl AlgoError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         AlgoError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

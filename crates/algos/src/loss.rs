@@ -17,6 +17,7 @@ use burn::tensor::activation::{log_sigmoid, relu};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AlgoError;
+use crate::metrics::MetricsRecord;
 
 /// Which loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +193,17 @@ pub struct LossStats {
 }
 
 impl LossStats {
+    /// The statistics as a metrics record, under TRL's names.
+    pub fn record(&self) -> MetricsRecord {
+        match serde_json::to_value(self).expect("json") {
+            serde_json::Value::Object(m) => m
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_f64()?)))
+                .collect(),
+            _ => MetricsRecord::new(),
+        }
+    }
+
     /// The mean of several batches' statistics (gradient accumulation), weighted by pairs.
     pub fn weighted_mean(parts: &[(LossStats, usize)]) -> LossStats {
         let total: usize = parts.iter().map(|(_, n)| n).sum();

@@ -1,58 +1,80 @@
 //! Metrics: one JSON line per step (`metrics.jsonl`), and PNG line plots drawn with plotters.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::AlgoError;
 
 /// One metrics record: named numbers (`step`, `loss`, `rewards/accuracies`, `dev/loss`, ...).
 pub type MetricsRecord = BTreeMap<String, f64>;
 
-/// An append-only JSONL metrics file, flushed after every record.
-pub struct MetricsLog {
+/// An append-only JSON-lines file of records, flushed after every record.
+pub struct JsonlLog<T> {
     path: PathBuf,
     file: File,
-    records: Vec<MetricsRecord>,
+    records: Vec<T>,
 }
 
-impl MetricsLog {
+/// The per-step metrics of a run (`metrics.jsonl`).
+pub type MetricsLog = JsonlLog<MetricsRecord>;
+
+impl<T: Serialize + DeserializeOwned> JsonlLog<T> {
     /// Starts `path` afresh.
     pub fn create(path: &Path) -> Result<Self, AlgoError> {
         let file = File::create(path).map_err(|e| AlgoError::io(path, e))?;
-        Ok(MetricsLog {
+        Ok(JsonlLog {
             path: path.to_path_buf(),
             file,
             records: Vec::new(),
         })
     }
 
-    /// Reopens `path` keeping the records whose `step` is at most `last_step` (resume), so the
-    /// file reads as if the run had never stopped.
-    pub fn resume(path: &Path, last_step: usize) -> Result<Self, AlgoError> {
-        let kept: Vec<MetricsRecord> = match File::open(path) {
-            Ok(f) => BufReader::new(f)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str::<MetricsRecord>(&l).ok())
-                .filter(|r| r.get("step").is_some_and(|&s| s as usize <= last_step))
-                .collect(),
-            Err(_) => Vec::new(),
+    /// Reopens `path` keeping its first `keep` lines byte for byte and dropping the rest (a
+    /// resumed run's log then reads as if the run had never stopped). A missing file starts
+    /// empty.
+    pub fn resume(path: &Path, keep: usize) -> Result<Self, AlgoError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(AlgoError::io(path, e)),
         };
-        let mut log = Self::create(path)?;
-        for r in kept {
-            log.append(r)?;
+        let mut records = Vec::new();
+        let mut kept_bytes = 0;
+        for line in text.split_inclusive('\n').take(keep) {
+            let record = serde_json::from_str(line.trim_end()).map_err(|e| {
+                AlgoError::Config(format!(
+                    "{} line {}: {e}",
+                    path.display(),
+                    records.len() + 1
+                ))
+            })?;
+            records.push(record);
+            kept_bytes += line.len();
         }
-        Ok(log)
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| AlgoError::io(path, e))?;
+        file.set_len(kept_bytes as u64)
+            .map_err(|e| AlgoError::io(path, e))?;
+        Ok(JsonlLog {
+            path: path.to_path_buf(),
+            file,
+            records,
+        })
     }
 
     /// Appends and flushes one record.
-    pub fn append(&mut self, record: MetricsRecord) -> Result<(), AlgoError> {
+    pub fn append(&mut self, record: T) -> Result<(), AlgoError> {
         let line = serde_json::to_string(&record).expect("json");
         writeln!(self.file, "{line}").map_err(|e| AlgoError::io(&self.path, e))?;
         self.file
@@ -63,7 +85,7 @@ impl MetricsLog {
     }
 
     /// Everything logged so far.
-    pub fn records(&self) -> &[MetricsRecord] {
+    pub fn records(&self) -> &[T] {
         &self.records
     }
 }

@@ -1,5 +1,6 @@
-//! Reference log-probs of pairs: from a frozen model (computed once and cached on disk, keyed by
-//! model and data hashes), or the behavior log-probs the pairs carry (BPO).
+//! Reference policies of DAP losses: log-probs from a frozen model (computed once and cached on
+//! disk, keyed by model and data hashes), the behavior log-probs the pairs carry (BPO), an
+//! exponential moving average of the policy scored on the fly, or none.
 
 use std::path::{Path, PathBuf};
 
@@ -12,9 +13,94 @@ use bpo_model::host::to_f32_vec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::{ReferenceConfig, ReferenceMode};
 use crate::error::AlgoError;
 use crate::logps::pair_logps;
 use crate::loss::PairLogps;
+use crate::optim::blend_into;
+
+/// Where reference log-probs come from during training.
+pub enum Reference {
+    /// Computed once (the initial model) or carried by the pairs (behavior).
+    Fixed(ReferenceLogps),
+    /// An exponential moving average of the policy, scored on the fly.
+    Ema {
+        /// The averaged model (no autodiff).
+        model: Box<Transformer>,
+        /// Weight of the old average per step.
+        alpha: f64,
+    },
+    /// Reference-free.
+    Free,
+}
+
+impl Reference {
+    /// The reference `config.mode` asks for on `pairs`: `initial` calls `initial` for the
+    /// frozen model's log-probs (cached or not, as the caller decides), `behavior` reads the
+    /// pairs' own log-probs, `ema` starts from `ema_start()`.
+    pub fn for_mode(
+        config: &ReferenceConfig,
+        pairs: &[TokenizedPair],
+        initial: impl FnOnce() -> Result<ReferenceLogps, AlgoError>,
+        ema_start: impl FnOnce() -> Transformer,
+    ) -> Result<Self, AlgoError> {
+        Ok(match config.mode {
+            ReferenceMode::Initial => Reference::Fixed(initial()?),
+            ReferenceMode::Behavior => Reference::Fixed(behavior_reference(pairs)?),
+            ReferenceMode::Ema => Reference::Ema {
+                model: Box::new(ema_start()),
+                alpha: config.ema_alpha,
+            },
+            ReferenceMode::None => Reference::Free,
+        })
+    }
+
+    /// Reference log-probs of the pairs `indices` (forming `batch`), on `device`.
+    pub fn logps(
+        &self,
+        indices: &[usize],
+        batch: &PairBatch,
+        device: &Device,
+    ) -> Result<Option<PairLogps>, AlgoError> {
+        Ok(match self {
+            Reference::Fixed(r) => Some(r.select(indices, device)),
+            Reference::Ema { model, .. } => {
+                let l = pair_logps(model, batch);
+                let host = ReferenceLogps {
+                    chosen: to_f32_vec(l.chosen),
+                    rejected: to_f32_vec(l.rejected),
+                    chosen_tokens: to_f32_vec(l.chosen_tokens),
+                    rejected_tokens: to_f32_vec(l.rejected_tokens),
+                };
+                Some(host.select(&(0..indices.len()).collect::<Vec<_>>(), device))
+            }
+            Reference::Free => None,
+        })
+    }
+
+    /// Moves an EMA reference towards `policy` (merged, no autodiff); other references stay.
+    pub fn follow(&mut self, policy: &Transformer) {
+        if let Reference::Ema { model, alpha } = self {
+            **model = blend_into((**model).clone(), policy, *alpha);
+        }
+    }
+
+    /// The fixed log-probs, when the reference has them.
+    pub fn fixed(&self) -> Option<&ReferenceLogps> {
+        match self {
+            Reference::Fixed(logps) => Some(logps),
+            _ => None,
+        }
+    }
+
+    /// The EMA model, when the reference is one.
+    pub fn ema_model(&mut self) -> Option<&mut Transformer> {
+        match self {
+            Reference::Ema { model, .. } => Some(model.as_mut()),
+            _ => None,
+        }
+    }
+}
 
 /// Reference log-probs of every pair of a data set, on the host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

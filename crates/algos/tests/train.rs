@@ -19,16 +19,8 @@ use bpo_data::{
 use bpo_model::burn::tensor::Device;
 use bpo_model::host::to_f32_vec;
 use bpo_model::spec::save_hf;
-use bpo_model::testing::{tiny_model, tokenizer};
-use bpo_model::{ModelType, PaddingSide, TokenBatch, Transformer, load};
-
-/// A tiny random model saved as a Hugging Face directory.
-fn tiny_model_dir(dir: &Path, seed: u64) -> String {
-    let path = dir.join(format!("model-{seed}"));
-    let model = tiny_model(ModelType::Llama, seed, &Device::flex());
-    save_hf(&path, &model, &tokenizer()).unwrap();
-    path.to_str().unwrap().to_owned()
-}
+use bpo_model::{ModelType, Transformer, load};
+use bpo_testkit::{probe_logits, tiny_model, tiny_model_dir, tokenizer};
 
 /// Pairs where the chosen continuation says something good and the rejected one something bad.
 fn pair_file(dir: &Path) -> PathBuf {
@@ -179,11 +171,6 @@ fn precomputed_and_on_the_fly_reference_give_the_same_loss() {
     assert!((a - b).abs() < 1e-5, "{a} vs {b}");
 }
 
-fn logits(model: &Transformer) -> Vec<f32> {
-    let batch = TokenBatch::padded(&[vec![5, 9, 40, 7, 100]], 0, PaddingSide::Right);
-    to_f32_vec(model.forward(&batch))
-}
-
 #[test]
 fn resume_ends_with_exactly_the_weights_of_an_uninterrupted_run() {
     for lora in [false, true] {
@@ -209,7 +196,7 @@ fn resume_ends_with_exactly_the_weights_of_an_uninterrupted_run() {
         }
         let full = train_dap(&c, None, &mut Silent).unwrap();
         assert_eq!(full.steps, 6);
-        let uninterrupted = logits(&full.model);
+        let uninterrupted = probe_logits(&full.model);
         let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
         // Pretend the run died after step 2.
         for step in [4, 6] {
@@ -217,7 +204,7 @@ fn resume_ends_with_exactly_the_weights_of_an_uninterrupted_run() {
         }
         std::fs::remove_dir_all(out.join("model")).unwrap();
         let resumed = train_dap(&c, Some(&out), &mut Silent).unwrap();
-        assert_eq!(logits(&resumed.model), uninterrupted, "lora = {lora}");
+        assert_eq!(probe_logits(&resumed.model), uninterrupted, "lora = {lora}");
         let again = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
         let strip = |s: &str| -> Vec<serde_json::Value> {
             s.lines()
@@ -324,7 +311,7 @@ fn lora_trains_adapters_only_and_exports_peft_and_merged_models() {
         let adapted = name.contains("q_proj") || name.contains("v_proj");
         assert_eq!(changed, adapted, "{name}");
     }
-    assert_eq!(logits(&trained), logits(&outcome.model));
+    assert_eq!(probe_logits(&trained), probe_logits(&outcome.model));
 }
 
 #[test]

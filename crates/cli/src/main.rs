@@ -20,6 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The main job: offline DAP vs online DAP vs BPO at the same budget, with a report.
+    #[command(after_help = EXPERIMENT_HELP)]
     Experiment(commands::experiment::Args),
     /// Download a known model (e.g. smollm2-135m) into the cache and print its path.
     Fetch(commands::fetch::Args),
@@ -36,13 +37,16 @@ enum Command {
     /// Create a randomly initialised model in Hugging Face layout.
     Init(commands::init::Args),
     /// Offline DAP (DPO, IPO, SLiC, robust) on a pair file.
+    #[command(after_help = TRAIN_HELP)]
     Train(commands::train::Args),
     /// Completion-only supervised fine-tuning.
+    #[command(after_help = SFT_HELP)]
     Sft(commands::train::Args),
     /// Online DAP and BPO: sample, annotate, train, in collection phases.
+    #[command(after_help = ONLINE_HELP)]
     Online(commands::train::Args),
     /// Reward models: train one on a pair file (then use it as an annotator).
-    #[command(subcommand)]
+    #[command(subcommand, after_help = RM_HELP)]
     Rm(commands::rm::Command),
     /// Win rate against references by a gold and a held-out annotator; paired comparisons.
     Eval(commands::eval::Args),
@@ -51,8 +55,76 @@ enum Command {
     Data(commands::data::Command),
 }
 
+const TRAIN_HELP: &str = "\
+Most-used config fields (TOML; override any with --set KEY=VALUE):
+  model = \"smollm2-135m\"          model spec: GGUF file, Hugging Face dir or alias
+  data.train = \"pairs.jsonl\"      TRL-style pairs: prompt, chosen, rejected
+  loss.kind = \"dpo\"               dpo | ipo | slic | robust;  loss.beta = 0.1
+  reference.mode = \"initial\"      initial | behavior (BPO, from the pairs' meta) | ema | none
+  optim.lr = 5e-5                  run.batch_size = 4, run.epochs = 1, run.out = \"runs/train\"
+  [lora] rank = 16                 absent = full fine-tuning
+Example:  bpo train --config examples/configs/dpo_lora.toml --set loss.kind=ipo
+Every field and its default: crates/algos/src/config/mod.rs (README: Offline DAP and SFT).";
+
+const SFT_HELP: &str = "\
+Most-used config fields (TOML; override any with --set KEY=VALUE):
+  model = \"smollm2-135m\"          data.train = \"prompts.jsonl\" (prompt + reference) or pairs (chosen)
+  optim.lr = 5e-5                  run.batch_size = 4, run.epochs = 1, run.out = \"runs/train\"
+  [lora] rank = 16                 absent = full fine-tuning
+Example:  bpo sft --config examples/configs/sft_sentiment_lora.toml
+Every field and its default: crates/algos/src/config/mod.rs.";
+
+const ONLINE_HELP: &str = "\
+Choosing the method (TOML; override any with --set KEY=VALUE):
+  reference.mode = \"behavior\"     BPO: the model that sampled each pair is the reference (default)
+  reference.mode = \"initial\"      online DAP: the initial model is the reference
+  phases = 2                       collection phases F (1 = offline DAP from the initial model)
+  budget = 256                     annotated comparisons in total, split evenly over the phases
+Most-used fields:
+  model = \"smollm2-135m\"          prompts = \"sentiment:train\" or a JSONL file of prompts
+  annotator.kind = \"vader\"        vader | afinn | count | command (judge process) | reward_model
+  sampling.max_new_tokens = 64     loss.kind = \"dpo\", loss.beta = 0.1, optim.lr = 5e-5
+  run.batch_size = 4               run.out = \"runs/online\";  [lora] rank = 16, ensemble.size = 1
+Example:  bpo online --config examples/configs/bpo_sentiment_lora.toml --set reference.mode=initial
+Every field and its default: crates/algos/src/online/config.rs (README: Online DAP and BPO).";
+
+const RM_HELP: &str = "\
+Most-used config fields of `bpo rm train` (TOML; override any with --set KEY=VALUE):
+  model = \"smollm2-135m\"          the body; a scalar head is added
+  data.train = \"pairs.jsonl\"      data.dev gives the held-out accuracy
+  run.batch_size = 8, run.epochs = 1, run.out = \"runs/train\" (model in <run.out>/reward-model)
+Example:  bpo rm train --config examples/configs/rm_sentiment.toml
+Then annotate with it:  [annotator] kind = \"reward_model\", path = \"runs/rm_sentiment/reward-model\"
+Every field and its default: crates/algos/src/rm/train.rs.";
+
+const EXPERIMENT_HELP: &str = "\
+Without --config, runs the embedded default: SmolLM2-135M-Instruct on the sentiment task, VADER
+as gold annotator, AFINN as held-out judge, 96 pairs, F = 2, one seed (about 20 minutes on 2 CPU
+cores). Most-used overrides (--set KEY=VALUE on the default or on a --config file):
+  online.budget = 96               annotated pairs per run
+  online.optim.lr = 3e-3           online.loss.beta = 0.1
+  eval.prompts = \"sentiment:test\" eval.limit = 64 (a seeded sample; absent = the whole split)
+Examples:  bpo experiment --quick            (a smoke run in about two minutes)
+           bpo experiment --seeds 5 --out runs/headline
+           bpo experiment --set eval.prompts=sentiment:dev --set online.budget=192
+Every field and its default: crates/algos/src/experiment/config.rs (README: The experiment).";
+
 fn main() {
-    let cli = Cli::parse();
+    // Burn creates a resumed optimizer's state on its default device, which with a GPU backend
+    // compiled in is that backend: on a machine without a GPU driver that would panic. The
+    // state moves to the training device at the next step, so the CPU is always right here.
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the first statement of `main`, before any other thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+    // Every user error exits with 1, flag errors included (clap's own convention is 2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let device = cli.device.as_deref().unwrap_or("flex");
     let result = match cli.command {
         Command::Fetch(args) => commands::fetch::run(args),

@@ -1,50 +1,8 @@
 //! End-to-end runs of the `bpo` binary on a tiny model created by the test (no download).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-use bpo_model::testing::tokenizer_metadata;
-use bpo_model::weights::gguf::GgufWriter;
-
-fn bpo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bpo"))
-        .args(args)
-        .output()
-        .expect("bpo runs")
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "bpo failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(stdout(out).trim()).unwrap()
-}
-
-/// A tokenizer-only GGUF file and a tiny model initialised from it.
-fn tiny_model(dir: &Path) -> String {
-    let tok = dir.join("tokenizer.gguf");
-    std::fs::write(&tok, tokenizer_metadata(GgufWriter::new()).to_bytes()).unwrap();
-    let model = dir.join("tiny");
-    let out = bpo(&[
-        "init",
-        "--arch",
-        "llama",
-        "--preset",
-        "tiny",
-        "--tokenizer",
-        tok.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    assert!(stdout(&out).contains("parameters"));
-    model.to_str().unwrap().to_owned()
-}
+use common::{bpo, json, stdout, tiny_model};
 
 #[test]
 fn init_info_tokenize_generate_logprobs() {

@@ -64,12 +64,14 @@ impl fmt::Display for FieldError {
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    // Not named `source`: the message already includes the OS error, and a `source` would
+    // print it a second time in an error chain.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// One record is malformed.
     #[error("{source_name}: {location}: {error}")]
@@ -102,7 +104,7 @@ impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -8,7 +8,7 @@ use bpo_data::{
     stats, tokenize_pair, write_all,
 };
 use bpo_model::ChatMessage;
-use bpo_model::testing::tokenizer;
+use bpo_testkit::tokenizer;
 use proptest::prelude::*;
 
 fn fixture(name: &str) -> PathBuf {

@@ -1,12 +1,13 @@
 //! Causal self-attention with grouped-query heads, optional RoPE and a KV cache.
 
 use burn::module::Module;
-use burn::nn::Linear;
-use burn::tensor::Tensor;
+use burn::nn::{Initializer, Linear};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor};
 
 use crate::cache::{ChunkInputs, KvCache};
+use crate::config::ModelConfig;
 use crate::linear;
 use crate::rope::RopeAngles;
 
@@ -30,6 +31,25 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// The attention of a block of `config`, weights drawn (lazily) from `init`: q, k, v with
+    /// biases for GPT-2 and Qwen2 (`attention_bias`), o with a bias for GPT-2.
+    pub fn init(config: &ModelConfig, init: &Initializer, device: &Device) -> Self {
+        let gpt2 = config.model_type.is_gpt2();
+        let d = config.hidden_size;
+        let q_out = config.num_heads * config.head_dim;
+        let kv_out = config.num_kv_heads * config.head_dim;
+        let qkv_bias = gpt2 || config.attention_bias;
+        Attention {
+            q: linear::layer(d, q_out, qkv_bias, init, device),
+            k: linear::layer(d, kv_out, qkv_bias, init, device),
+            v: linear::layer(d, kv_out, qkv_bias, init, device),
+            o: linear::layer(q_out, d, gpt2, init, device),
+            num_heads: config.num_heads,
+            num_kv_heads: config.num_kv_heads,
+            head_dim: config.head_dim,
+        }
+    }
+
     /// Attends `x` `[batch, len, hidden]` to the cached keys of `layer` plus its own.
     ///
     /// Grouped-query attention without copying keys: the `group` query heads of one key/value

@@ -2,6 +2,7 @@
 //! from GGUF and Hugging Face safetensors, the `tokenizers` tokenizer and chat templates,
 //! KV-cached batched generation that records behavior log-probs, and response scoring.
 
+pub mod arch;
 pub mod attention;
 pub mod batch;
 pub mod cache;
@@ -20,7 +21,6 @@ pub mod sampling;
 pub mod score;
 pub mod seed;
 pub mod spec;
-pub mod testing;
 pub mod tokenizer;
 pub mod transformer;
 pub mod weights;

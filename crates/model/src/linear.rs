@@ -19,8 +19,9 @@ mod kernel;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::nn::Linear;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::module::Param;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::host::to_f32_vec;
 
@@ -33,6 +34,19 @@ const MIN_BLOCK_ROWS: usize = 64;
 
 /// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`: the few-row kernel when `x` has at
 /// most 16 rows and `weight` is a contiguous row-major f32 flex tensor, else Burn's matmul.
+/// A `[d_in, d_out]` linear layer with weights drawn (lazily) from `init` and a zero bias when
+/// `bias` is set.
+pub fn layer(d_in: usize, d_out: usize, bias: bool, init: &Initializer, device: &Device) -> Linear {
+    let layer = LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(init.clone())
+        .init(device);
+    let bias = layer
+        .bias
+        .map(|_| Param::from_tensor(Tensor::zeros([d_out], device)));
+    Linear { bias, ..layer }
+}
+
 pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
     let [rows, k] = x.dims();
     let n = weight.dims()[1];

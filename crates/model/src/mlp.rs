@@ -1,10 +1,11 @@
 //! The position-wise feed-forward network: SwiGLU (Llama family) or GELU (GPT-2).
 
 use burn::module::Module;
-use burn::nn::Linear;
-use burn::tensor::Tensor;
+use burn::nn::{Initializer, Linear};
 use burn::tensor::activation::{gelu_approximate, silu};
+use burn::tensor::{Device, Tensor};
 
+use crate::config::ModelConfig;
 use crate::linear;
 
 /// `down(silu(gate(x)) * up(x))` when `gate` is present, else `down(gelu_tanh(up(x)))`.
@@ -19,6 +20,18 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
+    /// The MLP of a block of `config`, weights drawn (lazily) from `init`: SwiGLU without
+    /// biases (Llama family) or GELU with biases (GPT-2).
+    pub fn init(config: &ModelConfig, init: &Initializer, device: &Device) -> Self {
+        let gpt2 = config.model_type.is_gpt2();
+        let (d, ffn) = (config.hidden_size, config.intermediate_size);
+        FeedForward {
+            gate: (!gpt2).then(|| linear::layer(d, ffn, false, init, device)),
+            up: linear::layer(d, ffn, gpt2, init, device),
+            down: linear::layer(ffn, d, gpt2, init, device),
+        }
+    }
+
     /// Applies the MLP to `[batch, len, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = match &self.gate {

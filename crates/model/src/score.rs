@@ -135,6 +135,11 @@ pub fn score(
             "token id {bad} is outside the model's vocabulary of {vocab}"
         )));
     }
+    for (i, (p, r)) in pairs.iter().enumerate() {
+        model
+            .config
+            .check_length(p.len() + r.len(), &format_args!("prompt + response {i}"))?;
+    }
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch_size.max(1)) {
         let batch = SequenceBatch::new(chunk, pad_id)?;

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::fetch::{KNOWN_MODELS, default_cache_dir, fetch, known_model};
 use crate::tokenizer::Tokenizer;
@@ -87,17 +86,6 @@ pub fn load_tokenizer(spec: &str) -> Result<Tokenizer, ModelError> {
     match resolve(spec)? {
         ModelSource::Gguf(path) => Tokenizer::from_gguf(&GgufFile::open(&path)?),
         ModelSource::HfDir(dir) => Tokenizer::from_dir(&dir),
-    }
-}
-
-/// Loads the configuration and tokenizer of a spec without building the weights.
-pub fn load_config_and_tokenizer(spec: &str) -> Result<(ModelConfig, Tokenizer), ModelError> {
-    match resolve(spec)? {
-        ModelSource::Gguf(path) => {
-            let file = GgufFile::open(&path)?;
-            Ok((file.config()?, Tokenizer::from_gguf(&file)?))
-        }
-        ModelSource::HfDir(dir) => Ok((hf_dir::read_config(&dir)?, Tokenizer::from_dir(&dir)?)),
     }
 }
 

@@ -2,7 +2,7 @@
 //! norm and output head. One forward path serves training, scoring and cached generation.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::Attention;
@@ -28,6 +28,24 @@ pub struct Block {
 }
 
 impl Block {
+    /// A block of `config`, weights drawn (lazily) from `init`, norms at scale 1 and shift 0.
+    pub fn init(config: &ModelConfig, init: &Initializer, device: &Device) -> Self {
+        let norm = || {
+            Norm::new(
+                config.hidden_size,
+                config.model_type.is_gpt2(),
+                config.norm_eps,
+                device,
+            )
+        };
+        Block {
+            attn_norm: norm(),
+            attn: Attention::init(config, init, device),
+            mlp_norm: norm(),
+            mlp: FeedForward::init(config, init, device),
+        }
+    }
+
     fn forward(
         &self,
         x: Tensor<3>,
@@ -77,57 +95,30 @@ impl Transformer {
         crate::seed::seeded_init(device, seed, || Self::build(config, std, device))
     }
 
+    /// A model of `config` whose parameters are not drawn yet (lazy): what loading fills in.
+    pub(crate) fn skeleton(config: &ModelConfig, device: &Device) -> Self {
+        Self::build(config, 0.02, device)
+    }
+
     fn build(config: &ModelConfig, std: f64, device: &Device) -> Self {
         let init = Initializer::Normal { mean: 0.0, std };
         let gpt2 = config.model_type.is_gpt2();
-        let d = config.hidden_size;
-        let linear = |d_in: usize, d_out: usize, bias: bool| {
-            let layer = LinearConfig::new(d_in, d_out)
-                .with_bias(bias)
-                .with_initializer(init.clone())
-                .init(device);
-            let bias = layer
-                .bias
-                .map(|_| burn::module::Param::from_tensor(Tensor::zeros([d_out], device)));
-            Linear { bias, ..layer }
-        };
         let embedding = |n: usize| {
-            EmbeddingConfig::new(n, d)
+            EmbeddingConfig::new(n, config.hidden_size)
                 .with_initializer(init.clone())
                 .init(device)
         };
-        let norm = || Norm::new(d, gpt2, config.norm_eps, device);
-        let (q_out, kv_out) = (
-            config.num_heads * config.head_dim,
-            config.num_kv_heads * config.head_dim,
-        );
-        let qkv_bias = gpt2 || config.attention_bias;
-        let layers = (0..config.num_layers)
-            .map(|_| Block {
-                attn_norm: norm(),
-                attn: Attention {
-                    q: linear(d, q_out, qkv_bias),
-                    k: linear(d, kv_out, qkv_bias),
-                    v: linear(d, kv_out, qkv_bias),
-                    o: linear(q_out, d, gpt2),
-                    num_heads: config.num_heads,
-                    num_kv_heads: config.num_kv_heads,
-                    head_dim: config.head_dim,
-                },
-                mlp_norm: norm(),
-                mlp: FeedForward {
-                    gate: (!gpt2).then(|| linear(d, config.intermediate_size, false)),
-                    up: linear(d, config.intermediate_size, gpt2),
-                    down: linear(config.intermediate_size, d, gpt2),
-                },
-            })
-            .collect();
+        let norm = || Norm::new(config.hidden_size, gpt2, config.norm_eps, device);
+        let head = (!config.tie_word_embeddings)
+            .then(|| linear::layer(config.hidden_size, config.vocab_size, false, &init, device));
         Transformer {
             embed_tokens: embedding(config.vocab_size),
             embed_positions: gpt2.then(|| embedding(config.max_position_embeddings)),
-            layers,
+            layers: (0..config.num_layers)
+                .map(|_| Block::init(config, &init, device))
+                .collect(),
             norm: norm(),
-            lm_head: (!config.tie_word_embeddings).then(|| linear(d, config.vocab_size, false)),
+            lm_head: head,
             rope: Self::rope_for(config, device),
             config: config.clone(),
         }

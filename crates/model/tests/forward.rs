@@ -3,8 +3,8 @@
 
 use bpo_model::burn::tensor::{Device, Tensor};
 use bpo_model::host::to_f32_vec;
-use bpo_model::testing::{max_abs_diff, tiny_model};
 use bpo_model::{ModelType, PaddingSide, TokenBatch, Transformer};
+use bpo_testkit::{max_abs_diff, tiny_model};
 
 const ARCHS: [ModelType; 3] = [ModelType::Llama, ModelType::Qwen2, ModelType::Gpt2];
 

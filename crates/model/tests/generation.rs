@@ -3,11 +3,11 @@
 
 use bpo_model::burn::tensor::Device;
 use bpo_model::host::to_f32_vec;
-use bpo_model::testing::{tiny_model, tokenizer};
 use bpo_model::{
     FinishReason, Generation, ModelType, PaddingSide, SamplingConfig, TokenBatch, Transformer,
     generate, generate_ids, score,
 };
+use bpo_testkit::{tiny_model, tokenizer};
 
 fn prompts(model: &Transformer) -> Vec<Vec<u32>> {
     let vocab = model.config.vocab_size as u32;

@@ -1,8 +1,8 @@
 //! The tokenizer built from GGUF metadata: round trips, pre-tokenisation, special tokens, chat
 //! template, and `tokenizer.json` save/load.
 
-use bpo_model::testing::tokenizer;
 use bpo_model::tokenizer::{ChatMessage, Tokenizer};
+use bpo_testkit::tokenizer;
 
 const TEXTS: &[&str] = &[
     "the good thing is here",

@@ -6,10 +6,11 @@ use std::path::Path;
 use bpo_model::burn::tensor::{Device, Tensor};
 use bpo_model::host::to_f32_vec;
 use bpo_model::spec::{load, save_hf};
-use bpo_model::testing::{max_abs_diff, tiny_model, tokenizer, tokenizer_metadata};
 use bpo_model::weights::HostTensor;
-use bpo_model::weights::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue, dequantize};
+use bpo_model::weights::gguf::{GgmlType, GgufFile, MetaValue, dequantize};
 use bpo_model::{ModelType, PaddingSide, TokenBatch, Transformer};
+use bpo_testkit::GgufWriter;
+use bpo_testkit::{max_abs_diff, tiny_model, tokenizer, tokenizer_metadata};
 use half::{bf16, f16};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {

@@ -9,6 +9,8 @@ use bpo_algos::eval::{EvalReport, EvalSettings, evaluate, paired_bootstrap};
 use bpo_algos::online::load_prompts;
 use bpo_model::{load, parse_device};
 
+use super::flags;
+
 /// Flags of `bpo eval`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,8 +20,8 @@ pub struct Args {
     /// Prompts with references: a JSONL file or `sentiment:train|dev|test`.
     #[arg(long, default_value = "sentiment:dev")]
     prompts: String,
-    /// Evaluate only the first N prompts.
-    #[arg(long)]
+    /// Evaluate a seeded sample of N prompts, stratified by genre where prompts name one.
+    #[arg(long, allow_negative_numbers = true, value_parser = flags::at_least_one)]
     limit: Option<usize>,
     /// Gold annotator: vader | afinn | count:PATTERN | rm:DIR | command:PROGRAM ARGS...
     #[arg(long, default_value = "vader")]
@@ -33,14 +35,14 @@ pub struct Args {
     /// A second model: both are evaluated and compared with a paired bootstrap.
     #[arg(long)]
     compare: Option<String>,
-    /// Most new tokens per response.
-    #[arg(long, default_value_t = 64)]
+    /// Most new tokens per response (at least 1).
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = flags::at_least_one)]
     max_new_tokens: usize,
-    /// Prompts per generation batch.
-    #[arg(long, default_value_t = 16)]
+    /// Prompts per generation batch (at least 1).
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true, value_parser = flags::at_least_one)]
     batch_size: usize,
     /// Seed of bootstrap and KL samples.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = flags::whole::<u64>)]
     seed: u64,
     /// Write the full report (per-prompt outcomes and responses included) as JSON here.
     #[arg(long)]

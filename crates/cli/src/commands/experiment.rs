@@ -8,6 +8,7 @@ use bpo_algos::config::parse_config;
 use bpo_algos::experiment::{ExperimentConfig, ExperimentObserver, run_experiment};
 use bpo_algos::{LossKind, MetricsRecord, Observer, load_config};
 
+use super::flags;
 use super::train::ProgressObserver;
 
 /// Flags of `bpo experiment`.
@@ -22,8 +23,8 @@ pub struct Args {
     /// Losses to compare, e.g. `dpo,ipo,slic`.
     #[arg(long, value_delimiter = ',')]
     losses: Option<Vec<String>>,
-    /// Seeds per cell.
-    #[arg(long)]
+    /// Seeds per cell (at least 1).
+    #[arg(long, allow_negative_numbers = true, value_parser = flags::at_least_one)]
     seeds: Option<usize>,
     /// Values of F to sweep, e.g. `1,2,4,8`.
     #[arg(long, value_delimiter = ',')]

@@ -6,6 +6,8 @@ use anyhow::{Result, bail};
 use bpo_model::{SamplingConfig, generate, load, parse_device};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::flags;
+
 /// Flags of `bpo generate`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,26 +23,26 @@ pub struct Args {
     /// Greedy decoding (overrides temperature, top-k, top-p).
     #[arg(long)]
     greedy: bool,
-    /// Sampling temperature.
-    #[arg(long, default_value_t = 1.0)]
+    /// Sampling temperature (> 0).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = flags::positive)]
     temperature: f32,
     /// Keep only the k most likely tokens (0 = off).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true, value_parser = flags::whole::<usize>)]
     top_k: usize,
-    /// Nucleus sampling threshold (1.0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling threshold in (0, 1] (1.0 = off).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = flags::probability)]
     top_p: f32,
-    /// Most new tokens per sample.
-    #[arg(long, default_value_t = 128)]
+    /// Most new tokens per sample (at least 1).
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true, value_parser = flags::at_least_one)]
     max_new_tokens: usize,
-    /// Samples per prompt.
-    #[arg(long, default_value_t = 1)]
+    /// Samples per prompt (at least 1).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = flags::at_least_one)]
     num_samples: usize,
-    /// Sequences per batch.
-    #[arg(long, default_value_t = 16)]
+    /// Sequences per batch (at least 1).
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true, value_parser = flags::at_least_one)]
     batch_size: usize,
     /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = flags::whole::<u64>)]
     seed: u64,
     /// Do not stop at the end-of-sequence token (fixed-length samples, benchmarks).
     #[arg(long)]

@@ -1,7 +1,8 @@
 //! `bpo info --model M`.
 
 use anyhow::Result;
-use bpo_model::spec::{load_config_and_tokenizer, resolve};
+use bpo_model::burn::tensor::Device;
+use bpo_model::spec::{load_source, resolve};
 
 /// Flags of `bpo info`.
 #[derive(clap::Args)]
@@ -14,10 +15,13 @@ pub struct Args {
     json: bool,
 }
 
-/// Prints architecture, sizes, parameter count and tokenizer summary.
+/// Prints architecture, sizes, parameter count and tokenizer summary, after loading the whole
+/// model on the CPU: a truncated weight file, a corrupt header or a missing or mis-shaped
+/// tensor is an error here, as it would be in any other command.
 pub fn run(args: Args) -> Result<()> {
     let source = resolve(&args.model)?;
-    let (c, tok) = load_config_and_tokenizer(&args.model)?;
+    let (model, tok) = load_source(&source, &Device::flex())?;
+    let c = &model.config;
     let chat = tok
         .chat_format()
         .map(|f| format!("{f:?}"))

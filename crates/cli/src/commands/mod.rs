@@ -5,6 +5,7 @@ pub mod eval;
 pub mod experiment;
 pub mod export;
 pub mod fetch;
+pub mod flags;
 pub mod generate;
 pub mod info;
 pub mod init;

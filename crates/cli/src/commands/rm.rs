@@ -20,18 +20,27 @@ pub enum Command {
         /// Override a config value (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Continue a stopped run from a checkpoint directory or a run directory (latest
+        /// checkpoint).
+        #[arg(long)]
+        resume: Option<PathBuf>,
     },
 }
 
 /// Runs `bpo rm`.
 pub fn run(command: Command, device: Option<&str>) -> Result<()> {
     match command {
-        Command::Train { config, sets } => {
+        Command::Train {
+            config,
+            sets,
+            resume,
+        } => {
             let mut config: RewardModelConfig = load_config(&config, &sets)?;
             if let Some(device) = device {
                 config.device = device.to_owned();
             }
-            let outcome = train_reward_model(&config, &mut ProgressObserver::default())?;
+            let outcome =
+                train_reward_model(&config, resume.as_deref(), &mut ProgressObserver::default())?;
             println!("{}", serde_json::to_string(&outcome.last)?);
             eprintln!("reward model in {}", outcome.model_dir.display());
             Ok(())

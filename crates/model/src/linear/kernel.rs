@@ -246,7 +246,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::max_abs_diff;
+    use bpo_testkit::max_abs_diff;
 
     /// The textbook triple loop, accumulated in f64.
     fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {

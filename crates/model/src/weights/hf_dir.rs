@@ -11,7 +11,8 @@ use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::fsutil::{write_atomic, write_dir_atomic};
 use crate::tokenizer::Tokenizer;
-use crate::weights::{TensorMap, safetensors};
+use crate::weights::safetensors;
+use crate::weights::tensor::TensorMap;
 
 /// Reads `config.json` of a model directory.
 pub fn read_config(dir: &Path) -> Result<ModelConfig, ModelError> {

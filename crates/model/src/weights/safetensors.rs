@@ -8,7 +8,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::error::ModelError;
 use crate::fsutil::write_atomic;
-use crate::weights::{HostTensor, TensorMap};
+use crate::weights::tensor::{HostTensor, TensorMap};
 
 fn weights_error(path: &Path, message: String) -> ModelError {
     ModelError::Weights {

@@ -1,13 +1,18 @@
-//! Fixtures for tests, examples and smoke runs that must not download anything: a small
-//! byte-level BPE tokenizer with ChatML special tokens (built through the GGUF metadata path)
-//! and tiny randomly initialised models.
+//! Fixtures for bpo's tests, examples and benches that must not download anything: a small
+//! byte-level BPE tokenizer with ChatML special tokens (built through the GGUF metadata path),
+//! tiny randomly initialised models and a GGUF writer. A dev-dependency only: nothing here is
+//! part of bpo's API.
 
-use burn::tensor::Device;
+mod gguf_writer;
 
-use crate::config::{ModelConfig, ModelType};
-use crate::tokenizer::Tokenizer;
-use crate::transformer::Transformer;
-use crate::weights::gguf::{GgufFile, GgufWriter, MetaValue};
+use std::path::Path;
+
+use bpo_model::burn::tensor::Device;
+use bpo_model::host::to_f32_vec;
+use bpo_model::spec::save_hf;
+use bpo_model::weights::gguf::{GgufFile, MetaValue};
+use bpo_model::{ModelConfig, ModelType, PaddingSide, TokenBatch, Tokenizer, Transformer};
+pub use gguf_writer::GgufWriter;
 
 /// SmolLM2's chat template (ChatML with a default system prompt).
 pub const SMOLLM2_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -101,4 +106,19 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// A tiny Llama with weights drawn from `seed`, saved as a Hugging Face directory
+/// `<dir>/model-<seed>`; returns the path as a model spec.
+pub fn tiny_model_dir(dir: &Path, seed: u64) -> String {
+    let path = dir.join(format!("model-{seed}"));
+    let model = tiny_model(ModelType::Llama, seed, &Device::flex());
+    save_hf(&path, &model, &tokenizer()).expect("tiny model saves");
+    path.to_str().expect("UTF-8 path").to_owned()
+}
+
+/// The logits of `model` on a fixed probe sequence (tests compare models with it).
+pub fn probe_logits(model: &Transformer) -> Vec<f32> {
+    let batch = TokenBatch::padded(&[vec![5, 9, 40, 7, 100]], 0, PaddingSide::Right);
+    to_f32_vec(model.forward(&batch))
 }

@@ -1,0 +1,233 @@
+//! Annotators: whatever labels online samples and judges evaluations. Each scores
+//! (prompt, response) pairs, higher is better; the pairwise form derives from the scores and
+//! makes a tie explicit. Built-in: VADER sentiment (crate `vader_sentiment` 0.1.1), AFINN-165
+//! word valence (a length-neutral second judge), a substring counter (toy tasks and tests), a
+//! reward model trained by `bpo rm train`, an external judge process speaking JSON lines, and
+//! weighted combinations of these.
+
+mod annotator;
+mod judge;
+mod lexicon;
+mod reward_model;
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AlgoError;
+pub use annotator::{Annotator, Preference};
+pub use judge::ExternalJudge;
+pub use lexicon::{Afinn, Count, Vader};
+pub use reward_model::RewardModelAnnotator;
+
+/// A weighted sum of annotators' scores.
+pub struct Weighted {
+    parts: Vec<(f64, Box<dyn Annotator>)>,
+}
+
+impl Annotator for Weighted {
+    fn name(&self) -> String {
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|(w, a)| format!("{w} * {}", a.name()))
+            .collect();
+        parts.join(" + ")
+    }
+
+    fn score(&mut self, items: &[(&str, &str)]) -> Result<Vec<f64>, AlgoError> {
+        let mut total = vec![0.0; items.len()];
+        for (weight, annotator) in &mut self.parts {
+            for (t, s) in total.iter_mut().zip(annotator.score(items)?) {
+                *t += *weight * s;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// How to build an annotator, as written in TOML (`kind = "vader"`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AnnotatorConfig {
+    /// VADER compound sentiment of the response.
+    Vader,
+    /// Mean AFINN-165 valence per word of the response.
+    Afinn,
+    /// Occurrences of `pattern` in the response.
+    Count {
+        /// The substring counted.
+        pattern: String,
+    },
+    /// An external judge process (JSON lines over stdin/stdout; each reply echoes its
+    /// request's `id`, see [`ExternalJudge`]).
+    Command {
+        /// Program and arguments.
+        command: Vec<String>,
+        /// Seconds to wait for each answer (default 60).
+        #[serde(default = "default_timeout")]
+        timeout_s: f64,
+    },
+    /// A reward model written by `bpo rm train` (its directory).
+    RewardModel {
+        /// The reward model directory (`model/` and `head.json`).
+        path: std::path::PathBuf,
+        /// Device it runs on. Default `flex`.
+        #[serde(default = "default_device")]
+        device: String,
+        /// Responses scored per batch. Default 16.
+        #[serde(default = "default_batch")]
+        batch_size: usize,
+    },
+    /// A weighted sum of other annotators.
+    Weighted {
+        /// The parts: `{ weight = 0.5, kind = "vader" }`, ...
+        parts: Vec<WeightedPart>,
+    },
+}
+
+/// The longest wait for a judge's answer that `timeout_s` accepts: one day.
+pub const MAX_TIMEOUT_S: f64 = 86_400.0;
+
+fn default_timeout() -> f64 {
+    60.0
+}
+
+fn default_device() -> String {
+    "flex".into()
+}
+
+fn default_batch() -> usize {
+    16
+}
+
+/// One term of a weighted annotator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightedPart {
+    /// Its weight.
+    pub weight: f64,
+    /// The annotator.
+    #[serde(flatten)]
+    pub annotator: AnnotatorConfig,
+}
+
+impl AnnotatorConfig {
+    /// Builds the annotator (spawning a judge process where there is one).
+    pub fn build(&self) -> Result<Box<dyn Annotator>, AlgoError> {
+        Ok(match self {
+            AnnotatorConfig::Vader => Box::new(Vader::new()),
+            AnnotatorConfig::Afinn => Box::new(Afinn::new()),
+            AnnotatorConfig::Count { pattern } => Box::new(Count::new(pattern.clone())?),
+            AnnotatorConfig::Command { command, timeout_s } => {
+                if !(*timeout_s > 0.0 && *timeout_s <= MAX_TIMEOUT_S) {
+                    return Err(AlgoError::Config(format!(
+                        "annotator.timeout_s must be in (0, {MAX_TIMEOUT_S}] seconds, got {timeout_s}"
+                    )));
+                }
+                Box::new(ExternalJudge::spawn(
+                    command,
+                    Duration::from_secs_f64(*timeout_s),
+                )?)
+            }
+            AnnotatorConfig::RewardModel {
+                path,
+                device,
+                batch_size,
+            } => Box::new(RewardModelAnnotator::load(path, device, *batch_size)?),
+            AnnotatorConfig::Weighted { parts } => {
+                if parts.is_empty() {
+                    return Err(AlgoError::Config(
+                        "annotator.parts of a weighted annotator is empty".into(),
+                    ));
+                }
+                Box::new(Weighted {
+                    parts: parts
+                        .iter()
+                        .map(|p| Ok((p.weight, p.annotator.build()?)))
+                        .collect::<Result<_, AlgoError>>()?,
+                })
+            }
+        })
+    }
+}
+
+/// Label noise for experiments with an imperfect annotator: the first response wins with
+/// probability `sigmoid((s1 - s2) / temperature)` (Bradley-Terry on the score gap) instead of
+/// whenever its score is higher. Equal scores stay ties.
+pub fn noisy_preference(s1: f64, s2: f64, temperature: f64, rng: &mut impl Rng) -> Preference {
+    if s1 == s2 {
+        return Preference::Tie;
+    }
+    let p_first = 1.0 / (1.0 + (-(s1 - s2) / temperature).exp());
+    if rng.random::<f64>() < p_first {
+        Preference::First
+    } else {
+        Preference::Second
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn vader_and_afinn_rank_sentiment() {
+        let items = [
+            ("", "What a wonderful, happy day."),
+            ("", "This is a terrible, awful mess."),
+            ("", "The table is in the room."),
+        ];
+        for mut annotator in [
+            Box::new(Vader::new()) as Box<dyn Annotator>,
+            Box::new(Afinn::new()),
+        ] {
+            let s = annotator.score(&items).unwrap();
+            assert!(s[0] > s[2] && s[2] > s[1], "{}: {s:?}", annotator.name());
+            assert_eq!(s[2], 0.0);
+        }
+        // AFINN: "good" = 3, "bad luck" = -2 (a phrase), four words in all.
+        let afinn = Afinn::new();
+        assert!((afinn.comparative("Good, bad luck today!") - (3.0 - 2.0) / 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pairwise_form_and_weighted_sum() {
+        let mut count = Count::new("a").unwrap();
+        assert_eq!(count.compare("", "aa", "a").unwrap(), Preference::First);
+        assert_eq!(count.compare("", "b", "a").unwrap(), Preference::Second);
+        assert_eq!(count.compare("", "xa", "ya").unwrap(), Preference::Tie);
+        let config: AnnotatorConfig = toml::from_str(
+            "kind = \"weighted\"\nparts = [{ weight = 2.0, kind = \"count\", pattern = \"a\" }, { weight = -1.0, kind = \"count\", pattern = \"b\" }]",
+        )
+        .unwrap();
+        let mut weighted = config.build().unwrap();
+        assert_eq!(weighted.score(&[("", "aab")]).unwrap(), vec![3.0]);
+        assert!(Count::new("").is_err());
+    }
+
+    #[test]
+    fn judge_timeouts_outside_a_day_are_config_errors() {
+        for timeout_s in [1e30, 0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let config = AnnotatorConfig::Command {
+                command: vec!["cat".into()],
+                timeout_s,
+            };
+            let err = config.build().err().expect("rejected").to_string();
+            assert!(err.contains("annotator.timeout_s"), "{timeout_s}: {err}");
+        }
+    }
+
+    #[test]
+    fn label_noise_follows_bradley_terry() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let n = 20_000;
+        let first = (0..n)
+            .filter(|_| noisy_preference(1.0, 0.0, 1.0, &mut rng) == Preference::First)
+            .count();
+        let expected = 1.0 / (1.0 + (-1.0f64).exp());
+        assert!((first as f64 / n as f64 - expected).abs() < 0.015);
+        assert_eq!(noisy_preference(0.5, 0.5, 1.0, &mut rng), Preference::Tie);
+    }
+}

@@ -1,0 +1,223 @@
+//! `bpo online` configuration: sampling, the ensemble, run settings, and the whole run.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::annotate::AnnotatorConfig;
+use crate::config::{LoraConfig, OptimConfig, ReferenceConfig, ReferenceMode};
+use crate::error::AlgoError;
+use crate::loss::LossConfig;
+use crate::trainer::MergeRule;
+
+/// How the behavior model samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineSampling {
+    /// Responses per prompt (k >= 2; with k > 2 the best and worst make the pair). Default 2.
+    pub samples_per_prompt: usize,
+    /// Sampling temperature. Default 1.0 (the paper).
+    pub temperature: f32,
+    /// Top-k filter. Default 50 (the paper).
+    pub top_k: Option<usize>,
+    /// Top-p filter. Default none.
+    pub top_p: Option<f32>,
+    /// Most new tokens per response. Default 64.
+    pub max_new_tokens: usize,
+    /// Prompts per generation call (each expanded to k rows). Default 16.
+    pub batch_size: usize,
+}
+
+impl Default for OnlineSampling {
+    fn default() -> Self {
+        OnlineSampling {
+            samples_per_prompt: 2,
+            temperature: 1.0,
+            top_k: Some(50),
+            top_p: None,
+            max_new_tokens: 64,
+            batch_size: 16,
+        }
+    }
+}
+
+/// The policy ensemble (the authors' LoRA ensemble stabiliser).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnsembleConfig {
+    /// Number of LoRA members K (K > 1 needs `[lora]`). Default 1.
+    pub size: usize,
+    /// `delta_average` (default) or `factor_wise`.
+    pub merge: MergeRule,
+    /// Adapter directories (PEFT layout, e.g. from `bpo sft` with different seeds), one per
+    /// member, to start each member from; empty = fresh adapters (B = 0). Default empty.
+    pub init_adapters: Vec<PathBuf>,
+}
+
+impl Default for EnsembleConfig {
+    fn default() -> Self {
+        EnsembleConfig {
+            size: 1,
+            merge: MergeRule::DeltaAverage,
+            init_adapters: Vec::new(),
+        }
+    }
+}
+
+/// Run settings of an online run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineRunConfig {
+    /// Output directory. Default `runs/online`.
+    pub out: PathBuf,
+    /// Pairs per optimizer step; every pair is used for one step (no replay). Default 4.
+    pub batch_size: usize,
+    /// Seed of prompt order, sampling, LoRA initialisation, data order and label noise.
+    /// Default 0.
+    pub seed: u64,
+    /// Also checkpoint every this many steps (phase ends always checkpoint); 0 = phase ends
+    /// only. Default 0.
+    pub save_every: usize,
+    /// Checkpoints kept. Default 2.
+    pub keep_checkpoints: usize,
+    /// Per-phase KL estimates and implicit-reward agreement (two extra scoring passes per
+    /// phase). Default true.
+    pub kl_metrics: bool,
+    /// Pairs per scoring batch (reference and metric passes). Default 8.
+    pub eval_batch_size: usize,
+    /// Write the final merged model to `<out>/model` (LoRA adapters are always written).
+    /// Default true.
+    pub save_model: bool,
+}
+
+impl Default for OnlineRunConfig {
+    fn default() -> Self {
+        OnlineRunConfig {
+            out: PathBuf::from("runs/online"),
+            batch_size: 4,
+            seed: 0,
+            save_every: 0,
+            keep_checkpoints: 2,
+            kl_metrics: true,
+            eval_batch_size: 8,
+            save_model: true,
+        }
+    }
+}
+
+/// `bpo online`: online DAP and BPO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineConfig {
+    /// The starting policy (model spec). Default `smollm2-135m`.
+    pub model: String,
+    /// Device. Default `flex`.
+    pub device: String,
+    /// Prompts: a JSONL/JSON file of prompt records, or `sentiment:train|dev|test` for the
+    /// embedded task. Each prompt is used once. Default `sentiment:train`.
+    pub prompts: String,
+    /// Keep only the last this many prompt tokens. Default none.
+    pub max_prompt_tokens: Option<usize>,
+    /// Who labels the samples. Default VADER.
+    pub annotator: AnnotatorConfig,
+    /// Bradley-Terry label noise: the temperature on the score gap; none = exact labels.
+    pub label_noise: Option<f64>,
+    /// Annotated comparisons in total (one per prompt; ties and identical pairs still spend
+    /// their annotation). Default 256.
+    pub budget: usize,
+    /// Collection phases F (1 = offline DAP from the initial model). Default 2.
+    pub phases: usize,
+    /// Sampling.
+    pub sampling: OnlineSampling,
+    /// The loss.
+    pub loss: LossConfig,
+    /// The reference: `behavior` (BPO, the default here), `initial` (online DAP), `ema`, `none`.
+    pub reference: ReferenceConfig,
+    /// LoRA; none = full fine-tuning (K must be 1).
+    pub lora: Option<LoraConfig>,
+    /// The LoRA ensemble.
+    pub ensemble: EnsembleConfig,
+    /// AdamW and schedule (over the whole run's steps).
+    pub optim: OptimConfig,
+    /// Run settings.
+    pub run: OnlineRunConfig,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        OnlineConfig {
+            model: "smollm2-135m".into(),
+            device: "flex".into(),
+            prompts: "sentiment:train".into(),
+            max_prompt_tokens: None,
+            annotator: AnnotatorConfig::Vader,
+            label_noise: None,
+            budget: 256,
+            phases: 2,
+            sampling: OnlineSampling::default(),
+            loss: LossConfig::default(),
+            reference: ReferenceConfig {
+                mode: ReferenceMode::Behavior,
+                ..ReferenceConfig::default()
+            },
+            lora: None,
+            ensemble: EnsembleConfig::default(),
+            optim: OptimConfig::default(),
+            run: OnlineRunConfig::default(),
+        }
+    }
+}
+
+impl OnlineConfig {
+    /// Rejects impossible settings.
+    pub fn validate(&self) -> Result<(), AlgoError> {
+        let bad = |m: String| Err(AlgoError::Config(m));
+        if self.phases == 0 || self.budget < self.phases {
+            return bad(format!(
+                "budget ({}) must be at least phases ({}) and phases at least 1",
+                self.budget, self.phases
+            ));
+        }
+        if self.sampling.samples_per_prompt < 2 {
+            return bad("sampling.samples_per_prompt must be at least 2".into());
+        }
+        if self.sampling.max_new_tokens == 0 || self.sampling.batch_size == 0 {
+            return bad(
+                "sampling.max_new_tokens and sampling.batch_size must be at least 1".into(),
+            );
+        }
+        if self.ensemble.size == 0 || (self.ensemble.size > 1 && self.lora.is_none()) {
+            return bad("ensemble.size must be 1, or more with [lora]".into());
+        }
+        if !self.ensemble.init_adapters.is_empty()
+            && (self.lora.is_none() || self.ensemble.init_adapters.len() != self.ensemble.size)
+        {
+            return bad(format!(
+                "ensemble.init_adapters needs [lora] and one directory per member ({} given for {})",
+                self.ensemble.init_adapters.len(),
+                self.ensemble.size
+            ));
+        }
+        if self.run.batch_size == 0 || self.run.eval_batch_size == 0 {
+            return bad("run.batch_size and run.eval_batch_size must be at least 1".into());
+        }
+        if let Some(t) = self.label_noise
+            && !(t.is_finite() && t > 0.0)
+        {
+            return bad(format!("label_noise must be positive, got {t}"));
+        }
+        self.loss.validate()?;
+        self.optim.validate()?;
+        if let Some(lora) = &self.lora {
+            lora.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Annotated comparisons of each phase (the budget split as evenly as possible).
+    pub fn phase_budgets(&self) -> Vec<usize> {
+        (0..self.phases)
+            .map(|p| self.budget / self.phases + usize::from(p < self.budget % self.phases))
+            .collect()
+    }
+}

@@ -1,0 +1,30 @@
+//! Progress reporting: the CLI draws its progress bar and the experiment its learning curves
+//! from an [`Observer`].
+
+use bpo_model::Transformer;
+
+use crate::error::AlgoError;
+use crate::metrics::MetricsRecord;
+
+/// Receives progress while a run goes on.
+pub trait Observer {
+    /// A status line (loading, reference cache hits, where files went).
+    fn message(&mut self, _text: &str) {}
+    /// Optimizer step `step` of `total` finished with these metrics.
+    fn step(&mut self, _step: usize, _total: usize, _record: &MetricsRecord) {}
+    /// An online collection phase ended (1-based), `pairs_used` annotations spent so far;
+    /// `policy` is the merged policy (e.g. to evaluate learning curves).
+    fn phase_end(
+        &mut self,
+        _phase: usize,
+        _pairs_used: usize,
+        _policy: &Transformer,
+    ) -> Result<(), AlgoError> {
+        Ok(())
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {}

@@ -1,0 +1,149 @@
+//! A run's directory: `config.json`, `metrics.jsonl` (one line per optimizer step) and
+//! `checkpoints/step-N/` (every member's weights and optimizer, the objective's state model,
+//! and the position to continue from), for any trained model type.
+
+use std::path::{Path, PathBuf};
+
+use bpo_model::burn::module::Module;
+use bpo_model::fsutil::write_atomic;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::error::AlgoError;
+use crate::trainer::policy::{Member, Policy};
+
+/// Checkpoint file of the objective's state model (the EMA reference).
+const STATE_MODEL: &str = "reference.bpk";
+
+fn member_file(i: usize) -> String {
+    format!("member-{i}.bpk")
+}
+
+fn optimizer_file(i: usize) -> String {
+    format!("optimizer-{i}.bpk")
+}
+
+/// What, besides tensors, a run needs to continue exactly where it stopped. Data order and
+/// initialisation derive from the seed, so steps and `position` are the whole data cursor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState<P> {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Steps of the learning-rate schedule.
+    pub total_steps: usize,
+    /// The run's configuration, as JSON; resuming checks it is unchanged.
+    pub config: serde_json::Value,
+    /// Where the caller stands (online: the phase and its collection; offline: nothing).
+    pub position: P,
+}
+
+/// The output directory of a run and its configuration.
+pub struct RunDir {
+    /// The directory.
+    pub out: PathBuf,
+    /// The configuration the run started with.
+    pub config: serde_json::Value,
+    /// Checkpoints kept (oldest removed first).
+    pub keep_checkpoints: usize,
+}
+
+impl RunDir {
+    /// Creates `out` (if needed) for a run of `config`.
+    pub fn create(
+        out: &Path,
+        config: &impl Serialize,
+        keep_checkpoints: usize,
+    ) -> Result<Self, AlgoError> {
+        std::fs::create_dir_all(out).map_err(|e| AlgoError::io(out, e))?;
+        Ok(RunDir {
+            out: out.to_path_buf(),
+            config: serde_json::to_value(config).expect("json"),
+            keep_checkpoints,
+        })
+    }
+
+    /// A file in the run directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.out.join(name)
+    }
+
+    /// Writes `config.json` of a fresh run.
+    pub fn write_config(&self) -> Result<(), AlgoError> {
+        let text = serde_json::to_string_pretty(&self.config).expect("json");
+        write_atomic(&self.path("config.json"), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// The checkpoint `path` names (a checkpoint or the run's latest) and its state, checked
+    /// against this run's configuration. Temporary directories of interrupted checkpoint
+    /// writes are removed.
+    pub fn read_checkpoint<P: DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<(PathBuf, RunState<P>), AlgoError> {
+        checkpoint::remove_stale(&self.out);
+        let dir = checkpoint::resolve(path)?;
+        let state: RunState<P> = checkpoint::load_state(&dir)?;
+        if state.config != self.config {
+            return Err(AlgoError::Checkpoint {
+                path: dir,
+                message: "the configuration differs from the one the run started with".into(),
+            });
+        }
+        Ok((dir, state))
+    }
+
+    /// Writes a checkpoint of `policy` (and the objective's `state_model`) at `state`.
+    pub fn save<M: Module, P: Serialize>(
+        &self,
+        state: &RunState<P>,
+        policy: &Policy<M>,
+        state_model: Option<&M>,
+    ) -> Result<PathBuf, AlgoError> {
+        let mut models: Vec<(String, &M)> = policy
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (member_file(i), &m.model))
+            .collect();
+        models.extend(state_model.map(|m| (STATE_MODEL.to_owned(), m)));
+        let optimizers: Vec<_> = policy
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (optimizer_file(i), &m.optimizer))
+            .collect();
+        checkpoint::save(
+            &self.out,
+            state.step,
+            state,
+            &models,
+            &optimizers,
+            self.keep_checkpoints,
+        )
+    }
+
+    /// Loads the checkpoint in `dir` into `policy` and `state_model`.
+    pub fn load<M: Module>(
+        dir: &Path,
+        policy: &mut Policy<M>,
+        state_model: Option<&mut M>,
+    ) -> Result<(), AlgoError> {
+        let members = std::mem::take(&mut policy.members);
+        policy.members = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| {
+                Ok(Member {
+                    model: checkpoint::load_model(dir, m.model, &member_file(i))?,
+                    optimizer: checkpoint::load_optimizer(dir, m.optimizer, &optimizer_file(i))?,
+                })
+            })
+            .collect::<Result<_, AlgoError>>()?;
+        if let Some(model) = state_model {
+            *model = checkpoint::load_model(dir, model.clone(), STATE_MODEL)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+//! Running the `bpo` binary in tests, on a tiny model created by the test (no download).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use bpo_testkit::{GgufWriter, tokenizer_metadata};
+
+/// The standard error of a run, as text.
+#[allow(dead_code)]
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `bpo` with `args` and waits for it.
+pub fn bpo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bpo"))
+        .args(args)
+        .output()
+        .expect("bpo runs")
+}
+
+/// The standard output of a successful run (fails the test with stderr otherwise).
+pub fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "bpo failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// The standard output of a successful run, parsed as JSON.
+#[allow(dead_code)]
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(out).trim()).unwrap()
+}
+
+/// A tokenizer-only GGUF file and a tiny model initialised from it.
+pub fn tiny_model(dir: &Path) -> String {
+    let tok = dir.join("tokenizer.gguf");
+    std::fs::write(&tok, tokenizer_metadata(GgufWriter::new()).to_bytes()).unwrap();
+    let model = dir.join("tiny");
+    let out = bpo(&[
+        "init",
+        "--arch",
+        "llama",
+        "--preset",
+        "tiny",
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(stdout(&out).contains("parameters"));
+    model.to_str().unwrap().to_owned()
+}

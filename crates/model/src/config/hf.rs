@@ -1,0 +1,222 @@
+//! Reading and writing Hugging Face `config.json` (Llama, Mistral, Qwen2, GPT-2): every
+//! missing or mistyped field is an error naming it.
+
+use serde_json::{Map, Value, json};
+
+use crate::config::{ModelConfig, ModelType};
+use crate::error::ModelError;
+
+impl ModelConfig {
+    /// Reads a Hugging Face `config.json` value (Llama, Mistral, Qwen2 or GPT-2).
+    pub fn from_hf_json(value: &Value) -> Result<Self, ModelError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| ModelError::Config("config.json is not a JSON object".into()))?;
+        let model_type_name = str_field(obj, "model_type")?;
+        let model_type = ModelType::from_hf_name(&model_type_name).ok_or_else(|| {
+            ModelError::Config(format!(
+                "unsupported model_type `{model_type_name}` (supported: llama, mistral, qwen2, gpt2)"
+            ))
+        })?;
+        let config = if model_type.is_gpt2() {
+            let hidden_size = usize_field(obj, "n_embd")?;
+            let num_heads = usize_field(obj, "n_head")?;
+            check_heads_divide(hidden_size, num_heads, "n_embd", "n_head")?;
+            let activation = opt_str(obj, "activation_function").unwrap_or("gelu_new".into());
+            if !matches!(activation.as_str(), "gelu_new" | "gelu_pytorch_tanh") {
+                return Err(ModelError::Config(format!(
+                    "config.json field `activation_function`: `{activation}` is not supported (gelu_new)"
+                )));
+            }
+            ModelConfig {
+                model_type,
+                vocab_size: usize_field(obj, "vocab_size")?,
+                hidden_size,
+                intermediate_size: opt_usize(obj, "n_inner")?.unwrap_or(4 * hidden_size),
+                num_layers: usize_field(obj, "n_layer")?,
+                num_heads,
+                num_kv_heads: num_heads,
+                head_dim: hidden_size / num_heads.max(1),
+                max_position_embeddings: usize_field(obj, "n_positions")?,
+                rope_theta: 0.0,
+                norm_eps: opt_f64(obj, "layer_norm_epsilon")?.unwrap_or(1e-5),
+                tie_word_embeddings: opt_bool(obj, "tie_word_embeddings")?.unwrap_or(true),
+                attention_bias: true,
+                bos_token_id: opt_token(obj, "bos_token_id")?,
+                eos_token_id: opt_token(obj, "eos_token_id")?,
+            }
+        } else {
+            if let Some(scaling) = obj.get("rope_scaling")
+                && !scaling.is_null()
+            {
+                return Err(ModelError::Config(format!(
+                    "config.json field `rope_scaling`: {scaling} is not supported yet (plain RoPE only)"
+                )));
+            }
+            if let Some(act) = opt_str(obj, "hidden_act")
+                && act != "silu"
+            {
+                return Err(ModelError::Config(format!(
+                    "config.json field `hidden_act`: `{act}` is not supported (silu)"
+                )));
+            }
+            let hidden_size = usize_field(obj, "hidden_size")?;
+            let num_heads = usize_field(obj, "num_attention_heads")?;
+            if opt_usize(obj, "head_dim")?.is_none() {
+                check_heads_divide(hidden_size, num_heads, "hidden_size", "num_attention_heads")?;
+            }
+            ModelConfig {
+                model_type,
+                vocab_size: usize_field(obj, "vocab_size")?,
+                hidden_size,
+                intermediate_size: usize_field(obj, "intermediate_size")?,
+                num_layers: usize_field(obj, "num_hidden_layers")?,
+                num_heads,
+                num_kv_heads: opt_usize(obj, "num_key_value_heads")?.unwrap_or(num_heads),
+                head_dim: opt_usize(obj, "head_dim")?.unwrap_or(hidden_size / num_heads.max(1)),
+                max_position_embeddings: opt_usize(obj, "max_position_embeddings")?.unwrap_or(2048),
+                rope_theta: opt_f64(obj, "rope_theta")?.unwrap_or(10000.0),
+                norm_eps: opt_f64(obj, "rms_norm_eps")?.unwrap_or(1e-6),
+                tie_word_embeddings: opt_bool(obj, "tie_word_embeddings")?.unwrap_or(false),
+                attention_bias: opt_bool(obj, "attention_bias")?
+                    .unwrap_or(model_type == ModelType::Qwen2),
+                bos_token_id: opt_token(obj, "bos_token_id")?,
+                eos_token_id: opt_token(obj, "eos_token_id")?,
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes the Hugging Face `config.json` that `transformers` needs to load the exported weights.
+    pub fn to_hf_json(&self) -> Value {
+        let tokens = json!({
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_id,
+            "torch_dtype": "float32",
+            "vocab_size": self.vocab_size,
+            "tie_word_embeddings": self.tie_word_embeddings,
+        });
+        let specific = match self.model_type {
+            ModelType::Gpt2 => json!({
+                "architectures": ["GPT2LMHeadModel"],
+                "model_type": "gpt2",
+                "n_embd": self.hidden_size,
+                "n_layer": self.num_layers,
+                "n_head": self.num_heads,
+                "n_inner": self.intermediate_size,
+                "n_positions": self.max_position_embeddings,
+                "n_ctx": self.max_position_embeddings,
+                "layer_norm_epsilon": self.norm_eps,
+                "activation_function": "gelu_new",
+                "resid_pdrop": 0.0,
+                "embd_pdrop": 0.0,
+                "attn_pdrop": 0.0,
+            }),
+            ModelType::Llama | ModelType::Qwen2 => {
+                let (arch, name) = match self.model_type {
+                    ModelType::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
+                    _ => ("LlamaForCausalLM", "llama"),
+                };
+                json!({
+                    "architectures": [arch],
+                    "model_type": name,
+                    "hidden_size": self.hidden_size,
+                    "intermediate_size": self.intermediate_size,
+                    "num_hidden_layers": self.num_layers,
+                    "num_attention_heads": self.num_heads,
+                    "num_key_value_heads": self.num_kv_heads,
+                    "head_dim": self.head_dim,
+                    "max_position_embeddings": self.max_position_embeddings,
+                    "rope_theta": self.rope_theta,
+                    "rope_scaling": null,
+                    "rms_norm_eps": self.norm_eps,
+                    "attention_bias": self.attention_bias,
+                    "mlp_bias": false,
+                    "hidden_act": "silu",
+                    "attention_dropout": 0.0,
+                })
+            }
+        };
+        let mut merged = specific.as_object().cloned().unwrap_or_default();
+        merged.extend(tokens.as_object().cloned().unwrap_or_default());
+        Value::Object(merged)
+    }
+}
+
+fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).filter(|v| !v.is_null())
+}
+
+fn type_error(key: &str, expected: &str, value: &Value) -> ModelError {
+    ModelError::Config(format!(
+        "config.json field `{key}`: expected {expected}, found {value}"
+    ))
+}
+
+fn str_field(obj: &Map<String, Value>, key: &str) -> Result<String, ModelError> {
+    opt_str(obj, key)
+        .ok_or_else(|| ModelError::Config(format!("config.json: missing field `{key}`")))
+}
+
+fn opt_str(obj: &Map<String, Value>, key: &str) -> Option<String> {
+    field(obj, key).and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+/// Without an explicit `head_dim`, a head is `hidden / heads` wide: `heads` must divide it.
+fn check_heads_divide(hidden: usize, heads: usize, h: &str, n: &str) -> Result<(), ModelError> {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
+        return Err(ModelError::Config(format!(
+            "config.json: `{n}` ({heads}) must divide `{h}` ({hidden})"
+        )));
+    }
+    Ok(())
+}
+
+fn usize_field(obj: &Map<String, Value>, key: &str) -> Result<usize, ModelError> {
+    opt_usize(obj, key)?
+        .ok_or_else(|| ModelError::Config(format!("config.json: missing field `{key}`")))
+}
+
+fn opt_usize(obj: &Map<String, Value>, key: &str) -> Result<Option<usize>, ModelError> {
+    field(obj, key)
+        .map(|v| {
+            v.as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| type_error(key, "a non-negative integer", v))
+        })
+        .transpose()
+}
+
+fn opt_f64(obj: &Map<String, Value>, key: &str) -> Result<Option<f64>, ModelError> {
+    field(obj, key)
+        .map(|v| v.as_f64().ok_or_else(|| type_error(key, "a number", v)))
+        .transpose()
+}
+
+fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ModelError> {
+    field(obj, key)
+        .map(|v| {
+            v.as_bool()
+                .ok_or_else(|| type_error(key, "true or false", v))
+        })
+        .transpose()
+}
+
+/// Token ids may be an integer or a list of integers (the first one is used).
+fn opt_token(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError> {
+    let Some(v) = field(obj, key) else {
+        return Ok(None);
+    };
+    let first = match v {
+        Value::Array(items) => items.first(),
+        other => Some(other),
+    };
+    first
+        .map(|t| {
+            t.as_u64()
+                .map(|n| n as u32)
+                .ok_or_else(|| type_error(key, "a token id", v))
+        })
+        .transpose()
+}
