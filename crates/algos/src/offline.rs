@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bpo_data::{PreferencePair, ReadOptions, TokenizedPair, read_all, tokenize_pairs};
 use bpo_model::burn::module::Module;
 use bpo_model::spec::save_hf;
-use bpo_model::{ModelConfig, Tokenizer, Transformer, load, parse_device};
+use bpo_model::{ModelConfig, Tokenizer, Transformer, load};
 
 use crate::config::{DataConfig, LoraConfig, OptimConfig, RunConfig, TrainConfig};
 use crate::dap::Dap;
@@ -15,7 +15,9 @@ use crate::error::AlgoError;
 use crate::lora::{apply_lora, merged, save_adapters};
 use crate::metrics::{MetricsRecord, TRAINING_PLOTS, plot_training};
 use crate::reference::{Reference, cached_reference};
-use crate::trainer::{Merge, Objective, Observer, Policy, RunDir, Schedule, Trainer, plan_steps};
+use crate::trainer::{
+    Merge, Objective, Observer, Policy, RunDir, Schedule, Trainer, open_device, plan_steps,
+};
 
 /// What a finished run produced.
 #[derive(Debug, Clone)]
@@ -134,7 +136,7 @@ pub fn train_dap(
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let device = parse_device(&config.device)?.autodiff();
+    let device = open_device(&config.device, observer)?.autodiff();
     observer.message(&format!("loading {}", config.model));
     let (model, tokenizer) = load(&config.model, &device)?;
     let pad_id = tokenizer.pad_id();

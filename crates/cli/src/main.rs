@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "bpo", version, about)]
 struct Cli {
-    /// Compute device: flex | ndarray | wgpu | vulkan | metal | cuda[:N]. Default flex; for
-    /// commands with a config file, the config's `device` unless given here.
+    /// Compute device: auto (CUDA if compiled in and present, else a real GPU through wgpu,
+    /// else the CPU) | flex (CPU) | ndarray | wgpu | vulkan | metal | cuda[:N]. Default auto;
+    /// for commands with a config file, the config's `device` unless given here.
     #[arg(long, global = true)]
     device: Option<String>,
     #[command(subcommand)]
@@ -125,7 +126,7 @@ fn main() {
             std::process::exit(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    let device = cli.device.as_deref().unwrap_or("flex");
+    let device = cli.device.as_deref().unwrap_or("auto");
     let result = match cli.command {
         Command::Fetch(args) => commands::fetch::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -73,7 +73,7 @@ pub enum AnnotatorConfig {
     RewardModel {
         /// The reward model directory (`model/` and `head.json`).
         path: std::path::PathBuf,
-        /// Device it runs on. Default `flex`.
+        /// Device it runs on. Default `auto`.
         #[serde(default = "default_device")]
         device: String,
         /// Responses scored per batch. Default 16.
@@ -95,7 +95,7 @@ fn default_timeout() -> f64 {
 }
 
 fn default_device() -> String {
-    "flex".into()
+    "auto".into()
 }
 
 fn default_batch() -> usize {

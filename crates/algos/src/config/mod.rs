@@ -158,7 +158,7 @@ impl Default for ReferenceConfig {
 pub struct TrainConfig {
     /// Model spec: GGUF file, Hugging Face directory or alias. Required.
     pub model: String,
-    /// Compute device. Default `flex`.
+    /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
     #[serde(default = "default_device")]
     pub device: String,
     /// LoRA adapters; absent means full fine-tuning.
@@ -187,7 +187,7 @@ pub struct TrainConfig {
 pub struct SftConfig {
     /// Model spec. Required.
     pub model: String,
-    /// Compute device. Default `flex`.
+    /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
     #[serde(default = "default_device")]
     pub device: String,
     /// LoRA adapters; absent means full fine-tuning.
@@ -204,7 +204,7 @@ pub struct SftConfig {
 }
 
 fn default_device() -> String {
-    "flex".into()
+    "auto".into()
 }
 
 impl TrainConfig {
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(c.loss.beta, 0.1);
         assert_eq!(c.reference.mode, ReferenceMode::Initial);
         assert!(c.lora.is_none());
-        assert_eq!(c.device, "flex");
+        assert_eq!(c.device, "auto");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bpo_data::PromptRecord;
 use bpo_model::fsutil::write_atomic;
-use bpo_model::{Transformer, load, parse_device};
+use bpo_model::{Transformer, load};
 
 use crate::annotate::Annotator;
 use crate::config::ReferenceMode;
@@ -18,7 +18,7 @@ use crate::experiment::stats::summarise;
 use crate::metrics::MetricsRecord;
 use crate::online::prompts::load_prompts;
 use crate::online::run::train_online;
-use crate::trainer::Observer;
+use crate::trainer::{Observer, open_device};
 
 /// Evaluates the win rate on the curve prompts after each phase.
 struct CurveObserver<'a> {
@@ -89,7 +89,7 @@ pub fn run_experiment(
     let started = Instant::now();
     let out = &config.out;
     std::fs::create_dir_all(out).map_err(|e| AlgoError::io(out, e))?;
-    let device = parse_device(&config.online.device)?;
+    let device = open_device(&config.online.device, observer)?;
     let test = prompts_limited(&config.eval.prompts, config.eval.limit)?;
     let curve_prompts = if config.eval.curve_limit > 0 {
         prompts_limited(&config.eval.curve_prompts, Some(config.eval.curve_limit))?

@@ -111,7 +111,7 @@ impl Default for OnlineRunConfig {
 pub struct OnlineConfig {
     /// The starting policy (model spec). Default `smollm2-135m`.
     pub model: String,
-    /// Device. Default `flex`.
+    /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
     pub device: String,
     /// Prompts: a JSONL/JSON file of prompt records, or `sentiment:train|dev|test` for the
     /// embedded task. Each prompt is used once. Default `sentiment:train`.
@@ -147,7 +147,7 @@ impl Default for OnlineConfig {
     fn default() -> Self {
         OnlineConfig {
             model: "smollm2-135m".into(),
-            device: "flex".into(),
+            device: "auto".into(),
             prompts: "sentiment:train".into(),
             max_prompt_tokens: None,
             annotator: AnnotatorConfig::Vader,

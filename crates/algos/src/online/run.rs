@@ -9,7 +9,7 @@ use bpo_data::{
     PreferencePair, PromptRecord, ReadOptions, Truncation, read_all, tokenize_prompt, write_all,
 };
 use bpo_model::spec::save_hf;
-use bpo_model::{Tokenizer, Transformer, load, parse_device};
+use bpo_model::{Tokenizer, Transformer, load};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -27,7 +27,7 @@ use crate::online::phase::{Drift, PhaseRecord};
 use crate::online::prompts::load_prompts;
 use crate::reference::{Reference, behavior_reference, compute_reference};
 use crate::trainer::{
-    Objective, Observer, Policy, Progress, RunDir, Schedule, Trainer, plan_steps,
+    Objective, Observer, Policy, Progress, RunDir, Schedule, Trainer, open_device, plan_steps,
 };
 
 /// Where an online run stands (checkpointed with the trainer's state).
@@ -176,7 +176,7 @@ pub fn train_online(
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
     let out = dir.out.clone();
     std::fs::create_dir_all(out.join("pairs")).map_err(|e| AlgoError::io(out.join("pairs"), e))?;
-    let device = parse_device(&config.device)?.autodiff();
+    let device = open_device(&config.device, observer)?.autodiff();
     observer.message(&format!("loading {}", config.model));
     let (base, tokenizer) = load(&config.model, &device)?;
     let pad_id = tokenizer.pad_id();

@@ -8,7 +8,7 @@ use bpo_data::TokenizedPair;
 use bpo_model::burn::tensor::Tensor;
 use bpo_model::burn::tensor::activation::log_sigmoid;
 use bpo_model::host::to_f32_vec;
-use bpo_model::{PaddingSide, TokenBatch, load, parse_device};
+use bpo_model::{PaddingSide, TokenBatch, load};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DataConfig, LoraConfig, OptimConfig, RunConfig};
@@ -17,7 +17,9 @@ use crate::lora::apply_lora;
 use crate::metrics::MetricsRecord;
 use crate::offline::{read_pairs, save_final_checkpoint};
 use crate::rm::RewardModel;
-use crate::trainer::{Objective, Observer, Policy, RunDir, Schedule, Trainer, plan_steps};
+use crate::trainer::{
+    Objective, Observer, Policy, RunDir, Schedule, Trainer, open_device, plan_steps,
+};
 
 /// `bpo rm train`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,7 +27,7 @@ use crate::trainer::{Objective, Observer, Policy, RunDir, Schedule, Trainer, pla
 pub struct RewardModelConfig {
     /// The body to start from (model spec). Required.
     pub model: String,
-    /// Device. Default `flex`.
+    /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
     #[serde(default = "default_device")]
     pub device: String,
     /// Pair files (`data.dev` gives the held-out accuracy).
@@ -43,7 +45,7 @@ pub struct RewardModelConfig {
 }
 
 fn default_device() -> String {
-    "flex".into()
+    "auto".into()
 }
 
 impl RewardModelConfig {
@@ -159,7 +161,7 @@ pub fn train_reward_model(
 ) -> Result<RewardModelOutcome, AlgoError> {
     config.validate()?;
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let device = parse_device(&config.device)?.autodiff();
+    let device = open_device(&config.device, observer)?.autodiff();
     observer.message(&format!("loading {}", config.model));
     let (body, tokenizer) = load(&config.model, &device)?;
     let pad_id = tokenizer.pad_id();

@@ -2,6 +2,8 @@
 //! from an [`Observer`].
 
 use bpo_model::Transformer;
+use bpo_model::burn::tensor::Device;
+use bpo_model::device::select_device;
 
 use crate::error::AlgoError;
 use crate::metrics::MetricsRecord;
@@ -22,6 +24,14 @@ pub trait Observer {
     ) -> Result<(), AlgoError> {
         Ok(())
     }
+}
+
+/// Opens the device `spec` names (see [`bpo_model::device::select_device`]) and tells the
+/// observer which one it is.
+pub fn open_device(spec: &str, observer: &mut dyn Observer) -> Result<Device, AlgoError> {
+    let selected = select_device(spec)?;
+    observer.message(&format!("device: {}", selected.description));
+    Ok(selected.device)
 }
 
 /// An observer that ignores everything.

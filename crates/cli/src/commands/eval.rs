@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use bpo_algos::annotate::AnnotatorConfig;
 use bpo_algos::eval::{EvalReport, EvalSettings, evaluate, paired_bootstrap};
 use bpo_algos::online::load_prompts;
-use bpo_model::{load, parse_device};
+use bpo_model::device::select_device;
+use bpo_model::load;
 
 use super::flags;
 
@@ -59,7 +60,7 @@ pub fn parse_annotator(spec: &str) -> Result<AnnotatorConfig> {
         },
         Some(("rm", path)) => AnnotatorConfig::RewardModel {
             path: path.into(),
-            device: "flex".into(),
+            device: "auto".into(),
             batch_size: 16,
         },
         Some(("command", line)) => AnnotatorConfig::Command {
@@ -92,7 +93,9 @@ fn summary(name: &str, r: &EvalReport) -> serde_json::Value {
 
 /// Runs `bpo eval`.
 pub fn run(args: Args, device: &str) -> Result<()> {
-    let device = parse_device(device)?;
+    let selected = select_device(device)?;
+    eprintln!("device: {}", selected.description);
+    let device = selected.device;
     let mut prompts = load_prompts(&args.prompts)?;
     if let Some(limit) = args.limit {
         prompts.truncate(limit);

@@ -3,7 +3,8 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use bpo_model::{SamplingConfig, generate, load, parse_device};
+use bpo_model::device::select_device;
+use bpo_model::{SamplingConfig, generate, load};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::flags;
@@ -77,7 +78,9 @@ pub fn run(args: Args, device: &str) -> Result<()> {
     if args.num_samples == 0 {
         bail!("--num-samples must be at least 1");
     }
-    let device = parse_device(device)?;
+    let selected = select_device(device)?;
+    eprintln!("device: {}", selected.description);
+    let device = selected.device;
     let (model, tokenizer) = load(&args.model, &device)?;
     let sampling = args.sampling();
     let total = args.prompt.len() * args.num_samples;

@@ -2,14 +2,18 @@
 
 use anyhow::Result;
 use bpo_model::burn::tensor::Device;
+use bpo_model::device::{compiled_backends, list_devices};
 use bpo_model::spec::{load_source, resolve};
 
 /// Flags of `bpo info`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Model: a .gguf file, a Hugging Face directory, or an alias (smollm2-135m).
+    #[arg(long, required_unless_present = "devices")]
+    model: Option<String>,
+    /// List the compute devices this build can use here (and the one `auto` picks).
     #[arg(long)]
-    model: String,
+    devices: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -19,7 +23,20 @@ pub struct Args {
 /// model on the CPU: a truncated weight file, a corrupt header or a missing or mis-shaped
 /// tensor is an error here, as it would be in any other command.
 pub fn run(args: Args) -> Result<()> {
-    let source = resolve(&args.model)?;
+    if args.devices {
+        println!("compiled in: {}", compiled_backends().join(", "));
+        for line in list_devices() {
+            println!("{line}");
+        }
+        if args.model.is_none() {
+            return Ok(());
+        }
+    }
+    let spec = args
+        .model
+        .as_deref()
+        .expect("clap requires --model without --devices");
+    let source = resolve(spec)?;
     let (model, tok) = load_source(&source, &Device::flex())?;
     let c = &model.config;
     let chat = tok

@@ -1,7 +1,8 @@
 //! `bpo logprobs --model M --prompt P --response R`.
 
 use anyhow::{Result, bail};
-use bpo_model::{load, parse_device, score};
+use bpo_model::device::select_device;
+use bpo_model::{load, score};
 
 /// Flags of `bpo logprobs`.
 #[derive(clap::Args)]
@@ -22,7 +23,9 @@ pub struct Args {
 
 /// Prints the response tokens, their log-probabilities, sum and mean as JSON.
 pub fn run(args: Args, device: &str) -> Result<()> {
-    let device = parse_device(device)?;
+    let selected = select_device(device)?;
+    eprintln!("device: {}", selected.description);
+    let device = selected.device;
     let (model, tokenizer) = load(&args.model, &device)?;
     let prompt = tokenizer.encode_prompt(&args.prompt, args.chat)?;
     let (ids, tokens) = tokenizer.encode_with_tokens(&args.response, false)?;
