@@ -2,7 +2,7 @@
 //! annotation budget on SmolLM2-135M-Instruct and the embedded sentiment task, judged by VADER
 //! (gold) and AFINN-165 (held out).
 //!
-//!   cargo run --example sentiment_bpo -- [--device flex|ndarray|wgpu|vulkan|metal|cuda] [--quick]
+//!   cargo run --example sentiment_bpo -- [--device auto|flex|ndarray|wgpu|vulkan|metal|cuda] [--quick]
 //!
 //! (`bpo experiment` does the same with seeds, sweeps, plots and a report.)
 
@@ -11,7 +11,8 @@ use bpo::algos::config::{LoraConfig, ReferenceMode};
 use bpo::algos::eval::{EvalSettings, evaluate, paired_bootstrap};
 use bpo::algos::online::load_prompts;
 use bpo::algos::{OnlineConfig, Silent, train_online};
-use bpo::model::{load, parse_device};
+use bpo::model::device::select_device;
+use bpo::model::load;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -19,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .position(|a| a == "--device")
         .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "flex".into());
+        .unwrap_or_else(|| "auto".into());
     let quick = args.iter().any(|a| a == "--quick");
 
     // Everything the three methods share: model, prompts, gold annotator, budget, LoRA.
@@ -39,7 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     base.run.batch_size = 8;
     base.run.save_model = false;
 
-    let device = parse_device(&device_name)?;
+    let selected = select_device(&device_name)?;
+    println!("device: {}", selected.description);
+    let device = selected.device;
     let (initial, tokenizer) = load(&base.model, &device)?;
     let test = &load_prompts("sentiment:test")?[..if quick { 8 } else { 100 }];
     let settings = EvalSettings {
