@@ -16,6 +16,7 @@ use bpo::algos::reference::{Reference, ReferenceLogps};
 use bpo::algos::trainer::{Policy, RunDir, Schedule, Silent, Trainer};
 use bpo::data::TokenizedPair;
 use bpo::model::burn::tensor::Device;
+use bpo::model::device::select_device;
 use bpo::model::fetch::{default_cache_dir, known_model};
 use bpo::model::{ModelConfig, ModelType, Transformer, load};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -107,7 +108,8 @@ fn bench_step(
 }
 
 fn dpo_step(c: &mut Criterion) {
-    let device = Device::flex().autodiff();
+    // BPO_BENCH_DEVICE picks the device (`scripts/gpu-check.sh` sets it); default flex.
+    let device = bench_device().autodiff();
     let config = ModelConfig::preset(ModelType::Llama, "small", 8192).expect("preset");
     let tiny = Transformer::init(&config, 0, &device);
     bench_step(
@@ -127,6 +129,14 @@ fn dpo_step(c: &mut Criterion) {
     } else {
         eprintln!("smollm2-135m not in the cache: run `bpo fetch smollm2-135m` to bench it");
     }
+}
+
+/// The device of `BPO_BENCH_DEVICE` (any `--device` value), flex when unset.
+fn bench_device() -> Device {
+    let spec = std::env::var("BPO_BENCH_DEVICE").unwrap_or_else(|_| "flex".into());
+    let selected = select_device(&spec).expect("BPO_BENCH_DEVICE names a usable device");
+    eprintln!("bench device: {}", selected.description);
+    selected.device
 }
 
 criterion_group!(benches, dpo_step);

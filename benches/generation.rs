@@ -6,6 +6,7 @@
 //! (`bpo fetch smollm2-135m`). Side-by-side with transformers: `benches/compare/generate.sh`.
 
 use bpo::model::burn::tensor::Device;
+use bpo::model::device::select_device;
 use bpo::model::fetch::{default_cache_dir, known_model};
 use bpo::model::{ModelConfig, ModelType, SamplingConfig, Transformer, generate_ids, load};
 use bpo_testkit::tokenizer;
@@ -49,7 +50,8 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Transformer) {
 }
 
 fn generation(c: &mut Criterion) {
-    let device = Device::flex();
+    // BPO_BENCH_DEVICE picks the device (`scripts/gpu-check.sh` sets it); default flex.
+    let device = bench_device();
     let config = ModelConfig::preset(ModelType::Llama, "small", tokenizer().vocab_size()).unwrap();
     bench_model(c, "llama-small", &Transformer::init(&config, 0, &device));
 
@@ -60,6 +62,14 @@ fn generation(c: &mut Criterion) {
     } else {
         eprintln!("smollm2-135m not in the cache: run `bpo fetch smollm2-135m` to bench it");
     }
+}
+
+/// The device of `BPO_BENCH_DEVICE` (any `--device` value), flex when unset.
+fn bench_device() -> Device {
+    let spec = std::env::var("BPO_BENCH_DEVICE").unwrap_or_else(|_| "flex".into());
+    let selected = select_device(&spec).expect("BPO_BENCH_DEVICE names a usable device");
+    eprintln!("bench device: {}", selected.description);
+    selected.device
 }
 
 criterion_group!(benches, generation);

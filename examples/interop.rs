@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut train = TrainConfig {
         model: base_spec.clone(),
         device: "flex".into(),
+        dtype: Default::default(),
         lora: Some(LoraConfig {
             rank: 4,
             ..LoraConfig::default()

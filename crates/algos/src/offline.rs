@@ -136,7 +136,7 @@ pub fn train_dap(
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let device = open_device(&config.device, observer)?.autodiff();
+    let device = open_device(&config.device, config.dtype, observer)?.autodiff();
     observer.message(&format!("loading {}", config.model));
     let (model, tokenizer) = load(&config.model, &device)?;
     let pad_id = tokenizer.pad_id();

@@ -145,7 +145,7 @@ pub fn train_sft(
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let device = open_device(&config.device, observer)?.autodiff();
+    let device = open_device(&config.device, config.dtype, observer)?.autodiff();
     observer.message(&format!("loading {}", config.model));
     let (model, tokenizer) = load(&config.model, &device)?;
     let examples = read_examples(&config.data.train, config, &tokenizer, &model.config)?;

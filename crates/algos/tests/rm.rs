@@ -50,6 +50,7 @@ fn a_reward_model_learns_a_preference_and_annotates() {
     let mut config = RewardModelConfig {
         model: model.display().to_string(),
         device: "flex".into(),
+        dtype: Default::default(),
         data: DataConfig {
             train,
             dev: Some(dev),
@@ -116,6 +117,7 @@ fn reward_model_training_resumes_bit_exactly() {
     let config = RewardModelConfig {
         model: model.display().to_string(),
         device: "flex".into(),
+        dtype: Default::default(),
         data: DataConfig {
             train,
             dev: None,

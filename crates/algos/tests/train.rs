@@ -52,6 +52,7 @@ fn config(model: &str, pairs: &Path, out: &Path, kind: LossKind) -> TrainConfig 
     TrainConfig {
         model: model.to_owned(),
         device: "flex".into(),
+        dtype: Default::default(),
         lora: None,
         data: DataConfig {
             train: pairs.to_path_buf(),
@@ -330,6 +331,7 @@ fn sft_lowers_the_loss_on_its_data() {
     let c = SftConfig {
         model,
         device: "flex".into(),
+        dtype: Default::default(),
         lora: None,
         data: DataConfig {
             train: prompts.clone(),

@@ -3,6 +3,7 @@
 
 mod commands;
 
+use bpo_model::device::Precision;
 use clap::{Parser, Subcommand};
 
 /// Align language models from preferences: offline DAP, online DAP and BPO, in pure Rust.
@@ -14,6 +15,11 @@ struct Cli {
     /// for commands with a config file, the config's `device` unless given here.
     #[arg(long, global = true)]
     device: Option<String>,
+    /// Float precision: f32 (default) | f16 | bf16, where the device supports it (bf16 and
+    /// f16 on the CPU are slower than f32). For commands with a config file, the config's
+    /// `dtype` unless given here.
+    #[arg(long, global = true, value_parser = parse_dtype)]
+    dtype: Option<Precision>,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,6 +116,10 @@ Examples:  bpo experiment --quick            (a smoke run in about two minutes)
            bpo experiment --set eval.prompts=sentiment:dev --set online.budget=192
 Every field and its default: crates/algos/src/experiment/config.rs (README: The experiment).";
 
+fn parse_dtype(s: &str) -> Result<Precision, String> {
+    Precision::parse(s).map_err(|e| e.to_string())
+}
+
 fn main() {
     // Burn creates a resumed optimizer's state on its default device, which with a GPU backend
     // compiled in is that backend: on a machine without a GPU driver that would panic. The
@@ -126,22 +136,25 @@ fn main() {
             std::process::exit(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    let device = cli.device.as_deref().unwrap_or("auto");
+    let compute = commands::Compute {
+        device: cli.device.clone(),
+        dtype: cli.dtype,
+    };
     let result = match cli.command {
         Command::Fetch(args) => commands::fetch::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
-        Command::Generate(args) => commands::generate::run(args, device),
-        Command::Logprobs(args) => commands::logprobs::run(args, device),
+        Command::Generate(args) => commands::generate::run(args, &compute),
+        Command::Logprobs(args) => commands::logprobs::run(args, &compute),
         Command::Export(args) => commands::export::run(args),
         Command::Init(args) => commands::init::run(args),
         Command::Data(command) => commands::data::run(command),
-        Command::Train(args) => commands::train::run_train(args, cli.device.as_deref()),
-        Command::Sft(args) => commands::train::run_sft(args, cli.device.as_deref()),
-        Command::Online(args) => commands::online::run(args, cli.device.as_deref()),
-        Command::Eval(args) => commands::eval::run(args, device),
-        Command::Rm(command) => commands::rm::run(command, cli.device.as_deref()),
-        Command::Experiment(args) => commands::experiment::run(args, cli.device.as_deref()),
+        Command::Train(args) => commands::train::run_train(args, &compute),
+        Command::Sft(args) => commands::train::run_sft(args, &compute),
+        Command::Online(args) => commands::online::run(args, &compute),
+        Command::Eval(args) => commands::eval::run(args, &compute),
+        Command::Rm(command) => commands::rm::run(command, &compute),
+        Command::Experiment(args) => commands::experiment::run(args, &compute),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

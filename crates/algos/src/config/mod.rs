@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use bpo_model::device::Precision;
+
 use crate::error::AlgoError;
 use crate::loss::LossConfig;
 pub use lora::LoraConfig;
@@ -161,6 +163,9 @@ pub struct TrainConfig {
     /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Float precision: `f32` (default), `f16` or `bf16` (where the device supports it).
+    #[serde(default)]
+    pub dtype: Precision,
     /// LoRA adapters; absent means full fine-tuning.
     #[serde(default)]
     pub lora: Option<LoraConfig>,
@@ -190,6 +195,9 @@ pub struct SftConfig {
     /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Float precision: `f32` (default), `f16` or `bf16` (where the device supports it).
+    #[serde(default)]
+    pub dtype: Precision,
     /// LoRA adapters; absent means full fine-tuning.
     #[serde(default)]
     pub lora: Option<LoraConfig>,

@@ -89,7 +89,7 @@ pub fn run_experiment(
     let started = Instant::now();
     let out = &config.out;
     std::fs::create_dir_all(out).map_err(|e| AlgoError::io(out, e))?;
-    let device = open_device(&config.online.device, observer)?;
+    let device = open_device(&config.online.device, config.online.dtype, observer)?;
     let test = prompts_limited(&config.eval.prompts, config.eval.limit)?;
     let curve_prompts = if config.eval.curve_limit > 0 {
         prompts_limited(&config.eval.curve_prompts, Some(config.eval.curve_limit))?

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use bpo_model::device::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::annotate::AnnotatorConfig;
@@ -113,6 +114,8 @@ pub struct OnlineConfig {
     pub model: String,
     /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
     pub device: String,
+    /// Float precision: `f32` (default), `f16` or `bf16` (where the device supports it).
+    pub dtype: Precision,
     /// Prompts: a JSONL/JSON file of prompt records, or `sentiment:train|dev|test` for the
     /// embedded task. Each prompt is used once. Default `sentiment:train`.
     pub prompts: String,
@@ -148,6 +151,7 @@ impl Default for OnlineConfig {
         OnlineConfig {
             model: "smollm2-135m".into(),
             device: "auto".into(),
+            dtype: Precision::F32,
             prompts: "sentiment:train".into(),
             max_prompt_tokens: None,
             annotator: AnnotatorConfig::Vader,

@@ -176,7 +176,7 @@ pub fn train_online(
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
     let out = dir.out.clone();
     std::fs::create_dir_all(out.join("pairs")).map_err(|e| AlgoError::io(out.join("pairs"), e))?;
-    let device = open_device(&config.device, observer)?.autodiff();
+    let device = open_device(&config.device, config.dtype, observer)?.autodiff();
     observer.message(&format!("loading {}", config.model));
     let (base, tokenizer) = load(&config.model, &device)?;
     let pad_id = tokenizer.pad_id();

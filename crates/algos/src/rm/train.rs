@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use bpo_data::TokenizedPair;
 use bpo_model::burn::tensor::Tensor;
 use bpo_model::burn::tensor::activation::log_sigmoid;
+use bpo_model::device::Precision;
 use bpo_model::host::to_f32_vec;
 use bpo_model::{PaddingSide, TokenBatch, load};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,9 @@ pub struct RewardModelConfig {
     /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Float precision: `f32` (default), `f16` or `bf16` (where the device supports it).
+    #[serde(default)]
+    pub dtype: Precision,
     /// Pair files (`data.dev` gives the held-out accuracy).
     pub data: DataConfig,
     /// LoRA on the body (the head is always trained); none = full fine-tuning.
@@ -161,7 +165,7 @@ pub fn train_reward_model(
 ) -> Result<RewardModelOutcome, AlgoError> {
     config.validate()?;
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let device = open_device(&config.device, observer)?.autodiff();
+    let device = open_device(&config.device, config.dtype, observer)?.autodiff();
     observer.message(&format!("loading {}", config.model));
     let (body, tokenizer) = load(&config.model, &device)?;
     let pad_id = tokenizer.pad_id();

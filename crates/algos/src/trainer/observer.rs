@@ -3,7 +3,7 @@
 
 use bpo_model::Transformer;
 use bpo_model::burn::tensor::Device;
-use bpo_model::device::select_device;
+use bpo_model::device::Precision;
 
 use crate::error::AlgoError;
 use crate::metrics::MetricsRecord;
@@ -26,10 +26,14 @@ pub trait Observer {
     }
 }
 
-/// Opens the device `spec` names (see [`bpo_model::device::select_device`]) and tells the
-/// observer which one it is.
-pub fn open_device(spec: &str, observer: &mut dyn Observer) -> Result<Device, AlgoError> {
-    let selected = select_device(spec)?;
+/// Opens the device `spec` names at `precision` (see [`bpo_model::device::open_device`]) and
+/// tells the observer which one it is.
+pub fn open_device(
+    spec: &str,
+    precision: Precision,
+    observer: &mut dyn Observer,
+) -> Result<Device, AlgoError> {
+    let selected = bpo_model::device::open_device(spec, precision)?;
     observer.message(&format!("device: {}", selected.description));
     Ok(selected.device)
 }

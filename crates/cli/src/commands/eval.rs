@@ -7,10 +7,9 @@ use anyhow::{Context, Result, bail};
 use bpo_algos::annotate::AnnotatorConfig;
 use bpo_algos::eval::{EvalReport, EvalSettings, evaluate, paired_bootstrap};
 use bpo_algos::online::load_prompts;
-use bpo_model::device::select_device;
 use bpo_model::load;
 
-use super::flags;
+use super::{Compute, flags};
 
 /// Flags of `bpo eval`.
 #[derive(clap::Args)]
@@ -92,10 +91,8 @@ fn summary(name: &str, r: &EvalReport) -> serde_json::Value {
 }
 
 /// Runs `bpo eval`.
-pub fn run(args: Args, device: &str) -> Result<()> {
-    let selected = select_device(device)?;
-    eprintln!("device: {}", selected.description);
-    let device = selected.device;
+pub fn run(args: Args, compute: &Compute) -> Result<()> {
+    let device = compute.open()?;
     let mut prompts = load_prompts(&args.prompts)?;
     if let Some(limit) = args.limit {
         prompts.truncate(limit);

@@ -8,8 +8,8 @@ use bpo_algos::config::parse_config;
 use bpo_algos::experiment::{ExperimentConfig, ExperimentObserver, run_experiment};
 use bpo_algos::{LossKind, MetricsRecord, Observer, load_config};
 
-use super::flags;
 use super::train::ProgressObserver;
+use super::{Compute, flags};
 
 /// Flags of `bpo experiment`.
 #[derive(clap::Args)]
@@ -60,13 +60,14 @@ impl ExperimentObserver for Progress {
 }
 
 /// Runs `bpo experiment`.
-pub fn run(args: Args, device: Option<&str>) -> Result<()> {
+pub fn run(args: Args, compute: &Compute) -> Result<()> {
+    let sets = [args.sets.clone(), compute.sets("online.")].concat();
     let mut config: ExperimentConfig = match &args.config {
-        Some(path) => load_config(path, &args.sets)?,
-        None if args.sets.is_empty() => ExperimentConfig::default(),
+        Some(path) => load_config(path, &sets)?,
+        None if sets.is_empty() => ExperimentConfig::default(),
         None => {
             let defaults = toml::to_string(&ExperimentConfig::default())?;
-            parse_config(&defaults, "the default experiment", &args.sets)?
+            parse_config(&defaults, "the default experiment", &sets)?
         }
     };
     if args.quick {
@@ -86,9 +87,6 @@ pub fn run(args: Args, device: Option<&str>) -> Result<()> {
     }
     if let Some(out) = &args.out {
         config.out = out.clone();
-    }
-    if let Some(device) = device {
-        config.online.device = device.to_owned();
     }
     let results = run_experiment(&config, &mut Progress::default())?;
     println!(

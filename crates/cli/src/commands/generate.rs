@@ -3,11 +3,10 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use bpo_model::device::select_device;
 use bpo_model::{SamplingConfig, generate, load};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::flags;
+use super::{Compute, flags};
 
 /// Flags of `bpo generate`.
 #[derive(clap::Args)]
@@ -74,13 +73,11 @@ impl Args {
 }
 
 /// Generates and prints the samples; timing goes to stderr.
-pub fn run(args: Args, device: &str) -> Result<()> {
+pub fn run(args: Args, compute: &Compute) -> Result<()> {
     if args.num_samples == 0 {
         bail!("--num-samples must be at least 1");
     }
-    let selected = select_device(device)?;
-    eprintln!("device: {}", selected.description);
-    let device = selected.device;
+    let device = compute.open()?;
     let (model, tokenizer) = load(&args.model, &device)?;
     let sampling = args.sampling();
     let total = args.prompt.len() * args.num_samples;

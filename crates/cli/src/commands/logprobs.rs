@@ -1,7 +1,7 @@
 //! `bpo logprobs --model M --prompt P --response R`.
 
+use super::Compute;
 use anyhow::{Result, bail};
-use bpo_model::device::select_device;
 use bpo_model::{load, score};
 
 /// Flags of `bpo logprobs`.
@@ -22,10 +22,8 @@ pub struct Args {
 }
 
 /// Prints the response tokens, their log-probabilities, sum and mean as JSON.
-pub fn run(args: Args, device: &str) -> Result<()> {
-    let selected = select_device(device)?;
-    eprintln!("device: {}", selected.description);
-    let device = selected.device;
+pub fn run(args: Args, compute: &Compute) -> Result<()> {
+    let device = compute.open()?;
     let (model, tokenizer) = load(&args.model, &device)?;
     let prompt = tokenizer.encode_prompt(&args.prompt, args.chat)?;
     let (ids, tokens) = tokenizer.encode_with_tokens(&args.response, false)?;

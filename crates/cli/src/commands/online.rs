@@ -3,12 +3,12 @@
 use anyhow::Result;
 use bpo_algos::{OnlineConfig, train_online};
 
-use super::train::{Args, ProgressObserver, load_with_device};
+use super::Compute;
+use super::train::{Args, ProgressObserver, load_with_compute};
 
 /// Runs `bpo online`; `device` (the global `--device`, when given) overrides the config's.
-pub fn run(args: Args, device: Option<&str>) -> Result<()> {
-    let config: OnlineConfig =
-        load_with_device(&args, device, |c: &mut OnlineConfig| &mut c.device)?;
+pub fn run(args: Args, compute: &Compute) -> Result<()> {
+    let config: OnlineConfig = load_with_compute(&args, compute)?;
     let outcome = train_online(
         &config,
         args.resume.as_deref(),

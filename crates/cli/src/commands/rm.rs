@@ -7,6 +7,7 @@ use anyhow::Result;
 use bpo_algos::load_config;
 use bpo_algos::rm::{RewardModelConfig, train_reward_model};
 
+use super::Compute;
 use super::train::ProgressObserver;
 
 /// `bpo rm` subcommands.
@@ -28,17 +29,15 @@ pub enum Command {
 }
 
 /// Runs `bpo rm`.
-pub fn run(command: Command, device: Option<&str>) -> Result<()> {
+pub fn run(command: Command, compute: &Compute) -> Result<()> {
     match command {
         Command::Train {
             config,
             sets,
             resume,
         } => {
-            let mut config: RewardModelConfig = load_config(&config, &sets)?;
-            if let Some(device) = device {
-                config.device = device.to_owned();
-            }
+            let sets = [sets, compute.sets("")].concat();
+            let config: RewardModelConfig = load_config(&config, &sets)?;
             let outcome =
                 train_reward_model(&config, resume.as_deref(), &mut ProgressObserver::default())?;
             println!("{}", serde_json::to_string(&outcome.last)?);

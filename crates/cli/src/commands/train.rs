@@ -8,6 +8,8 @@ use bpo_algos::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::Compute;
+
 /// Flags shared by `bpo train` and `bpo sft`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -64,23 +66,19 @@ impl Observer for ProgressObserver {
     }
 }
 
-/// Loads a command's TOML config with its `--set` overrides; `device` (the global `--device`,
-/// when given) replaces the config's.
-pub fn load_with_device<T: serde::de::DeserializeOwned>(
+/// Loads a command's TOML config with its `--set` overrides, then the global `--device` and
+/// `--dtype` (which win).
+pub fn load_with_compute<T: serde::de::DeserializeOwned>(
     args: &Args,
-    device: Option<&str>,
-    device_field: impl FnOnce(&mut T) -> &mut String,
+    compute: &Compute,
 ) -> Result<T> {
-    let mut config: T = load_config(&args.config, &args.sets)?;
-    if let Some(device) = device {
-        *device_field(&mut config) = device.to_owned();
-    }
-    Ok(config)
+    let sets = [args.sets.clone(), compute.sets("")].concat();
+    Ok(load_config(&args.config, &sets)?)
 }
 
 /// Runs `bpo train`.
-pub fn run_train(args: Args, device: Option<&str>) -> Result<()> {
-    let config: TrainConfig = load_with_device(&args, device, |c: &mut TrainConfig| &mut c.device)?;
+pub fn run_train(args: Args, compute: &Compute) -> Result<()> {
+    let config: TrainConfig = load_with_compute(&args, compute)?;
     let outcome = train_dap(
         &config,
         args.resume.as_deref(),
@@ -91,8 +89,8 @@ pub fn run_train(args: Args, device: Option<&str>) -> Result<()> {
 }
 
 /// Runs `bpo sft`.
-pub fn run_sft(args: Args, device: Option<&str>) -> Result<()> {
-    let config: SftConfig = load_with_device(&args, device, |c: &mut SftConfig| &mut c.device)?;
+pub fn run_sft(args: Args, compute: &Compute) -> Result<()> {
+    let config: SftConfig = load_with_compute(&args, compute)?;
     let outcome = train_sft(
         &config,
         args.resume.as_deref(),

@@ -9,7 +9,8 @@
 #[cfg(feature = "wgpu")]
 mod wgpu;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType, IntDType};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 
@@ -25,6 +26,59 @@ pub struct SelectedDevice {
     pub device: Device,
     /// E.g. `flex (CPU, 2 threads)` or `wgpu: NVIDIA H100 (Vulkan, discrete GPU)`.
     pub description: String,
+}
+
+/// The float precision of a run (`--dtype`, config field `dtype`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats everywhere (the default, and the only precision bpo's CPU kernels use).
+    #[default]
+    F32,
+    /// IEEE half precision for weights, activations and gradients.
+    F16,
+    /// bfloat16 for weights, activations and gradients.
+    Bf16,
+}
+
+impl Precision {
+    /// Parses `f32`, `f16` or `bf16` (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self, ModelError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(Precision::F32),
+            "f16" | "float16" | "half" => Ok(Precision::F16),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            other => Err(ModelError::Device(format!(
+                "unknown dtype `{other}` (one of: f32, f16, bf16)"
+            ))),
+        }
+    }
+
+    fn float_dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+}
+
+/// Makes `precision` the type of every float tensor created on `device` from now on (weights
+/// loaded afterwards included). Call it before anything is created on the device; a device that
+/// lacks the type is an error naming both.
+pub fn set_precision(device: &mut Device, precision: Precision) -> Result<(), ModelError> {
+    if precision == Precision::F32 {
+        return Ok(());
+    }
+    let dtype = precision.float_dtype();
+    if !device.supports_dtype(dtype) {
+        return Err(ModelError::Device(format!(
+            "dtype {precision:?} is not supported by {device:?} (f32 always is)"
+        )));
+    }
+    device
+        .configure((dtype, IntDType::I32))
+        .map_err(|e| ModelError::Device(format!("dtype {precision:?} on {device:?}: {e:?}")))
 }
 
 /// The backends compiled into this build.
@@ -55,6 +109,16 @@ fn flex() -> SelectedDevice {
         device: Device::flex(),
         description: format!("flex (CPU, {} threads)", rayon::current_num_threads()),
     }
+}
+
+/// Picks the device a spec names and sets its float `precision` (see [`set_precision`]).
+pub fn open_device(spec: &str, precision: Precision) -> Result<SelectedDevice, ModelError> {
+    let mut selected = select_device(spec)?;
+    set_precision(&mut selected.device, precision)?;
+    if precision != Precision::F32 {
+        selected.description = format!("{}, {precision:?}", selected.description);
+    }
+    Ok(selected)
 }
 
 /// Picks the device a spec names (case-insensitive), probing GPU adapters without panicking:
