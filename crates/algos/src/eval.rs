@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use bpo_data::{PromptRecord, Truncation, tokenize_prompt};
-use bpo_model::{SamplingConfig, Tokenizer, Transformer, generate, score};
+use bpo_model::{FinishReason, SamplingConfig, Tokenizer, Transformer, generate, score};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,9 @@ pub struct EvalSettings {
     pub seed: u64,
     /// Sampled responses (temperature 1) per prompt for the KL estimate; 0 = no KL. Default 1.
     pub kl_samples: usize,
+    /// Estimate the KL on this many prompts (every k-th of those evaluated, so a stratified
+    /// sample stays stratified); none = all. Default none.
+    pub kl_prompts: Option<usize>,
 }
 
 impl Default for EvalSettings {
@@ -42,6 +45,7 @@ impl Default for EvalSettings {
             bootstrap: 2000,
             seed: 0,
             kl_samples: 1,
+            kl_prompts: None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct EvalReport {
     pub heldout: Option<(String, Interval)>,
     /// Mean response length in tokens.
     pub mean_tokens: f64,
+    /// Share of responses that reached `max_new_tokens` without ending.
+    pub capped: f64,
     /// Distinct unigrams / all unigrams over all responses.
     pub distinct_1: f64,
     /// Distinct bigrams / all bigrams.
@@ -86,6 +92,8 @@ pub struct EvalReport {
     pub heldout_wins: Vec<f64>,
     /// The greedy responses.
     pub responses: Vec<String>,
+    /// The prompts evaluated, in order (outcomes of different models pair by them).
+    pub prompt_texts: Vec<String>,
 }
 
 /// 95% bootstrap interval of the mean of `values`.
@@ -146,6 +154,36 @@ pub fn paired_bootstrap(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> Pa
         difference,
         p_value: (2.0 * tail).min(1.0),
     }
+}
+
+/// Each prompt's mean outcome over seeds: `per_seed[s][p]` is seed `s`'s outcome on prompt `p`.
+/// Every seed must cover the same prompts.
+pub fn cluster_means(per_seed: &[Vec<f64>]) -> Vec<f64> {
+    let prompts = per_seed.first().map_or(0, Vec::len);
+    assert!(
+        per_seed.iter().all(|s| s.len() == prompts),
+        "every seed covers the same prompts"
+    );
+    (0..prompts)
+        .map(|p| per_seed.iter().map(|s| s[p]).sum::<f64>() / per_seed.len() as f64)
+        .collect()
+}
+
+/// 95% cluster-bootstrap interval of the mean outcome: prompts are resampled, each with all
+/// of its seeds (outcomes on one prompt are correlated, so seeds are not independent trials).
+pub fn cluster_bootstrap(per_seed: &[Vec<f64>], resamples: usize, seed: u64) -> Interval {
+    bootstrap_mean(&cluster_means(per_seed), resamples, seed)
+}
+
+/// Paired cluster bootstrap of `a - b` over prompts (each side's seeds averaged per prompt;
+/// the sides may have different numbers of seeds, e.g. the deterministic initial policy's one).
+pub fn paired_cluster_bootstrap(
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
+    resamples: usize,
+    seed: u64,
+) -> PairedComparison {
+    paired_bootstrap(&cluster_means(a), &cluster_means(b), resamples, seed)
 }
 
 /// Distinct n-grams over all token sequences divided by all n-grams (0 when there are none).
@@ -249,10 +287,14 @@ pub fn evaluate(
                 seed: settings.seed,
                 ignore_eos: false,
             };
+            let stride = settings
+                .kl_prompts
+                .map_or(1, |k| ids.len().div_ceil(k.max(1)).max(1));
+            let kl_ids: Vec<Vec<u32>> = ids.iter().step_by(stride).cloned().collect();
             let samples = generate(
                 model,
                 tokenizer,
-                &ids,
+                &kl_ids,
                 settings.kl_samples,
                 settings.batch_size,
                 &sampling,
@@ -280,12 +322,18 @@ pub fn evaluate(
         reference_score,
         heldout,
         mean_tokens: tokens.iter().map(Vec::len).sum::<usize>() as f64 / tokens.len().max(1) as f64,
+        capped: generations
+            .iter()
+            .filter(|g| g.finish == FinishReason::Length)
+            .count() as f64
+            / generations.len().max(1) as f64,
         distinct_1: distinct_n(&tokens, 1),
         distinct_2: distinct_n(&tokens, 2),
         kl_initial,
         wins: gold_wins,
         heldout_wins,
         responses,
+        prompt_texts: texts.iter().map(|t| t.to_string()).collect(),
     })
 }
 
@@ -313,6 +361,25 @@ mod tests {
         assert!(b.high - b.low < (a.high - a.low) / 5.0);
         // Binomial standard error at n = 2000 is ~0.0112: the 95% interval is ~ +-0.022.
         assert!((b.high - b.low - 2.0 * 1.96 * 0.5 / 2000f64.sqrt()).abs() < 0.006);
+    }
+
+    #[test]
+    fn cluster_bootstrap_counts_prompts_not_seeds() {
+        let one: Vec<f64> = (0..300).map(|i| f64::from(u8::from(i % 3 == 0))).collect();
+        let single = cluster_bootstrap(std::slice::from_ref(&one), 2000, 5);
+        // Three identical seeds carry no more information than one: the same interval.
+        let tripled = cluster_bootstrap(&[one.clone(), one.clone(), one.clone()], 2000, 5);
+        assert_eq!(single, tripled);
+        // Pooling them as 900 independent trials would have narrowed it by ~sqrt(3).
+        let pooled = bootstrap_mean(&[one.clone(), one.clone(), one.clone()].concat(), 2000, 5);
+        assert!((single.high - single.low) / (pooled.high - pooled.low) > 1.5);
+        // A known difference: b wins a third of the prompts a wins, seed by seed.
+        let a = vec![vec![1.0; 300], vec![1.0; 300]];
+        let b = vec![one.clone(), one];
+        let c = paired_cluster_bootstrap(&a, &b, 2000, 5);
+        assert!((c.difference.value - 2.0 / 3.0).abs() < 1e-12);
+        assert!(c.p_value <= 0.001);
+        assert_eq!(paired_cluster_bootstrap(&b, &b, 2000, 5).p_value, 1.0);
     }
 
     #[test]

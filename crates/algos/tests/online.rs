@@ -30,6 +30,7 @@ fn prompt_file(dir: &Path, n: usize) -> PathBuf {
 fn config(model: &str, prompts: &Path, out: &Path) -> OnlineConfig {
     let mut c = OnlineConfig {
         model: model.into(),
+        device: "flex".into(),
         prompts: prompts.to_str().unwrap().into(),
         annotator: AnnotatorConfig::Count {
             pattern: "e".into(),
@@ -136,10 +137,11 @@ fn behavior_reference_starts_every_phase_at_ln2_and_initial_does_not() {
     for mode in [ReferenceMode::Behavior, ReferenceMode::Initial] {
         let dir = tempfile::tempdir().unwrap();
         let model = tiny_model_dir(dir.path(), 5);
-        let prompts = prompt_file(dir.path(), 24);
+        let prompts = prompt_file(dir.path(), 48);
         let out = dir.path().join("run");
         let mut c = config(&model, &prompts, &out);
         c.reference.mode = mode;
+        c.budget = 48; // enough comparisons that every phase keeps pairs
         let outcome = train_online(&c, None, &mut Silent).unwrap();
         assert_eq!(outcome.phases.len(), 2);
         let steps = metrics(&out, "metrics.jsonl");
@@ -242,11 +244,11 @@ fn resume_mid_run_ends_like_an_uninterrupted_run() {
     for (lora, mode) in [(false, ReferenceMode::Ema), (true, ReferenceMode::Behavior)] {
         let dir = tempfile::tempdir().unwrap();
         let model = tiny_model_dir(dir.path(), 7);
-        let prompts = prompt_file(dir.path(), 24);
+        let prompts = prompt_file(dir.path(), 48);
         let out = dir.path().join("run");
         let mut c = config(&model, &prompts, &out);
         c.reference.mode = mode;
-        c.budget = 24;
+        c.budget = 48;
         c.sampling.samples_per_prompt = 4;
         c.run.save_every = 1;
         c.run.keep_checkpoints = 100;
@@ -325,4 +327,32 @@ fn every_loss_runs_online_in_every_reference_mode() {
             }
         }
     }
+}
+
+#[test]
+fn the_schedule_ends_after_the_kept_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(dir.path(), 13);
+    let prompts = prompt_file(dir.path(), 40);
+    let out = dir.path().join("run");
+    let mut c = config(&model, &prompts, &out);
+    c.budget = 40;
+    c.run.batch_size = 2;
+    c.run.kl_metrics = false;
+    let outcome = train_online(&c, None, &mut Silent).unwrap();
+    let dropped: usize = outcome
+        .phases
+        .iter()
+        .map(|p| p.dropped_ties + p.dropped_identical)
+        .sum();
+    assert!(dropped > 0, "the test needs dropped comparisons");
+    let steps = metrics(&out, "metrics.jsonl");
+    let taken = steps.len();
+    assert!(taken < 40usize.div_ceil(2), "{taken}");
+    // Linear decay: the last step runs at lr / taken, the first of the last phase's plan.
+    let last = steps.last().unwrap()["lr"].as_f64().unwrap();
+    let expected = c.optim.lr_at(taken - 1, taken);
+    assert!((last - expected).abs() < 1e-12, "{last} vs {expected}");
+    let recorded: usize = outcome.phases.iter().map(|p| p.steps).sum();
+    assert_eq!(recorded, taken);
 }

@@ -1,19 +1,20 @@
 //! What `bpo experiment` runs: the grid of methods, losses, F and seeds, and how policies are
 //! evaluated.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::annotate::AnnotatorConfig;
-use crate::config::LoraConfig;
+use crate::config::{LoraConfig, ReferenceMode};
 use crate::error::AlgoError;
 use crate::eval::EvalSettings;
 use crate::loss::LossKind;
 use crate::online::config::{OnlineConfig, OnlineSampling};
 
 /// The three ways of spending the budget.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// F = 1: all pairs from the initial model, reference = initial.
@@ -49,12 +50,16 @@ impl Method {
 pub struct ExperimentEval {
     /// Prompts with references for the final numbers. Default `sentiment:test`.
     pub prompts: String,
-    /// Use the first N of them. Default 64.
+    /// Evaluate a seeded sample of this many prompts, stratified by genre
+    /// ([`crate::online::sample_prompts`]); none = every prompt. Default none (the whole test
+    /// split, 600 prompts).
     pub limit: Option<usize>,
     /// Prompts for the learning curves (win rate after each phase). Default `sentiment:dev`.
     pub curve_prompts: String,
-    /// Use the first N of them; 0 = no curves. Default 16.
+    /// A stratified sample of this many curve prompts; 0 = no curves. Default 32.
     pub curve_limit: usize,
+    /// Seed of the samples of prompts. Default 0.
+    pub sample_seed: u64,
     /// The held-out judge. Default AFINN-165.
     pub heldout: Option<AnnotatorConfig>,
     /// Generation, bootstrap and KL settings.
@@ -65,16 +70,58 @@ impl Default for ExperimentEval {
     fn default() -> Self {
         ExperimentEval {
             prompts: "sentiment:test".into(),
-            limit: Some(64),
+            limit: None,
             curve_prompts: "sentiment:dev".into(),
-            curve_limit: 16,
+            curve_limit: 32,
+            sample_seed: 0,
             heldout: Some(AnnotatorConfig::Afinn),
             settings: EvalSettings {
-                max_new_tokens: 24,
+                max_new_tokens: 40,
                 max_prompt_tokens: Some(64),
                 batch_size: 64,
+                kl_prompts: Some(120),
                 ..EvalSettings::default()
             },
+        }
+    }
+}
+
+/// A method's own learning rate and beta (chosen on dev by `--tune`, or given).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSettings {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// The loss's beta.
+    pub beta: f64,
+}
+
+/// Equal tuning (`bpo experiment --tune`): every method gets the same grid of learning rate x
+/// beta on the dev prompts, and runs on the test prompts at its own best dev setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuneConfig {
+    /// Prompts the settings are chosen on. Default `sentiment:dev`.
+    pub prompts: String,
+    /// A stratified sample of this many of them; none = all. Default 200.
+    pub limit: Option<usize>,
+    /// Learning rates tried. Default 1.5e-3, 3e-3, 6e-3.
+    pub lrs: Vec<f64>,
+    /// Betas tried. Default 0.1, 0.3.
+    pub betas: Vec<f64>,
+    /// Seeds per setting (seed i is `online.run.seed + 1000 + i`, apart from the test seeds).
+    /// Default 1.
+    pub seeds: usize,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        TuneConfig {
+            prompts: "sentiment:dev".into(),
+            limit: Some(200),
+            lrs: vec![1.5e-3, 3e-3, 6e-3],
+            betas: vec![0.1, 0.3],
+            seeds: 1,
         }
     }
 }
@@ -93,6 +140,11 @@ pub struct ExperimentConfig {
     pub phases: Vec<usize>,
     /// Seeds per cell (seed i is `online.run.seed + i`). Default 1.
     pub seeds: usize,
+    /// Learning rate and beta per method (`offline`, `online_dap`, `bpo`), overriding
+    /// `online.optim.lr` and `online.loss.beta`; `--tune` fills it from the dev split.
+    pub per_method: BTreeMap<Method, MethodSettings>,
+    /// Choose `per_method` on dev first (`--tune`). Default none.
+    pub tune: Option<TuneConfig>,
     /// Evaluation.
     pub eval: ExperimentEval,
     /// Results directory. Default `runs/experiment`.
@@ -134,6 +186,8 @@ impl Default for ExperimentConfig {
             losses: vec![LossKind::Dpo],
             phases: vec![2],
             seeds: 1,
+            per_method: BTreeMap::new(),
+            tune: None,
             eval: ExperimentEval::default(),
             out: PathBuf::from("runs/experiment"),
         }
@@ -155,7 +209,51 @@ impl ExperimentConfig {
         self.eval.curve_limit = 4;
         self.eval.settings.max_new_tokens = 8;
         self.eval.settings.bootstrap = 200;
+        self.eval.settings.kl_prompts = Some(4);
+        if let Some(tune) = &mut self.tune {
+            tune.lrs.truncate(1);
+            tune.betas.truncate(1);
+            tune.limit = Some(8);
+            tune.seeds = 1;
+        }
         self
+    }
+
+    /// The learning rate and beta `method` runs at: its `per_method` entry, else the shared
+    /// `online.optim.lr` and `online.loss.beta`.
+    pub fn settings_for(&self, method: Method) -> MethodSettings {
+        self.per_method
+            .get(&method)
+            .copied()
+            .unwrap_or(MethodSettings {
+                lr: self.online.optim.lr,
+                beta: self.online.loss.beta,
+            })
+    }
+
+    /// The online config of one run: `loss`, `method` at `settings`, `phases`, seed `seed`,
+    /// output `out`.
+    pub fn run_config(
+        &self,
+        loss: LossKind,
+        method: Method,
+        phases: usize,
+        settings: MethodSettings,
+        seed: u64,
+        out: PathBuf,
+    ) -> OnlineConfig {
+        let mut online = self.online.clone();
+        online.loss.kind = loss;
+        online.loss.beta = settings.beta;
+        online.optim.lr = settings.lr;
+        online.phases = phases;
+        online.reference.mode = match method {
+            Method::Bpo => ReferenceMode::Behavior,
+            Method::Offline | Method::OnlineDap => ReferenceMode::Initial,
+        };
+        online.run.seed = seed;
+        online.run.out = out;
+        online
     }
 
     /// Rejects impossible grids.
@@ -173,6 +271,29 @@ impl ExperimentConfig {
             return Err(AlgoError::Config(format!(
                 "phases: F = {f} must be between 1 and the budget ({})",
                 self.online.budget
+            )));
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if let Some(tune) = &self.tune
+            && (tune.lrs.is_empty()
+                || tune.betas.is_empty()
+                || tune.seeds == 0
+                || !tune.lrs.iter().chain(&tune.betas).all(|&v| positive(v)))
+        {
+            return Err(AlgoError::Config(
+                "tune.lrs and tune.betas must be non-empty lists of positive numbers and tune.seeds at least 1".into(),
+            ));
+        }
+        if let Some((method, s)) = self
+            .per_method
+            .iter()
+            .find(|(_, s)| !positive(s.lr) || !positive(s.beta))
+        {
+            return Err(AlgoError::Config(format!(
+                "per_method.{}: lr and beta must be positive, got {} and {}",
+                method.slug(),
+                s.lr,
+                s.beta
             )));
         }
         self.online.validate()

@@ -7,16 +7,20 @@
 //!
 //! - [`config`]: the grid and the evaluation settings;
 //! - [`run`]: training and evaluating every run;
-//! - [`stats`]: pooling seeds and paired comparisons;
+//! - [`stats`]: seeds pooled by prompt, cluster-bootstrap intervals, paired comparisons;
+//! - `tune`: the equal dev-split grid of `--tune`; `progress`: the estimate and ETA;
 //! - [`results`]: what is found; [`report`]: `results.md` and plots.
 
 pub mod config;
+mod plots;
+mod progress;
 pub mod report;
 pub mod results;
 pub mod run;
 pub mod stats;
+mod tune;
 
-pub use config::{ExperimentConfig, ExperimentEval, Method};
+pub use config::{ExperimentConfig, ExperimentEval, Method, MethodSettings, TuneConfig};
 pub use report::results_markdown;
-pub use results::{Comparison, ExperimentResults, Row, RunResult};
+pub use results::{Comparison, ExperimentResults, Row, RunResult, Timing, TuneCell, Tuning};
 pub use run::{ExperimentObserver, run_experiment};

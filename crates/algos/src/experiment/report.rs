@@ -1,121 +1,12 @@
-//! The report: `results.md` and its plots.
+//! The report: `results.md` (tables with cluster-bootstrap intervals, per-seed win rates,
+//! paired comparisons, where the time went, the tuning grid, example continuations) and the
+//! short summary printed at the end.
 
-use std::path::{Path, PathBuf};
+use std::fmt::Write;
+use std::path::PathBuf;
 
-use crate::error::AlgoError;
 use crate::eval::Interval;
-use crate::experiment::config::Method;
-use crate::experiment::results::{ExperimentResults, Row, RunResult};
-use crate::experiment::stats::mean;
-use crate::metrics::{Series, line_plot};
-
-pub(crate) fn plot_results(
-    results: &ExperimentResults,
-    out: &Path,
-) -> Result<Vec<PathBuf>, AlgoError> {
-    let mut written = Vec::new();
-    let config = &results.config;
-    for &loss in &config.losses {
-        let name = loss.name();
-        // Win rate against pairs used, per method and F (mean over seeds).
-        let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-        for row in results
-            .rows
-            .iter()
-            .filter(|r| r.loss == loss && r.method.is_some())
-        {
-            let method = row.method.expect("filtered");
-            let runs: Vec<&RunResult> = results
-                .runs
-                .iter()
-                .filter(|r| r.loss == loss && r.method == method && r.phases == row.phases)
-                .collect();
-            let Some(first) = runs.first() else { continue };
-            let points = first
-                .curve
-                .iter()
-                .enumerate()
-                .map(|(i, &(pairs, _))| {
-                    let w = mean(runs.iter().filter_map(|r| r.curve.get(i).map(|p| p.1)));
-                    (pairs as f64, w)
-                })
-                .collect();
-            curves.push((format!("{} F={}", method.label(), row.phases), points));
-        }
-        let series: Vec<Series<'_>> = curves
-            .iter()
-            .map(|(label, points)| Series {
-                label,
-                points: points.clone(),
-            })
-            .collect();
-        let path = out.join(format!("win_rate_vs_pairs_{name}.png"));
-        line_plot(
-            &path,
-            &format!("{name}: win rate (curve prompts) vs pairs used"),
-            "annotated pairs used",
-            "win rate vs reference",
-            &series,
-        )?;
-        written.push(path);
-        // Win rate and gold score against F / KL, one line per method.
-        let per_method =
-            |method: Method, x: &dyn Fn(&Row) -> Option<f64>, y: &dyn Fn(&Row) -> f64| {
-                let mut points: Vec<(f64, f64)> = results
-                    .rows
-                    .iter()
-                    .filter(|r| r.loss == loss)
-                    .filter(|r| r.method == Some(method) || (r.method == Some(Method::Offline)))
-                    .filter_map(|r| Some((x(r)?, y(r))))
-                    .collect();
-                points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                points
-            };
-        let by_f = |r: &Row| Some(r.phases as f64);
-        let win = |r: &Row| r.win_rate.value;
-        let f_series = [
-            Series {
-                label: "online DAP",
-                points: per_method(Method::OnlineDap, &by_f, &win),
-            },
-            Series {
-                label: "BPO",
-                points: per_method(Method::Bpo, &by_f, &win),
-            },
-        ];
-        let path = out.join(format!("win_rate_vs_f_{name}.png"));
-        line_plot(
-            &path,
-            &format!("{name}: win rate vs collection phases F (F=1: offline)"),
-            "F",
-            "win rate vs reference",
-            &f_series,
-        )?;
-        written.push(path);
-        let kl = |r: &Row| r.kl_initial;
-        let gold = |r: &Row| r.gold_score;
-        let kl_series = [
-            Series {
-                label: "online DAP",
-                points: per_method(Method::OnlineDap, &kl, &gold),
-            },
-            Series {
-                label: "BPO",
-                points: per_method(Method::Bpo, &kl, &gold),
-            },
-        ];
-        let path = out.join(format!("gold_vs_kl_{name}.png"));
-        line_plot(
-            &path,
-            &format!("{name}: gold score vs KL to the initial model"),
-            "KL(policy || initial), nats",
-            "mean gold score",
-            &kl_series,
-        )?;
-        written.push(path);
-    }
-    Ok(written.into_iter().filter(|p| p.exists()).collect())
-}
+use crate::experiment::results::{ExperimentResults, Row};
 
 fn interval(i: &Interval) -> String {
     format!(
@@ -126,13 +17,107 @@ fn interval(i: &Interval) -> String {
     )
 }
 
+fn name(row: &Row) -> String {
+    match row.method {
+        Some(m) => m.label().to_owned(),
+        None => "initial policy".into(),
+    }
+}
+
+fn phases(row: &Row) -> String {
+    match row.method {
+        Some(_) => row.phases.to_string(),
+        None => "-".into(),
+    }
+}
+
+fn rows_table(md: &mut String, rows: &[&Row]) {
+    md.push_str("| method | F | lr | beta | win rate vs reference (95% CI) | win rate per seed | gold score | held-out judge win rate | mean length | cut at limit | distinct-2 | KL to initial | pairs kept | steps |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for row in rows {
+        let (lr, beta) = row
+            .settings
+            .map(|s| (format!("{}", s.lr), format!("{}", s.beta)))
+            .unwrap_or(("-".into(), "-".into()));
+        let per_seed: Vec<String> = row
+            .per_seed
+            .iter()
+            .map(|w| format!("{:.1}", 100.0 * w))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {lr} | {beta} | {} | {} | {:.3} | {} | {:.1} | {:.0}% | {:.3} | {} | {:.0} | {:.0} |",
+            name(row),
+            phases(row),
+            interval(&row.win_rate),
+            per_seed.join(" / "),
+            row.gold_score,
+            row.heldout_win_rate
+                .as_ref()
+                .map(interval)
+                .unwrap_or_else(|| "-".into()),
+            row.mean_tokens,
+            100.0 * row.capped,
+            row.distinct_2,
+            row.kl_initial
+                .map(|k| format!("{k:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            row.pairs,
+            row.steps,
+        );
+    }
+}
+
+fn timing_table(md: &mut String, rows: &[&Row]) {
+    md.push_str("| method | F | sampling (s) | reference pass (s) | training (s) | evaluation (s) | learning curves (s) |\n");
+    md.push_str("|---|---|---|---|---|---|---|\n");
+    for row in rows.iter().filter(|r| r.method.is_some()) {
+        let t = &row.timing;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            name(row),
+            phases(row),
+            t.sampling,
+            t.reference,
+            t.training,
+            t.evaluation,
+            t.curves
+        );
+    }
+}
+
+fn examples(md: &mut String, results: &ExperimentResults, count: usize) {
+    let n = results.initial.responses.len();
+    if n == 0 {
+        return;
+    }
+    md.push_str("## What the policies write\n\nGreedy continuations of evenly spaced test prompts (seed 0 of each method):\n\n");
+    for p in (0..count.min(n)).map(|i| i * n / count.min(n)) {
+        let (prompt, genre) = &results.prompts[p];
+        let _ = writeln!(md, "**{prompt}** ({genre})\n");
+        let _ = writeln!(md, "- initial policy: {:?}", results.initial.responses[p]);
+        for run in results.runs.iter().filter(|r| r.seed == 0) {
+            let _ = writeln!(
+                md,
+                "- {} (F={}): {:?}",
+                run.method.label(),
+                run.phases,
+                run.report.responses[p]
+            );
+        }
+        md.push('\n');
+    }
+}
+
 /// The Markdown report.
 pub fn results_markdown(results: &ExperimentResults, plots: &[PathBuf]) -> String {
     let config = &results.config;
     let mut md = String::new();
     md.push_str("# bpo experiment\n\n");
-    md.push_str(&format!(
-        "Model `{}`, prompts `{}`, gold annotator {}, held-out judge {}. Budget {} annotated pairs per run, {} seed(s), evaluated on {} prompts of `{}` (greedy, {} new tokens; ties lose). Wall time {:.0} s.\n\n",
+    let _ = writeln!(
+        md,
+        "Model `{}`, training prompts `{}`, gold annotator {}, held-out judge {}. Budget {} annotated pairs per run, {} seed(s) per method. Evaluated on {} prompts of `{}` ({}; greedy, at most {} new tokens; ties lose). Wall time {:.0} s.\n",
         config.online.model,
         config.online.prompts,
         results.gold,
@@ -141,54 +126,124 @@ pub fn results_markdown(results: &ExperimentResults, plots: &[PathBuf]) -> Strin
         config.seeds,
         results.initial.prompts,
         config.eval.prompts,
+        match config.eval.limit {
+            Some(n) => format!(
+                "a sample of {n} stratified by genre, seed {}",
+                config.eval.sample_seed
+            ),
+            None => "every prompt".into(),
+        },
         config.eval.settings.max_new_tokens,
         results.seconds
-    ));
+    );
+    md.push_str("Intervals and p-values come from a cluster bootstrap over prompts: each resampled prompt carries all of its seeds, whose outcomes are averaged, so seeds are not counted as independent trials. Comparisons pair the outcomes of two methods on the same prompts; the initial policy decodes greedily, so it has one outcome per prompt.\n\n");
     for &loss in &config.losses {
-        md.push_str(&format!("## {}\n\n", loss.name()));
-        md.push_str("| method | F | win rate vs reference (95% CI) | gold score | held-out judge win rate | mean length | distinct-2 | KL to initial | budget | train time (s) |\n");
-        md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
-        for row in results.rows.iter().filter(|r| r.loss == loss) {
-            let (method, f) = match row.method {
-                Some(m) => (m.label().to_owned(), row.phases.to_string()),
-                None => ("initial policy".to_owned(), "-".to_owned()),
-            };
-            md.push_str(&format!(
-                "| {method} | {f} | {} | {:.3} | {} | {:.1} | {:.3} | {} | {} | {:.0} |\n",
-                interval(&row.win_rate),
-                row.gold_score,
-                row.heldout_win_rate
-                    .as_ref()
-                    .map(interval)
-                    .unwrap_or_else(|| "-".into()),
-                row.mean_tokens,
-                row.distinct_2,
-                row.kl_initial
-                    .map(|k| format!("{k:.3}"))
-                    .unwrap_or_else(|| "-".into()),
-                row.budget,
-                row.train_seconds
-            ));
-        }
+        let rows: Vec<&Row> = results.rows.iter().filter(|r| r.loss == loss).collect();
+        let _ = writeln!(md, "## {}\n", loss.name());
+        rows_table(&mut md, &rows);
         md.push('\n');
         for c in results.comparisons.iter().filter(|c| c.loss == loss) {
-            md.push_str(&format!(
-                "- {}: win-rate difference {:+.1} points [{:+.1}, {:+.1}], paired bootstrap p = {:.3}\n",
+            let _ = writeln!(
+                md,
+                "- {}: win-rate difference {:+.1} points [{:+.1}, {:+.1}], p = {:.3}",
                 c.label,
                 100.0 * c.difference.value,
                 100.0 * c.difference.low,
                 100.0 * c.difference.high,
                 c.p_value
-            ));
+            );
+        }
+        md.push_str("\nWhere a run's time went (mean per run):\n\n");
+        timing_table(&mut md, &rows);
+        md.push('\n');
+    }
+    if let Some(tuning) = &results.tuning {
+        let _ = writeln!(
+            md,
+            "## Tuning on dev\n\nEvery method ran the same grid on {} dev prompts ({:.0} s); the test prompts were evaluated only after the choice.\n",
+            tuning.prompts, tuning.seconds
+        );
+        md.push_str("| method | lr | beta | dev win rate (95% CI) | gold score | KL to initial | chosen |\n|---|---|---|---|---|---|---|\n");
+        for c in &tuning.cells {
+            let chosen = tuning
+                .chosen
+                .iter()
+                .any(|(m, s)| *m == c.method && *s == c.settings);
+            let _ = writeln!(
+                md,
+                "| {} (F={}) | {} | {} | {} | {:.3} | {} | {} |",
+                c.method.label(),
+                c.phases,
+                c.settings.lr,
+                c.settings.beta,
+                interval(&c.win_rate),
+                c.gold_score,
+                c.kl_initial
+                    .map(|k| format!("{k:.2}"))
+                    .unwrap_or_else(|| "-".into()),
+                if chosen { "yes" } else { "" }
+            );
         }
         md.push('\n');
     }
+    examples(&mut md, results, 6);
     if !plots.is_empty() {
         md.push_str("## Plots\n\n");
         for p in plots {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            md.push_str(&format!("![{name}]({name})\n\n"));
+            let _ = writeln!(md, "![{name}]({name})\n");
         }
     }
     md
+}
+
+/// Three lines for the end of a run: the win rates, BPO against the others, and each method
+/// against the initial policy.
+pub fn summary_lines(results: &ExperimentResults) -> Vec<String> {
+    let loss = results.config.losses[0];
+    let rows: Vec<String> = results
+        .rows
+        .iter()
+        .filter(|r| r.loss == loss)
+        .map(|r| format!("{} {:.1}%", name(r), 100.0 * r.win_rate.value))
+        .collect();
+    let fmt = |filter: &dyn Fn(&str) -> bool| -> String {
+        let parts: Vec<String> = results
+            .comparisons
+            .iter()
+            .filter(|c| c.loss == loss && filter(&c.label))
+            .map(|c| {
+                format!(
+                    "{}: {:+.1} points (p = {:.3})",
+                    c.label,
+                    100.0 * c.difference.value,
+                    c.p_value
+                )
+            })
+            .collect();
+        if parts.is_empty() {
+            "-".into()
+        } else {
+            parts.join("; ")
+        }
+    };
+    vec![
+        format!(
+            "results: {}",
+            results.config.out.join("results.md").display()
+        ),
+        format!(
+            "win rate vs reference ({}): {}",
+            loss.name(),
+            rows.join(", ")
+        ),
+        format!(
+            "BPO: {}",
+            fmt(&|l: &str| l.starts_with("BPO") && !l.ends_with("initial policy"))
+        ),
+        format!(
+            "vs initial: {}",
+            fmt(&|l: &str| l.ends_with("initial policy"))
+        ),
+    ]
 }

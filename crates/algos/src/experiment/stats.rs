@@ -1,100 +1,318 @@
-//! The statistics of the results table: each cell's seeds pooled, and BPO compared with the
-//! baselines on paired outcomes.
+//! The statistics of the results table. Outcomes pair by (seed, prompt): each cell's seeds are
+//! averaged per prompt and prompts are resampled with all their seeds (cluster bootstrap);
+//! every method is compared with the initial policy and with every other method on the same
+//! prompts.
 
-use crate::eval::{EvalReport, bootstrap_mean, paired_bootstrap};
+use crate::error::AlgoError;
+use crate::eval::{EvalReport, cluster_bootstrap, paired_cluster_bootstrap};
 use crate::experiment::config::{ExperimentConfig, Method};
-use crate::experiment::results::{Comparison, Row, RunResult};
+use crate::experiment::results::{Comparison, Row, RunResult, Timing};
+use crate::loss::LossKind;
 
 pub(crate) fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     sum / n.max(1) as f64
 }
 
-/// Pools each cell's seeds into a row and compares BPO with the two baselines.
+/// A cell of the grid: its runs ordered by seed.
+struct Cell<'a> {
+    method: Method,
+    phases: usize,
+    runs: Vec<&'a RunResult>,
+}
+
+impl Cell<'_> {
+    fn label(&self) -> String {
+        match self.method {
+            Method::Offline => self.method.label().to_owned(),
+            _ => format!("{} (F={})", self.method.label(), self.phases),
+        }
+    }
+
+    fn wins(&self) -> Vec<Vec<f64>> {
+        self.runs.iter().map(|r| r.report.wins.clone()).collect()
+    }
+
+    fn heldout(&self) -> Vec<Vec<f64>> {
+        self.runs
+            .iter()
+            .map(|r| r.report.heldout_wins.clone())
+            .collect()
+    }
+}
+
+/// Every run must have evaluated the initial policy's prompts, in the same order, and each cell
+/// must have one run per seed: otherwise outcomes would pair the wrong prompts or seeds.
+fn check_pairing(initial: &EvalReport, runs: &[RunResult], seeds: usize) -> Result<(), AlgoError> {
+    for run in runs {
+        if run.report.prompt_texts != initial.prompt_texts {
+            return Err(AlgoError::Config(format!(
+                "run {} evaluated other prompts than the initial policy: outcomes cannot be paired by prompt",
+                run.dir.display()
+            )));
+        }
+    }
+    let mut cells: Vec<(LossKind, Method, usize, Vec<usize>)> = Vec::new();
+    for run in runs {
+        match cells
+            .iter_mut()
+            .find(|c| c.0 == run.loss && c.1 == run.method && c.2 == run.phases)
+        {
+            Some(cell) => cell.3.push(run.seed),
+            None => cells.push((run.loss, run.method, run.phases, vec![run.seed])),
+        }
+    }
+    for (loss, method, phases, mut found) in cells {
+        found.sort_unstable();
+        if found != (0..seeds).collect::<Vec<_>>() {
+            return Err(AlgoError::Config(format!(
+                "{} {} F={phases}: seeds {found:?}, expected 0..{seeds}: outcomes cannot be paired by seed",
+                loss.name(),
+                method.label()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn row(loss: LossKind, cell: &Cell<'_>, config: &ExperimentConfig) -> Row {
+    let settings = &config.eval.settings;
+    let c = &cell.runs;
+    let heldout = cell.heldout();
+    let kl: Vec<f64> = c.iter().filter_map(|r| r.report.kl_initial).collect();
+    let timing = Timing {
+        sampling: mean(c.iter().map(|r| r.timing.sampling)),
+        reference: mean(c.iter().map(|r| r.timing.reference)),
+        training: mean(c.iter().map(|r| r.timing.training)),
+        evaluation: mean(c.iter().map(|r| r.timing.evaluation)),
+        curves: mean(c.iter().map(|r| r.timing.curves)),
+    };
+    Row {
+        loss,
+        method: Some(cell.method),
+        phases: cell.phases,
+        settings: Some(c[0].settings),
+        win_rate: cluster_bootstrap(&cell.wins(), settings.bootstrap, settings.seed),
+        per_seed: c.iter().map(|r| r.report.win_rate.value).collect(),
+        gold_score: mean(c.iter().map(|r| r.report.gold_score)),
+        heldout_win_rate: (!heldout[0].is_empty())
+            .then(|| cluster_bootstrap(&heldout, settings.bootstrap, settings.seed ^ 1)),
+        mean_tokens: mean(c.iter().map(|r| r.report.mean_tokens)),
+        capped: mean(c.iter().map(|r| r.report.capped)),
+        distinct_2: mean(c.iter().map(|r| r.report.distinct_2)),
+        kl_initial: (!kl.is_empty()).then(|| mean(kl.into_iter())),
+        pairs: mean(c.iter().map(|r| r.pairs as f64)),
+        steps: mean(c.iter().map(|r| r.steps as f64)),
+        timing,
+        seeds: c.len(),
+    }
+}
+
+fn initial_row(loss: LossKind, initial: &EvalReport) -> Row {
+    Row {
+        loss,
+        method: None,
+        phases: 0,
+        settings: None,
+        win_rate: initial.win_rate,
+        per_seed: vec![initial.win_rate.value],
+        gold_score: initial.gold_score,
+        heldout_win_rate: initial.heldout.as_ref().map(|h| h.1),
+        mean_tokens: initial.mean_tokens,
+        capped: initial.capped,
+        distinct_2: initial.distinct_2,
+        kl_initial: initial.kl_initial,
+        pairs: 0.0,
+        steps: 0.0,
+        timing: Timing::default(),
+        seeds: 1,
+    }
+}
+
+/// The rows of the tables and the paired comparisons: every method against the initial policy
+/// (greedy decoding is deterministic: one outcome per prompt) and every pair of methods.
 pub(crate) fn summarise(
     config: &ExperimentConfig,
     initial: &EvalReport,
     runs: &[RunResult],
-) -> (Vec<Row>, Vec<Comparison>) {
+) -> Result<(Vec<Row>, Vec<Comparison>), AlgoError> {
+    check_pairing(initial, runs, config.seeds)?;
     let settings = &config.eval.settings;
     let mut rows = Vec::new();
     let mut comparisons = Vec::new();
     for &loss in &config.losses {
-        rows.push(Row {
-            loss,
-            method: None,
-            phases: 0,
-            win_rate: initial.win_rate,
-            gold_score: initial.gold_score,
-            heldout_win_rate: initial.heldout.as_ref().map(|h| h.1),
-            mean_tokens: initial.mean_tokens,
-            distinct_2: initial.distinct_2,
-            kl_initial: initial.kl_initial,
-            budget: 0,
-            train_seconds: 0.0,
-            seeds: 1,
-        });
-        let cell = |method: Method, phases: usize| -> Vec<&RunResult> {
-            runs.iter()
-                .filter(|r| r.loss == loss && r.method == method && r.phases == phases)
-                .collect()
-        };
-        let pooled = |cell: &[&RunResult]| -> Vec<f64> {
-            cell.iter()
-                .flat_map(|r| r.report.wins.iter().copied())
-                .collect()
-        };
+        rows.push(initial_row(loss, initial));
         let mut cells = vec![(Method::Offline, 1)];
         for &f in config.phases.iter().filter(|&&f| f > 1) {
             cells.push((Method::OnlineDap, f));
             cells.push((Method::Bpo, f));
         }
-        for (method, phases) in cells {
-            let c = cell(method, phases);
-            if c.is_empty() {
-                continue;
-            }
-            let heldout: Vec<f64> = c
-                .iter()
-                .flat_map(|r| r.report.heldout_wins.iter().copied())
-                .collect();
-            let heldout_win_rate = (!heldout.is_empty())
-                .then(|| bootstrap_mean(&heldout, settings.bootstrap, settings.seed ^ 1));
-            let kl: Vec<f64> = c.iter().filter_map(|r| r.report.kl_initial).collect();
-            rows.push(Row {
-                loss,
-                method: Some(method),
-                phases,
-                win_rate: bootstrap_mean(&pooled(&c), settings.bootstrap, settings.seed),
-                gold_score: mean(c.iter().map(|r| r.report.gold_score)),
-                heldout_win_rate,
-                mean_tokens: mean(c.iter().map(|r| r.report.mean_tokens)),
-                distinct_2: mean(c.iter().map(|r| r.report.distinct_2)),
-                kl_initial: (!kl.is_empty()).then(|| mean(kl.into_iter())),
-                budget: c[0].budget,
-                train_seconds: mean(c.iter().map(|r| r.train_seconds)),
-                seeds: c.len(),
-            });
-        }
-        for &f in config.phases.iter().filter(|&&f| f > 1) {
-            let bpo = pooled(&cell(Method::Bpo, f));
-            for (other, label) in [
-                (cell(Method::Offline, 1), "offline DAP"),
-                (cell(Method::OnlineDap, f), "online DAP"),
-            ] {
-                let other = pooled(&other);
-                if other.len() == bpo.len() && !bpo.is_empty() {
-                    let c = paired_bootstrap(&bpo, &other, settings.bootstrap, settings.seed);
-                    comparisons.push(Comparison {
-                        loss,
-                        phases: f,
-                        label: format!("BPO (F={f}) vs {label}"),
-                        difference: c.difference,
-                        p_value: c.p_value,
-                    });
+        let cells: Vec<Cell<'_>> = cells
+            .into_iter()
+            .map(|(method, phases)| {
+                let mut runs: Vec<&RunResult> = runs
+                    .iter()
+                    .filter(|r| r.loss == loss && r.method == method && r.phases == phases)
+                    .collect();
+                runs.sort_by_key(|r| r.seed);
+                Cell {
+                    method,
+                    phases,
+                    runs,
                 }
+            })
+            .filter(|c| !c.runs.is_empty())
+            .collect();
+        let initial_wins = vec![initial.wins.clone()];
+        let mut compare = |label: String, a: &[Vec<f64>], b: &[Vec<f64>]| {
+            let c = paired_cluster_bootstrap(a, b, settings.bootstrap, settings.seed);
+            comparisons.push(Comparison {
+                loss,
+                label,
+                difference: c.difference,
+                p_value: c.p_value,
+            });
+        };
+        for cell in &cells {
+            rows.push(row(loss, cell, config));
+            compare(
+                format!("{} vs initial policy", cell.label()),
+                &cell.wins(),
+                &initial_wins,
+            );
+        }
+        // Every pair of methods, the later (more online) one first.
+        for (i, later) in cells.iter().enumerate().rev() {
+            for earlier in cells[..i].iter().rev() {
+                compare(
+                    format!("{} vs {}", later.label(), earlier.label()),
+                    &later.wins(),
+                    &earlier.wins(),
+                );
             }
         }
     }
-    (rows, comparisons)
+    Ok((rows, comparisons))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::eval::Interval;
+    use crate::experiment::config::MethodSettings;
+
+    fn report(prompts: &[&str], wins: &[f64]) -> EvalReport {
+        let value = wins.iter().sum::<f64>() / wins.len() as f64;
+        EvalReport {
+            prompts: prompts.len(),
+            gold: "gold".into(),
+            win_rate: Interval {
+                value,
+                low: value,
+                high: value,
+            },
+            gold_score: 0.0,
+            reference_score: 0.0,
+            heldout: None,
+            mean_tokens: 1.0,
+            capped: 0.0,
+            distinct_1: 1.0,
+            distinct_2: 1.0,
+            kl_initial: None,
+            wins: wins.to_vec(),
+            heldout_wins: Vec::new(),
+            responses: vec![String::new(); prompts.len()],
+            prompt_texts: prompts.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn run(method: Method, seed: usize, prompts: &[&str], wins: &[f64]) -> RunResult {
+        RunResult {
+            loss: LossKind::Dpo,
+            method,
+            phases: if method == Method::Offline { 1 } else { 2 },
+            seed,
+            settings: MethodSettings { lr: 1.0, beta: 0.1 },
+            dir: PathBuf::from(format!("{}-{seed}", method.slug())),
+            budget: 4,
+            pairs: 4,
+            dropped_identical: 0,
+            dropped_ties: 0,
+            steps: 1,
+            timing: Timing::default(),
+            report: report(prompts, wins),
+            curve: Vec::new(),
+            phase_metrics: Vec::new(),
+        }
+    }
+
+    fn config(seeds: usize) -> ExperimentConfig {
+        ExperimentConfig {
+            seeds,
+            ..ExperimentConfig::default()
+        }
+    }
+
+    #[test]
+    fn summarise_pairs_outcomes_by_seed_and_prompt() {
+        let prompts = ["a", "b", "c", "d"];
+        let initial = report(&prompts, &[0.0, 0.0, 1.0, 0.0]);
+        // BPO wins every prompt in both seeds; offline and online win one prompt per seed.
+        let mut runs = Vec::new();
+        for seed in 0..2 {
+            runs.push(run(Method::Offline, seed, &prompts, &[1.0, 0.0, 0.0, 0.0]));
+            runs.push(run(
+                Method::OnlineDap,
+                seed,
+                &prompts,
+                &[0.0, 1.0, 0.0, 0.0],
+            ));
+            runs.push(run(Method::Bpo, seed, &prompts, &[1.0; 4]));
+        }
+        let (rows, comparisons) = summarise(&config(2), &initial, &runs).unwrap();
+        assert_eq!(rows.len(), 4);
+        let bpo = rows.iter().find(|r| r.method == Some(Method::Bpo)).unwrap();
+        assert_eq!(bpo.per_seed, vec![1.0, 1.0]);
+        let find = |label: &str| comparisons.iter().find(|c| c.label == label).unwrap();
+        // Paired by prompt: BPO - initial = (1, 1, 0, 1).
+        assert!((find("BPO (F=2) vs initial policy").difference.value - 0.75).abs() < 1e-12);
+        assert!((find("BPO (F=2) vs offline DAP").difference.value - 0.75).abs() < 1e-12);
+        // Offline and online each win one prompt, different ones: no difference on average.
+        assert!(
+            find("online DAP (F=2) vs offline DAP")
+                .difference
+                .value
+                .abs()
+                < 1e-12
+        );
+        assert_eq!(comparisons.len(), 6);
+    }
+
+    #[test]
+    fn summarise_refuses_outcomes_that_do_not_pair() {
+        let prompts = ["a", "b"];
+        let initial = report(&prompts, &[0.0, 1.0]);
+        let good = || {
+            vec![
+                run(Method::Offline, 0, &prompts, &[1.0, 0.0]),
+                run(Method::OnlineDap, 0, &prompts, &[1.0, 0.0]),
+                run(Method::Bpo, 0, &prompts, &[1.0, 0.0]),
+            ]
+        };
+        assert!(summarise(&config(1), &initial, &good()).is_ok());
+        // A run evaluated on other prompts.
+        let mut other = good();
+        other[2] = run(Method::Bpo, 0, &["a", "z"], &[1.0, 0.0]);
+        let err = summarise(&config(1), &initial, &other)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("other prompts"), "{err}");
+        // A seed missing from a cell.
+        let err = summarise(&config(2), &initial, &good())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be paired by seed"), "{err}");
+    }
 }

@@ -20,5 +20,5 @@ pub mod run;
 pub use collect::{PhaseCollection, collect_pairs, tokenized_from_meta};
 pub use config::{EnsembleConfig, OnlineConfig, OnlineRunConfig, OnlineSampling};
 pub use phase::{Drift, PhaseRecord};
-pub use prompts::{load_prompts, prompt_text};
+pub use prompts::{load_prompts, prompt_text, sample_prompts};
 pub use run::{OnlineOutcome, train_online};

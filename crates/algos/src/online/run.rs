@@ -207,7 +207,7 @@ pub fn train_online(
     };
     while position.phase < config.phases {
         let phase = position.phase;
-        let phase_seed = config.run.seed.wrapping_add(1 + phase as u64);
+        let phase_seed = config.phase_seed(phase);
         if position.collection.is_none() {
             observer.message(&format!(
                 "phase {}/{}: sampling {} x {} responses",
@@ -272,6 +272,13 @@ pub fn train_online(
             ..RunConfig::default()
         };
         let steps = plan_steps(&objective.lengths(), &plan);
+        // The schedule counts the steps the kept pairs give (ties and identical pairs are
+        // dropped); phases not collected yet count at their budget.
+        let future: usize = config.phase_budgets()[phase + 1..]
+            .iter()
+            .map(|n| n.div_ceil(batch))
+            .sum();
+        trainer.schedule.total_steps = trainer.step - position.phase_step + steps.len() + future;
         let tags = |_| MetricsRecord::from([("phase".into(), (phase + 1) as f64)]);
         let start = position.clone();
         let progress = trainer.run(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use bpo_algos::annotate::AnnotatorConfig;
 use bpo_algos::eval::{EvalReport, EvalSettings, evaluate, paired_bootstrap};
-use bpo_algos::online::load_prompts;
+use bpo_algos::online::{load_prompts, sample_prompts};
 use bpo_model::load;
 
 use super::{Compute, flags};
@@ -93,10 +93,8 @@ fn summary(name: &str, r: &EvalReport) -> serde_json::Value {
 /// Runs `bpo eval`.
 pub fn run(args: Args, compute: &Compute) -> Result<()> {
     let device = compute.open()?;
-    let mut prompts = load_prompts(&args.prompts)?;
-    if let Some(limit) = args.limit {
-        prompts.truncate(limit);
-    }
+    let prompts = load_prompts(&args.prompts)?;
+    let prompts = sample_prompts(prompts, args.limit, args.seed);
     let mut gold = parse_annotator(&args.gold)?.build()?;
     let mut heldout = match args.heldout.as_str() {
         "none" => None,

@@ -32,6 +32,10 @@ pub struct Args {
     /// A smoke run (16 pairs, 8-token responses, 8 test prompts).
     #[arg(long)]
     quick: bool,
+    /// Equal tuning first: every method runs the same learning-rate x beta grid on dev prompts
+    /// and then the test prompts at its own best setting (see `[tune]` in the config).
+    #[arg(long)]
+    tune: bool,
     /// Results directory.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -70,6 +74,9 @@ pub fn run(args: Args, compute: &Compute) -> Result<()> {
             parse_config(&defaults, "the default experiment", &sets)?
         }
     };
+    if args.tune && config.tune.is_none() {
+        config.tune = Some(Default::default());
+    }
     if args.quick {
         config = config.quick();
     }
