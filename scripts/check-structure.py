@@ -7,7 +7,8 @@
    longest module prefix that has a file; `mod x;` declarations are not edges (a parent
    re-exporting its children is how modules are built), so a circle means some file uses
    another that uses it back;
-3. `optimizer.step(` appears only in the trainer (crates/algos/src/trainer/mod.rs).
+3. `optimizer.step(` appears only in the trainer (crates/algos/src/trainer/mod.rs);
+4. the online loop (`train_online`) stays a short loop over phases (at most 120 lines).
 
 Usage: python3 scripts/check-structure.py [ROOT]
 """
@@ -128,6 +129,13 @@ def main(root):
         text = open(f, encoding="utf-8").read()
         if "optimizer.step(" in text and os.path.relpath(f, root) != TRAINER:
             problems.append(f"{os.path.relpath(f, root)}: `optimizer.step(` outside {TRAINER}")
+    online = os.path.join(root, "crates", "algos", "src", "online", "run.rs")
+    if os.path.exists(online):
+        lines = open(online, encoding="utf-8").read().split("\n")
+        start = next(i for i, l in enumerate(lines) if l.startswith("pub fn train_online"))
+        end = next(i for i in range(start, len(lines)) if lines[i] == "}")
+        if end - start + 1 > 120:
+            problems.append(f"train_online is {end - start + 1} lines (> 120)")
     crates = [os.path.join(root, "crates", c, "src") for c in sorted(os.listdir(os.path.join(root, "crates")))]
     for src in crates + [os.path.join(root, "src")]:
         if not os.path.isdir(src):
@@ -142,7 +150,7 @@ def main(root):
         print("FAIL", p)
     if problems:
         sys.exit(1)
-    print("structure ok: no file over 500 lines, no import circle, one optimizer step")
+    print("structure ok: no file over 500 lines, no import circle, one optimizer step, train_online within 120 lines")
 
 
 if __name__ == "__main__":

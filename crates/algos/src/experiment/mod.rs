@@ -12,15 +12,18 @@
 //! - [`results`]: what is found; [`report`]: `results.md` and plots.
 
 pub mod config;
+mod evaluator;
 mod plots;
 mod progress;
 pub mod report;
 pub mod results;
 pub mod run;
+mod runner;
 pub mod stats;
 mod tune;
 
 pub use config::{ExperimentConfig, ExperimentEval, Method, MethodSettings, TuneConfig};
 pub use report::results_markdown;
 pub use results::{Comparison, ExperimentResults, Row, RunResult, Timing, TuneCell, Tuning};
-pub use run::{ExperimentObserver, run_experiment};
+pub use run::run_experiment;
+pub use runner::ExperimentObserver;

@@ -12,7 +12,7 @@ use bpo_model::{SamplingConfig, generate, load};
 use crate::dap::Dap;
 use crate::error::AlgoError;
 use crate::experiment::config::{ExperimentConfig, Method};
-use crate::experiment::run::Evaluator;
+use crate::experiment::evaluator::Evaluator;
 use crate::lora::apply_lora;
 use crate::online::prompts::load_prompts;
 use crate::reference::{Reference, behavior_reference};

@@ -10,9 +10,10 @@ use bpo_data::PromptRecord;
 use crate::error::AlgoError;
 use crate::eval::cluster_bootstrap;
 use crate::experiment::config::{ExperimentConfig, Method, MethodSettings, TuneConfig};
+use crate::experiment::evaluator::Evaluator;
 use crate::experiment::progress::Progress;
 use crate::experiment::results::{TuneCell, Tuning};
-use crate::experiment::run::{Evaluator, ExperimentObserver, RunSpec, train_and_evaluate};
+use crate::experiment::runner::{ExperimentObserver, RunSpec, train_and_evaluate};
 use crate::experiment::stats::mean;
 use crate::online::prompts::{load_prompts, sample_prompts};
 

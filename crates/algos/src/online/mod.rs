@@ -8,7 +8,7 @@
 //! - [`config`]: what a run is asked to do;
 //! - [`prompts`]: where prompts come from;
 //! - [`collect`]: one phase's sampling and annotation;
-//! - [`run`]: the loop over phases;
+//! - [`run`]: the loop over phases; `train_phase`: one phase (collect, reference, train);
 //! - [`phase`]: what each phase reports.
 
 pub mod collect;
@@ -16,6 +16,7 @@ pub mod config;
 pub mod phase;
 pub mod prompts;
 pub mod run;
+mod train_phase;
 
 pub use collect::{PhaseCollection, collect_pairs, tokenized_from_meta};
 pub use config::{EnsembleConfig, OnlineConfig, OnlineRunConfig, OnlineSampling};

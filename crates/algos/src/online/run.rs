@@ -3,57 +3,23 @@
 //! takes one step per batch of the phase's pairs.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use bpo_data::{
-    PreferencePair, PromptRecord, ReadOptions, Truncation, read_all, tokenize_prompt, write_all,
-};
+use bpo_data::{Truncation, tokenize_prompt};
 use bpo_model::spec::save_hf;
 use bpo_model::{Tokenizer, Transformer, load};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::annotate::Annotator;
-use crate::config::{ReferenceMode, RunConfig};
-use crate::dap::Dap;
+use crate::config::ReferenceMode;
 use crate::error::AlgoError;
 use crate::lora::{apply_lora, load_adapters, save_adapters};
-use crate::metrics::{JsonlLog, MetricsRecord, TRAINING_PLOTS, plot_training};
-use crate::online::collect::{PhaseCollection, collect_pairs, pairs_path, tokenized_from_meta};
+use crate::metrics::{JsonlLog, TRAINING_PLOTS, plot_training};
 use crate::online::config::OnlineConfig;
-use crate::online::phase::{Drift, PhaseRecord};
+use crate::online::phase::PhaseRecord;
 use crate::online::prompts::load_prompts;
-use crate::reference::{Reference, behavior_reference, compute_reference};
-use crate::trainer::{
-    Objective, Observer, Policy, Progress, RunDir, Schedule, Trainer, open_device, plan_steps,
-};
-
-/// Where an online run stands (checkpointed with the trainer's state).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Position {
-    /// The phase in progress (0-based); `phases` when the run is done.
-    phase: usize,
-    /// The phase's collection, once its pairs exist.
-    collection: Option<PhaseCollection>,
-    /// Steps, tokens and seconds of the phase's training so far.
-    phase_step: usize,
-    train_tokens: usize,
-    train_seconds: f64,
-}
-
-impl Position {
-    /// The position after `progress` more steps of this phase.
-    fn after(&self, progress: &Progress) -> Self {
-        Position {
-            phase_step: self.phase_step + progress.steps,
-            train_tokens: self.train_tokens + progress.tokens,
-            train_seconds: self.train_seconds + progress.seconds,
-            ..self.clone()
-        }
-    }
-}
+use crate::online::train_phase::{PhaseContext, PhasePrompt, Position, train_phase};
+use crate::trainer::{Observer, Policy, RunDir, Schedule, Trainer, open_device};
 
 /// What a finished online run produced.
 pub struct OnlineOutcome {
@@ -68,9 +34,6 @@ pub struct OnlineOutcome {
     /// The final merged policy.
     pub model: Transformer,
 }
-
-/// A prompt of a phase: its index in the prompt file, the record, its token ids.
-type PhasePrompt = (usize, PromptRecord, Vec<u32>);
 
 /// The prompts of each phase: a seeded order of all prompts, the first `budget` of it, split
 /// by the phase budgets, tokenised.
@@ -131,41 +94,6 @@ fn initial_policy(
     ))
 }
 
-/// Samples and annotates the phase's pairs with the merged policy and writes them to `file`;
-/// a resumed phase reads them back.
-#[allow(clippy::too_many_arguments)]
-fn phase_pairs(
-    config: &OnlineConfig,
-    position: &mut Position,
-    behavior: &Transformer,
-    tokenizer: &Tokenizer,
-    prompts: &[PhasePrompt],
-    annotator: &mut dyn Annotator,
-    seed: u64,
-    file: &Path,
-) -> Result<Vec<PreferencePair>, AlgoError> {
-    if position.collection.is_some() {
-        return Ok(read_all::<PreferencePair>(file, ReadOptions::default())?.records);
-    }
-    let prompts: Vec<(usize, &PromptRecord, Vec<u32>)> = prompts
-        .iter()
-        .map(|(i, r, ids)| (*i, r, ids.clone()))
-        .collect();
-    let (pairs, collection) = collect_pairs(
-        behavior,
-        tokenizer,
-        &prompts,
-        &config.sampling,
-        annotator,
-        config.label_noise,
-        position.phase as u64,
-        seed,
-    )?;
-    write_all(file, &pairs)?;
-    position.collection = Some(collection);
-    Ok(pairs)
-}
-
 /// Runs online DAP / BPO as configured; `resume` continues from a checkpoint or run directory.
 pub fn train_online(
     config: &OnlineConfig,
@@ -179,7 +107,6 @@ pub fn train_online(
     let device = open_device(&config.device, config.dtype, observer)?.autodiff();
     observer.message(&format!("loading {}", config.model));
     let (base, tokenizer) = load(&config.model, &device)?;
-    let pad_id = tokenizer.pad_id();
     let mut annotator = config.annotator.build()?;
     observer.message(&format!("annotator: {}", annotator.name()));
     let prompts = phase_prompts(config, &tokenizer)?;
@@ -205,134 +132,24 @@ pub fn train_online(
         Some(_) => JsonlLog::resume(&out.join("phases.jsonl"), position.phase)?,
         None => JsonlLog::create(&out.join("phases.jsonl"))?,
     };
+    let mut ctx = PhaseContext {
+        config,
+        tokenizer: &tokenizer,
+        initial: &initial,
+        annotator: annotator.as_mut(),
+        out: out.clone(),
+    };
     while position.phase < config.phases {
         let phase = position.phase;
-        let phase_seed = config.phase_seed(phase);
-        if position.collection.is_none() {
-            observer.message(&format!(
-                "phase {}/{}: sampling {} x {} responses",
-                phase + 1,
-                config.phases,
-                prompts[phase].len(),
-                config.sampling.samples_per_prompt
-            ));
-        }
-        let behavior = trainer.policy.merged();
-        let file = pairs_path(&out, phase);
-        let pairs = phase_pairs(
-            config,
+        let record = train_phase(
+            &mut ctx,
+            &mut trainer,
             &mut position,
-            &behavior,
-            &tokenizer,
+            &mut ema,
             &prompts[phase],
-            annotator.as_mut(),
-            phase_seed,
-            &file,
-        )?;
-        let tokenized = pairs
-            .iter()
-            .map(tokenized_from_meta)
-            .collect::<Result<Vec<_>, _>>()?;
-        let behavior_logps = behavior_reference(&tokenized)?;
-        let needs_initial =
-            config.reference.mode == ReferenceMode::Initial || config.run.kl_metrics;
-        let scoring = Instant::now();
-        let initial_logps = match needs_initial && !tokenized.is_empty() {
-            true => Some(compute_reference(
-                &initial,
-                &tokenized,
-                config.run.eval_batch_size,
-                pad_id,
-                |_| {},
-            )?),
-            false => None,
-        };
-        let initial_seconds = scoring.elapsed().as_secs_f64();
-        let reference = Reference::for_mode(
-            &config.reference,
-            &tokenized,
-            || {
-                Ok(initial_logps
-                    .clone()
-                    .unwrap_or_else(|| behavior_logps.clone()))
-            },
-            || ema.take().expect("an EMA run keeps its EMA model"),
-        )?;
-        let mut objective = Dap {
-            pairs: tokenized,
-            reference,
-            dev: None,
-            loss: config.loss.clone(),
-            pad_id,
-            eval_batch_size: config.run.eval_batch_size,
-        };
-        let plan = RunConfig {
-            batch_size: batch,
-            seed: phase_seed,
-            ..RunConfig::default()
-        };
-        let steps = plan_steps(&objective.lengths(), &plan);
-        // The schedule counts the steps the kept pairs give (ties and identical pairs are
-        // dropped); phases not collected yet count at their budget.
-        let future: usize = config.phase_budgets()[phase + 1..]
-            .iter()
-            .map(|n| n.div_ceil(batch))
-            .sum();
-        trainer.schedule.total_steps = trainer.step - position.phase_step + steps.len() + future;
-        let tags = |_| MetricsRecord::from([("phase".into(), (phase + 1) as f64)]);
-        let start = position.clone();
-        let progress = trainer.run(
-            &mut objective,
-            &steps[start.phase_step..],
-            &tags,
-            &|p| start.after(p),
             observer,
         )?;
-        let done = start.after(&progress);
-        let training = Progress {
-            steps: done.phase_step,
-            tokens: done.train_tokens,
-            seconds: done.train_seconds,
-            ..progress
-        };
-        let collection = position.collection.take().expect("collected");
-        let (reference_seconds, mut metric_seconds) = match config.reference.mode {
-            ReferenceMode::Initial => (initial_seconds, 0.0),
-            _ => (0.0, initial_seconds),
-        };
-        let mut record = PhaseRecord::new(
-            phase + 1,
-            &collection,
-            objective.pairs.len(),
-            &training,
-            reference_seconds,
-        );
-        if let (true, Some(initial_logps)) = (config.run.kl_metrics, &initial_logps) {
-            let measuring = Instant::now();
-            let after = compute_reference(
-                &trainer.policy.merged(),
-                &objective.pairs,
-                config.run.eval_batch_size,
-                pad_id,
-                |_| {},
-            )?;
-            record.drift = Some(Drift::measure(&behavior_logps, initial_logps, &after));
-            metric_seconds += measuring.elapsed().as_secs_f64();
-        }
-        record.metric_seconds = metric_seconds;
-        observer.message(&format!(
-            "phase {}/{}: {} pairs ({} identical, {} ties dropped), mean score {:.3}",
-            phase + 1,
-            config.phases,
-            record.pairs,
-            record.dropped_identical,
-            record.dropped_ties,
-            record.mean_score
-        ));
         phase_log.append(record)?;
-        let spent: usize = config.phase_budgets()[..=phase].iter().sum();
-        observer.phase_end(phase + 1, spent, &trainer.policy.merged())?;
-        ema = objective.reference.ema_model().map(|m| m.clone());
         position = Position {
             phase: phase + 1,
             ..Position::default()
