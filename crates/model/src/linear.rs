@@ -32,8 +32,6 @@ const MAX_KERNEL_ROWS: usize = 16;
 /// the split.
 const MIN_BLOCK_ROWS: usize = 64;
 
-/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`: the few-row kernel when `x` has at
-/// most 16 rows and `weight` is a contiguous row-major f32 flex tensor, else Burn's matmul.
 /// A `[d_in, d_out]` linear layer with weights drawn (lazily) from `init` and a zero bias when
 /// `bias` is set.
 pub fn layer(d_in: usize, d_out: usize, bias: bool, init: &Initializer, device: &Device) -> Linear {
@@ -47,6 +45,8 @@ pub fn layer(d_in: usize, d_out: usize, bias: bool, init: &Initializer, device: 
     Linear { bias, ..layer }
 }
 
+/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`: the few-row kernel when `x` has at
+/// most 16 rows and `weight` is a contiguous row-major f32 flex tensor, else Burn's matmul.
 pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
     let [rows, k] = x.dims();
     let n = weight.dims()[1];
@@ -65,8 +65,27 @@ pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
 }
 
 /// A [`Linear`] layer's forward pass on `[batch, len, d_in]` through [`matmul`].
+///
+/// A weight with a LoRA adapter (`W + s A B`, Burn's `apply_lora`) is applied in activation
+/// space, as PEFT does: `x W + s (x A) B`. Multiplying by the adapted weight instead would make
+/// autodiff form the full `[d_in, d_out]` gradient of `W + s A B` on every step, the cost of
+/// full fine-tuning; this way the frozen `W` only passes gradients to `x`, and `A`, `B` get
+/// theirs from rank-sized products.
 pub fn forward(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    apply(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    let Some(lora) = layer.weight.adapter() else {
+        return apply(x, layer.weight.val(), bias);
+    };
+    let [batch, len, d_in] = x.dims();
+    let d_out = layer.weight.lazy_shape().dims::<2>()[1];
+    let rows = x.reshape([batch * len, d_in]);
+    let low_rank = rows.clone().matmul(lora.a.val()).matmul(lora.b.val()) * lora.scale;
+    let y = matmul(rows, layer.weight.base()) + low_rank;
+    let y = match bias {
+        Some(bias) => y + bias.unsqueeze(),
+        None => y,
+    };
+    y.reshape([batch, len, d_out])
 }
 
 /// `x @ weight (+ bias)` for `x` `[batch, len, d_in]` and `weight` `[d_in, d_out]`, as one 2-D
