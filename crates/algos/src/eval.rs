@@ -78,7 +78,9 @@ pub struct EvalReport {
     pub heldout: Option<(String, Interval)>,
     /// Mean response length in tokens.
     pub mean_tokens: f64,
-    /// Share of responses that reached `max_new_tokens` without ending.
+    /// Share of responses that reached `max_new_tokens` before ending a sentence (no
+    /// end-of-sequence token, no `.`, `!` or `?` followed by a space, and no line break): a
+    /// token limit that cuts most responses short would judge fragments.
     pub capped: f64,
     /// Distinct unigrams / all unigrams over all responses.
     pub distinct_1: f64,
@@ -203,6 +205,16 @@ pub fn distinct_n(sequences: &[Vec<u32>], n: usize) -> f64 {
     }
 }
 
+/// Whether `text` contains the end of a sentence: `.`, `!` or `?` followed by whitespace or the
+/// end of the text, or a line break.
+fn ends_a_sentence(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    chars.iter().enumerate().any(|(i, &c)| {
+        c == '\n'
+            || (matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace()))
+    })
+}
+
 /// Win (1) when the response beats the reference, else 0 (ties lose).
 fn wins(
     annotator: &mut dyn Annotator,
@@ -324,7 +336,7 @@ pub fn evaluate(
         mean_tokens: tokens.iter().map(Vec::len).sum::<usize>() as f64 / tokens.len().max(1) as f64,
         capped: generations
             .iter()
-            .filter(|g| g.finish == FinishReason::Length)
+            .filter(|g| g.finish == FinishReason::Length && !ends_a_sentence(&g.text))
             .count() as f64
             / generations.len().max(1) as f64,
         distinct_1: distinct_n(&tokens, 1),
@@ -340,6 +352,16 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sentence_ends_are_punctuation_before_a_space_or_a_line_break() {
+        assert!(ends_a_sentence(" went home. Then"));
+        assert!(ends_a_sentence(" went home!"));
+        assert!(ends_a_sentence(" a line\nbreak"));
+        assert!(!ends_a_sentence(" costs 3.50 dollars"));
+        assert!(!ends_a_sentence(" Mr.Smith and"));
+        assert!(!ends_a_sentence(" and then"));
+    }
 
     #[test]
     fn distinct_counts_unique_ngrams() {

@@ -88,11 +88,18 @@ impl KvCache {
         for row in 0..rows {
             let real = batch.row_mask(row);
             for &is_real in real {
-                let pos = self.next_position[row].min(max_position.saturating_sub(1));
-                positions.push(pos as i32);
+                let pos = self.next_position[row];
                 if is_real {
+                    // Every entry point rejects longer sequences with a message first
+                    // (`ModelConfig::check_length`); a real token is never silently clamped.
+                    assert!(
+                        pos < max_position,
+                        "a token at position {pos} is past the model's {max_position} positions"
+                    );
                     self.next_position[row] += 1;
                 }
+                // Padding after a row's end reuses its last position (its output is unused).
+                positions.push(pos.min(max_position.saturating_sub(1)) as i32);
             }
             self.key_real[row].extend_from_slice(real);
             let key_real = &self.key_real[row];

@@ -4,19 +4,21 @@
 use std::collections::HashMap;
 
 use crate::annotate::annotator::Annotator;
+use crate::annotate::vader::Analyzer;
 use crate::error::AlgoError;
 
-/// VADER's compound sentiment of the response, in [-1, 1] (Rust port `vader_sentiment` 0.1.1,
-/// which differs slightly from Python VADER 3.3.2 on some inputs).
+/// VADER's compound sentiment of the response, in [-1, 1]: our implementation of the rules of
+/// the reference Python vaderSentiment 3.3.2 (`polarity_scores(text)["compound"]`, rounded to 4
+/// decimals like it) with its embedded lexicons.
 pub struct Vader {
-    analyzer: vader_sentiment::SentimentIntensityAnalyzer<'static>,
+    analyzer: Analyzer,
 }
 
 impl Vader {
-    /// The analyzer with its embedded lexicon.
+    /// The analyzer with its embedded lexicons.
     pub fn new() -> Self {
         Vader {
-            analyzer: vader_sentiment::SentimentIntensityAnalyzer::new(),
+            analyzer: Analyzer::new(),
         }
     }
 }
@@ -29,19 +31,13 @@ impl Default for Vader {
 
 impl Annotator for Vader {
     fn name(&self) -> String {
-        "vader (vader_sentiment 0.1.1, compound)".into()
+        "vader (vaderSentiment 3.3.2 rules, compound)".into()
     }
 
     fn score(&mut self, items: &[(&str, &str)]) -> Result<Vec<f64>, AlgoError> {
         Ok(items
             .iter()
-            .map(|(_, response)| {
-                self.analyzer
-                    .polarity_scores(response)
-                    .get("compound")
-                    .copied()
-                    .unwrap_or(0.0)
-            })
+            .map(|(_, response)| self.analyzer.compound(response))
             .collect())
     }
 }

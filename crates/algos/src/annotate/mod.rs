@@ -1,6 +1,6 @@
 //! Annotators: whatever labels online samples and judges evaluations. Each scores
 //! (prompt, response) pairs, higher is better; the pairwise form derives from the scores and
-//! makes a tie explicit. Built-in: VADER sentiment (crate `vader_sentiment` 0.1.1), AFINN-165
+//! makes a tie explicit. Built-in: VADER sentiment (the rules of vaderSentiment 3.3.2), AFINN-165
 //! word valence (a length-neutral second judge), a substring counter (toy tasks and tests), a
 //! reward model trained by `bpo rm train`, an external judge process speaking JSON lines, and
 //! weighted combinations of these.
@@ -9,6 +9,7 @@ mod annotator;
 mod judge;
 mod lexicon;
 mod reward_model;
+mod vader;
 
 use std::time::Duration;
 

@@ -32,7 +32,7 @@ fn phases(row: &Row) -> String {
 }
 
 fn rows_table(md: &mut String, rows: &[&Row]) {
-    md.push_str("| method | F | lr | beta | win rate vs reference (95% CI) | win rate per seed | gold score | held-out judge win rate | mean length | cut at limit | distinct-2 | KL to initial | pairs kept | steps |\n");
+    md.push_str("| method | F | lr | beta | win rate vs reference (95% CI) | win rate per seed | gold score | held-out judge win rate | mean length | no sentence end within the limit | distinct-2 | KL to initial | pairs kept | steps |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in rows {
         let (lr, beta) = row
