@@ -8,76 +8,22 @@
 
 use std::path::Path;
 
-use bpo::algos::LossConfig;
-use bpo::algos::config::{OptimConfig, ScheduleKind};
-use bpo::algos::dap::Dap;
-use bpo::algos::reference::{Reference, ReferenceLogps};
-use bpo::algos::trainer::{Policy, RunDir, Schedule, Silent, Trainer};
-use bpo::data::TokenizedPair;
+mod common;
+
 use bpo::model::burn::tensor::Device;
 use bpo::model::device::{Precision, open_device};
 use bpo::model::host::to_f32_vec;
 use bpo::model::spec::save_hf;
 use bpo::model::{ModelType, PaddingSide, TokenBatch, Transformer, load};
 use bpo_testkit::{max_abs_diff, tiny_model, tokenizer};
-
-fn tokens(n: usize, salt: u32) -> Vec<u32> {
-    (0..n as u32)
-        .map(|i| 3 + (i * 37 + salt * 101) % 250)
-        .collect()
-}
+use common::{dpo_step, tokens};
 
 /// Logits on a probe batch and the loss of one DPO step.
 fn forward_and_step(model: Transformer, out: &Path) -> (Vec<f32>, f64) {
     let probe = TokenBatch::padded(&[tokens(9, 1), tokens(5, 2)], 0, PaddingSide::Right);
     let logits = to_f32_vec(model.forward(&probe));
-    let pairs: Vec<TokenizedPair> = (0..4u32)
-        .map(|i| TokenizedPair {
-            prompt: tokens(6, i),
-            chosen: tokens(8, i + 10),
-            rejected: tokens(7, i + 20),
-            chosen_logps: None,
-            rejected_logps: None,
-            truncated: false,
-        })
-        .collect();
-    let mut objective = Dap {
-        pairs,
-        reference: Reference::Fixed(ReferenceLogps {
-            chosen: vec![-40.0; 4],
-            rejected: vec![-35.0; 4],
-            chosen_tokens: vec![8.0; 4],
-            rejected_tokens: vec![7.0; 4],
-        }),
-        dev: None,
-        loss: LossConfig::default(),
-        pad_id: 0,
-        eval_batch_size: 4,
-    };
-    let optim = OptimConfig {
-        lr: 1e-3,
-        schedule: ScheduleKind::Constant,
-        ..OptimConfig::default()
-    };
-    let schedule = Schedule {
-        optim: optim.clone(),
-        total_steps: 1,
-        ..Schedule::default()
-    };
-    let dir = RunDir::create(out, &"precision", 1).unwrap();
-    let (mut trainer, _) = Trainer::start::<()>(
-        Policy::single(model, &optim),
-        schedule,
-        dir,
-        None,
-        None,
-        &mut Silent,
-    )
-    .unwrap();
-    let record = trainer
-        .step(&mut objective, &[vec![0, 1, 2, 3]], &mut Silent)
-        .unwrap();
-    (logits, record["loss"])
+    let (loss, _, _) = dpo_step(model, out);
+    (logits, loss)
 }
 
 #[test]

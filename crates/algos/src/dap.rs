@@ -42,10 +42,7 @@ impl Dap {
 
 impl Objective<Transformer> for Dap {
     fn lengths(&self) -> Vec<usize> {
-        self.pairs
-            .iter()
-            .map(|p| p.prompt.len() + p.chosen.len().max(p.rejected.len()))
-            .collect()
+        self.pairs.iter().map(TokenizedPair::longest).collect()
     }
 
     fn weight(&self, indices: &[usize]) -> f64 {

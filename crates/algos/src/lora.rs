@@ -3,10 +3,12 @@
 
 use std::path::Path;
 
+use bpo_model::arch::Arch;
 use bpo_model::burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup};
 use bpo_model::burn::tensor::Tensor;
 use bpo_model::fsutil::write_atomic;
 use bpo_model::host::to_f32_vec;
+use bpo_model::weights::params::ModulePath;
 use bpo_model::weights::{HostTensor, TensorMap, safetensors};
 use bpo_model::{ModelType, Transformer};
 
@@ -49,19 +51,19 @@ pub struct Adapter {
 
 #[derive(Default)]
 struct CollectAdapters {
-    path: Vec<String>,
+    path: ModulePath,
     found: Vec<(String, HostTensor)>,
 }
 
 impl ModuleVisitor for CollectAdapters {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_owned());
+        self.path.enter(name);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.path.join(".");
+        let path = self.path.joined();
         if path.contains(".lora.") {
             let value = param.val();
             self.found.push((
@@ -93,25 +95,12 @@ pub fn adapters(model: &Transformer) -> Vec<Adapter> {
     out
 }
 
-/// PEFT's name of an adapted weight, e.g. `layers.3.attn.q.weight` ->
-/// `base_model.model.model.layers.3.self_attn.q_proj`.
+/// PEFT's module name of an adapted weight (from the architecture's table): e.g.
+/// `layers.3.attn.q.weight` -> `base_model.model.model.layers.3.self_attn.q_proj`.
 fn peft_module(path: &str, model_type: ModelType) -> String {
-    let parts: Vec<&str> = path.split('.').collect();
-    let (layer, group, field) = (parts[1], parts[2], parts[3]);
-    if model_type.is_gpt2() {
-        let name = match (group, field) {
-            ("mlp", "up") => "mlp.c_fc".to_owned(),
-            ("mlp", "down") => "mlp.c_proj".to_owned(),
-            ("attn", "o") => "attn.c_proj".to_owned(),
-            (g, f) => format!("{g}.{f}"),
-        };
-        return format!("base_model.model.transformer.h.{layer}.{name}");
-    }
-    let name = match group {
-        "attn" => format!("self_attn.{field}_proj"),
-        _ => format!("mlp.{field}_proj"),
-    };
-    format!("base_model.model.model.layers.{layer}.{name}")
+    Arch::of(model_type)
+        .peft_module(path)
+        .unwrap_or_else(|| panic!("adapted weight `{path}` is in the architecture table"))
 }
 
 /// Writes the adapters of `model` to `dir` in PEFT's layout: `adapter_model.safetensors`
@@ -167,26 +156,26 @@ pub fn load_adapters(model: Transformer, dir: &Path) -> Result<Transformer, Algo
         values.insert(format!("{}.lora.b", adapter.path), lora_b.transposed());
     }
     Ok(model.map(&mut SetLora {
-        path: Vec::new(),
+        path: ModulePath::default(),
         values,
     }))
 }
 
 /// Sets LoRA factors by path.
 struct SetLora {
-    path: Vec<String>,
+    path: ModulePath,
     values: std::collections::HashMap<String, HostTensor>,
 }
 
 impl bpo_model::burn::module::ModuleMapper for SetLora {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_owned());
+        self.path.enter(name);
     }
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(host) = self.values.remove(&self.path.join(".")) else {
+        let Some(host) = self.values.remove(&self.path.joined()) else {
             return param;
         };
         param.map(|old| {
@@ -200,25 +189,4 @@ impl bpo_model::burn::module::ModuleMapper for SetLora {
 /// The model with every adapter merged into its weight (`W + alpha / rank * A B`), no autodiff.
 pub fn merged(model: &Transformer) -> Transformer {
     model.valid().materialize()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peft_names() {
-        assert_eq!(
-            peft_module("layers.3.attn.q.weight", ModelType::Llama),
-            "base_model.model.model.layers.3.self_attn.q_proj"
-        );
-        assert_eq!(
-            peft_module("layers.0.mlp.gate.weight", ModelType::Qwen2),
-            "base_model.model.model.layers.0.mlp.gate_proj"
-        );
-        assert_eq!(
-            peft_module("layers.1.mlp.up.weight", ModelType::Gpt2),
-            "base_model.model.transformer.h.1.mlp.c_fc"
-        );
-    }
 }

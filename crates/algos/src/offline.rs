@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bpo_data::{PreferencePair, ReadOptions, TokenizedPair, read_all, tokenize_pairs};
 use bpo_model::burn::module::Module;
 use bpo_model::spec::save_hf;
-use bpo_model::{ModelConfig, Tokenizer, Transformer, load};
+use bpo_model::{ModelConfig, Tokenizer, Transformer};
 
 use crate::config::{DataConfig, LoraConfig, OptimConfig, RunConfig, TrainConfig};
 use crate::dap::Dap;
@@ -16,7 +16,7 @@ use crate::lora::{apply_lora, merged, save_adapters};
 use crate::metrics::{MetricsRecord, TRAINING_PLOTS, plot_training};
 use crate::reference::{Reference, cached_reference};
 use crate::trainer::{
-    Merge, Objective, Observer, Policy, RunDir, Schedule, Trainer, open_device, plan_steps,
+    Merge, Objective, Observer, Policy, RunDir, Schedule, Trainer, load_for_training, plan_steps,
 };
 
 /// What a finished run produced.
@@ -91,8 +91,10 @@ pub(crate) fn read_pairs(
         return Err(AlgoError::Config(format!("{}: no pairs", path.display())));
     }
     for (i, p) in pairs.iter().enumerate() {
-        let len = p.prompt.len() + p.chosen.len().max(p.rejected.len());
-        model.check_length(len, &format_args!("{} pair {}", path.display(), i + 1))?;
+        model.check_length(
+            p.longest(),
+            &format_args!("{} pair {}", path.display(), i + 1),
+        )?;
     }
     Ok((pairs, truncated, read.skipped.len()))
 }
@@ -136,9 +138,8 @@ pub fn train_dap(
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let device = open_device(&config.device, config.dtype, observer)?.autodiff();
-    observer.message(&format!("loading {}", config.model));
-    let (model, tokenizer) = load(&config.model, &device)?;
+    let (model, tokenizer) =
+        load_for_training(&config.model, &config.device, config.dtype, observer)?;
     let pad_id = tokenizer.pad_id();
     let (pairs, truncated, skipped) =
         read_pairs(&config.data.train, &config.data, &tokenizer, &model.config)?;

@@ -7,6 +7,7 @@ use bpo_model::burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use bpo_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use bpo_model::burn::tensor::Tensor;
 use bpo_model::host::to_f32_vec;
+use bpo_model::weights::params::ModulePath;
 
 use crate::config::OptimConfig;
 
@@ -75,24 +76,8 @@ pub fn clip_grad_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_no
     norm
 }
 
-/// Tracks the dotted module path during a visit or map.
-#[derive(Default)]
-struct Path(Vec<String>);
-
-impl Path {
-    fn enter(&mut self, name: &str) {
-        self.0.push(name.to_owned());
-    }
-    fn exit(&mut self) {
-        self.0.pop();
-    }
-    fn joined(&self) -> String {
-        self.0.join(".")
-    }
-}
-
 struct Collect {
-    path: Path,
+    path: ModulePath,
     values: HashMap<String, Tensor<1>>,
 }
 
@@ -111,7 +96,7 @@ impl ModuleVisitor for Collect {
 }
 
 struct Blend<'a> {
-    path: Path,
+    path: ModulePath,
     values: &'a HashMap<String, Tensor<1>>,
     keep: f64,
 }
@@ -140,12 +125,12 @@ impl ModuleMapper for Blend<'_> {
 /// `valid().materialize()` first.
 pub fn blend_into<M: Module>(target: M, source: &M, keep: f64) -> M {
     let mut collect = Collect {
-        path: Path::default(),
+        path: ModulePath::default(),
         values: HashMap::new(),
     };
     source.visit(&mut collect);
     target.map(&mut Blend {
-        path: Path::default(),
+        path: ModulePath::default(),
         values: &collect.values,
         keep,
     })
@@ -158,7 +143,7 @@ pub fn combine_into<M: Module>(target: M, sources: &[M], coefficient: impl Fn(&s
     let mut sum: HashMap<String, Tensor<1>> = HashMap::new();
     for source in sources {
         let mut collect = Collect {
-            path: Path::default(),
+            path: ModulePath::default(),
             values: HashMap::new(),
         };
         source.visit(&mut collect);
@@ -172,7 +157,7 @@ pub fn combine_into<M: Module>(target: M, sources: &[M], coefficient: impl Fn(&s
         }
     }
     target.map(&mut Blend {
-        path: Path::default(),
+        path: ModulePath::default(),
         values: &sum,
         keep: 0.0,
     })

@@ -8,13 +8,13 @@ use bpo_data::tokenize::{tokenize_prompt_content, tokenize_response};
 use bpo_data::{ReadOptions, read_all};
 use bpo_model::burn::tensor::Tensor;
 use bpo_model::host::to_f32_vec;
-use bpo_model::{ModelConfig, SequenceBatch, Tokenizer, Transformer, load, response_logprobs};
+use bpo_model::{ModelConfig, SequenceBatch, Tokenizer, Transformer, response_logprobs};
 
 use crate::config::SftConfig;
 use crate::error::AlgoError;
 use crate::metrics::MetricsRecord;
 use crate::offline::{Setup, TrainOutcome, train_offline};
-use crate::trainer::{Objective, Observer, Policy, RunDir, open_device, weighted_mean};
+use crate::trainer::{Objective, Observer, Policy, RunDir, load_for_training, weighted_mean};
 
 /// Prompt and response token ids of one SFT example.
 type Completion = (Vec<u32>, Vec<u32>);
@@ -145,9 +145,8 @@ pub fn train_sft(
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let device = open_device(&config.device, config.dtype, observer)?.autodiff();
-    observer.message(&format!("loading {}", config.model));
-    let (model, tokenizer) = load(&config.model, &device)?;
+    let (model, tokenizer) =
+        load_for_training(&config.model, &config.device, config.dtype, observer)?;
     let examples = read_examples(&config.data.train, config, &tokenizer, &model.config)?;
     observer.message(&format!("{} training examples", examples.len()));
     let dev = config

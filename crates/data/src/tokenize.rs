@@ -83,6 +83,14 @@ pub struct TokenizedPair {
     pub truncated: bool,
 }
 
+impl TokenizedPair {
+    /// The length of its longer sequence: the prompt and the longer response (what a batch
+    /// pads to, and what must fit the model's positions).
+    pub fn longest(&self) -> usize {
+        self.prompt.len() + self.chosen.len().max(self.rejected.len())
+    }
+}
+
 /// Prompt tokens: the text with the tokenizer's special tokens (e.g. BOS), or the conversation
 /// rendered with the chat template.
 pub fn tokenize_prompt_content(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bpo_data::{Truncation, tokenize_prompt};
 use bpo_model::spec::save_hf;
-use bpo_model::{Tokenizer, Transformer, load};
+use bpo_model::{Tokenizer, Transformer};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -19,7 +19,7 @@ use crate::online::config::OnlineConfig;
 use crate::online::phase::PhaseRecord;
 use crate::online::prompts::load_prompts;
 use crate::online::train_phase::{PhaseContext, PhasePrompt, Position, train_phase};
-use crate::trainer::{Observer, Policy, RunDir, Schedule, Trainer, open_device};
+use crate::trainer::{Observer, Policy, RunDir, Schedule, Trainer, load_for_training};
 
 /// What a finished online run produced.
 pub struct OnlineOutcome {
@@ -104,9 +104,8 @@ pub fn train_online(
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
     let out = dir.out.clone();
     std::fs::create_dir_all(out.join("pairs")).map_err(|e| AlgoError::io(out.join("pairs"), e))?;
-    let device = open_device(&config.device, config.dtype, observer)?.autodiff();
-    observer.message(&format!("loading {}", config.model));
-    let (base, tokenizer) = load(&config.model, &device)?;
+    let (base, tokenizer) =
+        load_for_training(&config.model, &config.device, config.dtype, observer)?;
     let mut annotator = config.annotator.build()?;
     observer.message(&format!("annotator: {}", annotator.name()));
     let prompts = phase_prompts(config, &tokenizer)?;

@@ -9,7 +9,7 @@ use bpo_model::burn::tensor::Tensor;
 use bpo_model::burn::tensor::activation::log_sigmoid;
 use bpo_model::device::Precision;
 use bpo_model::host::to_f32_vec;
-use bpo_model::{PaddingSide, TokenBatch, load};
+use bpo_model::{PaddingSide, TokenBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{DataConfig, LoraConfig, OptimConfig, RunConfig};
@@ -19,7 +19,7 @@ use crate::metrics::MetricsRecord;
 use crate::offline::{read_pairs, save_final_checkpoint};
 use crate::rm::RewardModel;
 use crate::trainer::{
-    Objective, Observer, Policy, RunDir, Schedule, Trainer, open_device, plan_steps,
+    Objective, Observer, Policy, RunDir, Schedule, Trainer, load_for_training, plan_steps,
 };
 
 /// `bpo rm train`.
@@ -115,10 +115,7 @@ struct BradleyTerry {
 
 impl Objective<RewardModel> for BradleyTerry {
     fn lengths(&self) -> Vec<usize> {
-        self.pairs
-            .iter()
-            .map(|p| p.prompt.len() + p.chosen.len().max(p.rejected.len()))
-            .collect()
+        self.pairs.iter().map(TokenizedPair::longest).collect()
     }
 
     fn weight(&self, indices: &[usize]) -> f64 {
@@ -165,9 +162,8 @@ pub fn train_reward_model(
 ) -> Result<RewardModelOutcome, AlgoError> {
     config.validate()?;
     let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let device = open_device(&config.device, config.dtype, observer)?.autodiff();
-    observer.message(&format!("loading {}", config.model));
-    let (body, tokenizer) = load(&config.model, &device)?;
+    let (body, tokenizer) =
+        load_for_training(&config.model, &config.device, config.dtype, observer)?;
     let pad_id = tokenizer.pad_id();
     let (pairs, _, _) = read_pairs(&config.data.train, &config.data, &tokenizer, &body.config)?;
     let dev = config

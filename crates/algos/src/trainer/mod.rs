@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use objective::{Objective, mean_record, weighted_mean};
-pub use observer::{Observer, Silent, open_device};
+pub use observer::{Observer, Silent, load_for_training, open_device};
 pub use plan::{StepBatches, plan_steps};
 pub use policy::{Member, Merge, MergeRule, Policy};
 pub use run_dir::{RunDir, RunState};

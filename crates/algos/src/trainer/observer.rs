@@ -1,9 +1,9 @@
 //! Progress reporting: the CLI draws its progress bar and the experiment its learning curves
 //! from an [`Observer`].
 
-use bpo_model::Transformer;
 use bpo_model::burn::tensor::Device;
 use bpo_model::device::Precision;
+use bpo_model::{Tokenizer, Transformer, load};
 
 use crate::error::AlgoError;
 use crate::metrics::MetricsRecord;
@@ -36,6 +36,19 @@ pub fn open_device(
     let selected = bpo_model::device::open_device(spec, precision)?;
     observer.message(&format!("device: {}", selected.description));
     Ok(selected.device)
+}
+
+/// Opens the device `spec` names at `precision` for training (autodiff) and loads `model` and
+/// its tokenizer there, telling the observer what it does.
+pub fn load_for_training(
+    model: &str,
+    spec: &str,
+    precision: Precision,
+    observer: &mut dyn Observer,
+) -> Result<(Transformer, Tokenizer), AlgoError> {
+    let device = open_device(spec, precision, observer)?.autodiff();
+    observer.message(&format!("loading {model}"));
+    Ok(load(model, &device)?)
 }
 
 /// An observer that ignores everything.

@@ -8,24 +8,30 @@ use burn::tensor::{Device, Tensor};
 
 use crate::weights::tensor::HostTensor;
 
-/// Tracks the dotted module path during a visit or map.
-#[derive(Default)]
-struct Path(Vec<String>);
+/// The dotted module path (`layers.3.attn.q.weight`) of the parameter a visitor or mapper is
+/// at: `enter` and `exit` follow `enter_module` and `exit_module`.
+#[derive(Debug, Default)]
+pub struct ModulePath(Vec<String>);
 
-impl Path {
-    fn enter(&mut self, name: &str) {
+impl ModulePath {
+    /// Entering submodule `name`.
+    pub fn enter(&mut self, name: &str) {
         self.0.push(name.to_owned());
     }
-    fn exit(&mut self) {
+
+    /// Leaving the current submodule.
+    pub fn exit(&mut self) {
         self.0.pop();
     }
-    fn joined(&self) -> String {
+
+    /// The path so far, joined with dots.
+    pub fn joined(&self) -> String {
         self.0.join(".")
     }
 }
 
 struct Collect {
-    path: Path,
+    path: ModulePath,
     values: bool,
     found: BTreeMap<String, HostTensor>,
 }
@@ -53,7 +59,7 @@ impl ModuleVisitor for Collect {
 /// Every float parameter's shape by path (lazy parameters stay uninitialised).
 pub fn shapes<M: Module>(model: &M) -> BTreeMap<String, Vec<usize>> {
     let mut v = Collect {
-        path: Path::default(),
+        path: ModulePath::default(),
         values: false,
         found: BTreeMap::new(),
     };
@@ -64,7 +70,7 @@ pub fn shapes<M: Module>(model: &M) -> BTreeMap<String, Vec<usize>> {
 /// Every float parameter's value by path, on the host.
 pub fn values<M: Module>(model: &M) -> BTreeMap<String, HostTensor> {
     let mut v = Collect {
-        path: Path::default(),
+        path: ModulePath::default(),
         values: true,
         found: BTreeMap::new(),
     };
@@ -73,7 +79,7 @@ pub fn values<M: Module>(model: &M) -> BTreeMap<String, HostTensor> {
 }
 
 struct Set<'a> {
-    path: Path,
+    path: ModulePath,
     values: HashMap<String, HostTensor>,
     device: &'a Device,
 }
@@ -102,7 +108,7 @@ pub fn set<M: Module>(
     device: &Device,
 ) -> (M, Vec<String>) {
     let mut mapper = Set {
-        path: Path::default(),
+        path: ModulePath::default(),
         values,
         device,
     };
