@@ -116,13 +116,11 @@ fn row_major_flex(weight: &Tensor<2>) -> Option<FlexTensor> {
 
 #[cfg(test)]
 mod tests {
+    use bpo_testkit::max_abs_diff;
+
     use super::*;
     use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn max_abs_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
-        (a - b).abs().max().into_scalar()
-    }
 
     fn pool(threads: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
@@ -157,7 +155,7 @@ mod tests {
                 for weight in [w.clone(), wt.clone()] {
                     let ours = pool.install(|| matmul(x.clone(), weight.clone()));
                     assert_eq!(ours.dims(), [rows, n]);
-                    let diff = max_abs_diff(ours.clone(), plain.clone());
+                    let diff = max_abs_diff(&to_f32_vec(ours.clone()), &to_f32_vec(plain.clone()));
                     assert!(diff <= 1e-4, "{rows}x{k}x{n}, {threads} threads: {diff}");
                     let again = pool.install(|| matmul(x.clone(), weight));
                     assert_eq!(
