@@ -2,7 +2,8 @@
 //! annotation budget on SmolLM2-135M-Instruct and the embedded sentiment task, judged by VADER
 //! (gold) and AFINN-165 (held out).
 //!
-//!   cargo run --example sentiment_bpo -- [--device auto|flex|ndarray|wgpu|vulkan|metal|cuda] [--quick]
+//!   cargo run --example sentiment_bpo -- [--device auto|flex|ndarray|wgpu|vulkan|metal|cuda]
+//!       [--model smollm2-135m] [--quick]
 //!
 //! (`bpo experiment` does the same with seeds, sweeps, plots and a report.)
 
@@ -16,15 +17,17 @@ use bpo::model::load;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let device_name = args
-        .iter()
-        .position(|a| a == "--device")
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| "auto".into());
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let device_name = flag("--device").unwrap_or_else(|| "auto".into());
     let quick = args.iter().any(|a| a == "--quick");
 
     // Everything the three methods share: model, prompts, gold annotator, budget, LoRA.
     let mut base = OnlineConfig {
+        model: flag("--model").unwrap_or_else(|| "smollm2-135m".into()),
         device: device_name.clone(),
         budget: if quick { 16 } else { 128 },
         max_prompt_tokens: Some(64),
