@@ -10,7 +10,7 @@
 use bpo::algos::annotate::{Afinn, Vader};
 use bpo::algos::config::{LoraConfig, ReferenceMode};
 use bpo::algos::eval::{EvalSettings, evaluate, paired_bootstrap};
-use bpo::algos::online::load_prompts;
+use bpo::algos::online::{load_prompts, sample_prompts};
 use bpo::algos::{OnlineConfig, Silent, train_online};
 use bpo::model::device::select_device;
 use bpo::model::load;
@@ -47,7 +47,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("device: {}", selected.description);
     let device = selected.device;
     let (initial, tokenizer) = load(&base.model, &device)?;
-    let test = &load_prompts("sentiment:test")?[..if quick { 8 } else { 100 }];
+    // A seeded sample of the test split, stratified by genre (the file is ordered by genre).
+    let test = &sample_prompts(
+        load_prompts("sentiment:test")?,
+        Some(if quick { 8 } else { 100 }),
+        0,
+    );
     let settings = EvalSettings {
         max_new_tokens: base.sampling.max_new_tokens,
         ..EvalSettings::default()
