@@ -75,7 +75,7 @@ pub enum AnnotatorConfig {
         /// The reward model directory (`model/` and `head.json`).
         path: std::path::PathBuf,
         /// Device it runs on. Default `auto`.
-        #[serde(default = "default_device")]
+        #[serde(default = "bpo_model::device::default_spec")]
         device: String,
         /// Responses scored per batch. Default 16.
         #[serde(default = "default_batch")]
@@ -93,10 +93,6 @@ pub const MAX_TIMEOUT_S: f64 = 86_400.0;
 
 fn default_timeout() -> f64 {
     60.0
-}
-
-fn default_device() -> String {
-    "auto".into()
 }
 
 fn default_batch() -> usize {

@@ -161,7 +161,7 @@ pub struct TrainConfig {
     /// Model spec: GGUF file, Hugging Face directory or alias. Required.
     pub model: String,
     /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
-    #[serde(default = "default_device")]
+    #[serde(default = "bpo_model::device::default_spec")]
     pub device: String,
     /// Float precision: `f32` (default), `f16` or `bf16` (where the device supports it).
     #[serde(default)]
@@ -193,7 +193,7 @@ pub struct SftConfig {
     /// Model spec. Required.
     pub model: String,
     /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
-    #[serde(default = "default_device")]
+    #[serde(default = "bpo_model::device::default_spec")]
     pub device: String,
     /// Float precision: `f32` (default), `f16` or `bf16` (where the device supports it).
     #[serde(default)]
@@ -209,10 +209,6 @@ pub struct SftConfig {
     /// Loop settings.
     #[serde(default)]
     pub run: RunConfig,
-}
-
-fn default_device() -> String {
-    "auto".into()
 }
 
 impl TrainConfig {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use bpo_model::device::Precision;
+use bpo_model::device::{Precision, default_spec};
 use serde::{Deserialize, Serialize};
 
 use crate::annotate::AnnotatorConfig;
@@ -158,7 +158,7 @@ impl Default for OnlineConfig {
     fn default() -> Self {
         OnlineConfig {
             model: "smollm2-135m".into(),
-            device: "auto".into(),
+            device: default_spec(),
             dtype: Precision::F32,
             prompts: "sentiment:train".into(),
             max_prompt_tokens: None,

@@ -29,7 +29,7 @@ pub struct RewardModelConfig {
     /// The body to start from (model spec). Required.
     pub model: String,
     /// Compute device (`auto`, `flex`, `wgpu`, `cuda`, ...). Default `auto`.
-    #[serde(default = "default_device")]
+    #[serde(default = "bpo_model::device::default_spec")]
     pub device: String,
     /// Float precision: `f32` (default), `f16` or `bf16` (where the device supports it).
     #[serde(default)]
@@ -46,10 +46,6 @@ pub struct RewardModelConfig {
     /// order, head and LoRA). The model goes to `<run.out>/reward-model`.
     #[serde(default)]
     pub run: RunConfig,
-}
-
-fn default_device() -> String {
-    "auto".into()
 }
 
 impl RewardModelConfig {

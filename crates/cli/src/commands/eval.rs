@@ -59,7 +59,7 @@ pub fn parse_annotator(spec: &str) -> Result<AnnotatorConfig> {
         },
         Some(("rm", path)) => AnnotatorConfig::RewardModel {
             path: path.into(),
-            device: "auto".into(),
+            device: bpo_model::device::default_spec(),
             batch_size: 16,
         },
         Some(("command", line)) => AnnotatorConfig::Command {

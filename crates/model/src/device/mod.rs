@@ -19,6 +19,11 @@ pub const DEVICE_NAMES: &[&str] = &[
     "auto", "flex", "ndarray", "wgpu", "vulkan", "metal", "cuda[:N]",
 ];
 
+/// The device spec of a config that names none: `auto`.
+pub fn default_spec() -> String {
+    "auto".into()
+}
+
 /// A device picked for a run and what it is (backend, adapter).
 #[derive(Debug, Clone)]
 pub struct SelectedDevice {
