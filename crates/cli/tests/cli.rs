@@ -288,4 +288,15 @@ fn experiment_quick_runs_all_three_methods_and_writes_a_report() {
     }
     assert_eq!(results["rows"].as_array().unwrap().len(), 4);
     assert!(out.join("win_rate_vs_pairs_dpo.png").exists());
+    // The report can be rewritten from results.json alone, with the same statistics.
+    std::fs::remove_file(out.join("results.md")).unwrap();
+    let rewritten = stdout(&bpo(&[
+        "experiment",
+        "--report-only",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(rewritten.trim(), md.trim());
+    let refused = bpo(&["experiment", "--report-only", "--seeds", "2", "--out", "x"]);
+    assert!(!refused.status.success());
 }

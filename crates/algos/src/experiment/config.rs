@@ -273,6 +273,21 @@ impl ExperimentConfig {
                 self.online.budget
             )));
         }
+        if self.eval.limit == Some(0) || self.tune.as_ref().is_some_and(|t| t.limit == Some(0)) {
+            return Err(AlgoError::Config(
+                "eval.limit and tune.limit must be at least 1 (leave them out for every prompt)"
+                    .into(),
+            ));
+        }
+        if self.tune.is_some()
+            && (self.losses.len() > 1 || self.phases.iter().filter(|&&f| f > 1).count() > 1)
+        {
+            return Err(AlgoError::Config(
+                "--tune chooses one setting per method: run it with one loss and one F > 1 \
+                 (tune each loss or F in an experiment of its own)"
+                    .into(),
+            ));
+        }
         let positive = |v: f64| v.is_finite() && v > 0.0;
         if let Some(tune) = &self.tune
             && (tune.lrs.is_empty()
@@ -312,5 +327,47 @@ impl ExperimentConfig {
             }
         }
         runs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(config: &ExperimentConfig) -> String {
+        config.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn validate_rejects_grids_tuning_cannot_serve_and_empty_samples() {
+        let tuned = ExperimentConfig {
+            tune: Some(TuneConfig::default()),
+            ..ExperimentConfig::default()
+        };
+        tuned.validate().unwrap();
+        // One choice per method: a second F or a second loss would overwrite it.
+        let two_fs = ExperimentConfig {
+            phases: vec![2, 4],
+            ..tuned.clone()
+        };
+        assert!(error_of(&two_fs).contains("one loss and one F > 1"));
+        let two_losses = ExperimentConfig {
+            losses: vec![LossKind::Dpo, LossKind::Ipo],
+            ..tuned.clone()
+        };
+        assert!(error_of(&two_losses).contains("one loss and one F > 1"));
+        // F = 1 is offline DAP only: still one setting per method.
+        ExperimentConfig {
+            phases: vec![1, 2],
+            ..tuned.clone()
+        }
+        .validate()
+        .unwrap();
+        let mut empty = ExperimentConfig::default();
+        empty.eval.limit = Some(0);
+        assert!(error_of(&empty).contains("eval.limit"));
+        let mut empty_dev = tuned;
+        empty_dev.tune.as_mut().unwrap().limit = Some(0);
+        assert!(error_of(&empty_dev).contains("tune.limit"));
     }
 }

@@ -25,5 +25,5 @@ mod tune;
 pub use config::{ExperimentConfig, ExperimentEval, Method, MethodSettings, TuneConfig};
 pub use report::results_markdown;
 pub use results::{Comparison, ExperimentResults, Row, RunResult, Timing, TuneCell, Tuning};
-pub use run::run_experiment;
+pub use run::{rewrite_report, run_experiment};
 pub use runner::ExperimentObserver;

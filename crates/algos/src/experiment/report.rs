@@ -17,6 +17,17 @@ fn interval(i: &Interval) -> String {
     )
 }
 
+/// `p = 0.012`, or `p <= 0.001` where no resample fell on the other side of zero (the smallest
+/// p-value `resamples` bootstrap means can give is 2 / resamples).
+fn p_value(p: f64, resamples: usize) -> String {
+    let floor = 2.0 / resamples.max(1) as f64;
+    if p <= floor * (1.0 + 1e-9) {
+        format!("p <= {floor:.3}")
+    } else {
+        format!("p = {p:.3}")
+    }
+}
+
 fn name(row: &Row) -> String {
     match row.method {
         Some(m) => m.label().to_owned(),
@@ -59,7 +70,9 @@ fn rows_table(md: &mut String, rows: &[&Row]) {
             row.mean_tokens,
             100.0 * row.capped,
             row.distinct_2,
+            // The initial policy's KL to itself is zero by definition.
             row.kl_initial
+                .filter(|_| row.method.is_some())
                 .map(|k| format!("{k:.2}"))
                 .unwrap_or_else(|| "-".into()),
             row.pairs,
@@ -136,7 +149,7 @@ pub fn results_markdown(results: &ExperimentResults, plots: &[PathBuf]) -> Strin
         config.eval.settings.max_new_tokens,
         results.seconds
     );
-    md.push_str("Intervals and p-values come from a cluster bootstrap over prompts: each resampled prompt carries all of its seeds, whose outcomes are averaged, so seeds are not counted as independent trials. Comparisons pair the outcomes of two methods on the same prompts; the initial policy decodes greedily, so it has one outcome per prompt.\n\n");
+    md.push_str("Intervals and p-values come from a cluster bootstrap over prompts: each resampled prompt carries all of its seeds, whose outcomes are averaged, so seeds are not counted as independent trials. Comparisons pair the outcomes of two methods on the same prompts; the initial policy decodes greedily, so it has one outcome per prompt. The intervals describe these trained policies on this prompt population: the spread between training seeds shows in the per-seed column and is not part of them. p-values are two-sided and not corrected for the number of comparisons; `p <= 2/R` means no bootstrap resample (R of them) fell on the other side of zero.\n\n");
     for &loss in &config.losses {
         let rows: Vec<&Row> = results.rows.iter().filter(|r| r.loss == loss).collect();
         let _ = writeln!(md, "## {}\n", loss.name());
@@ -145,12 +158,12 @@ pub fn results_markdown(results: &ExperimentResults, plots: &[PathBuf]) -> Strin
         for c in results.comparisons.iter().filter(|c| c.loss == loss) {
             let _ = writeln!(
                 md,
-                "- {}: win-rate difference {:+.1} points [{:+.1}, {:+.1}], p = {:.3}",
+                "- {}: win-rate difference {:+.1} points [{:+.1}, {:+.1}], {}",
                 c.label,
                 100.0 * c.difference.value,
                 100.0 * c.difference.low,
                 100.0 * c.difference.high,
-                c.p_value
+                p_value(c.p_value, config.eval.settings.bootstrap)
             );
         }
         md.push_str("\nWhere a run's time went (mean per run):\n\n");
@@ -214,10 +227,10 @@ pub fn summary_lines(results: &ExperimentResults) -> Vec<String> {
             .filter(|c| c.loss == loss && filter(&c.label))
             .map(|c| {
                 format!(
-                    "{}: {:+.1} points (p = {:.3})",
+                    "{}: {:+.1} points ({})",
                     c.label,
                     100.0 * c.difference.value,
-                    c.p_value
+                    p_value(c.p_value, results.config.eval.settings.bootstrap)
                 )
             })
             .collect();
@@ -239,11 +252,24 @@ pub fn summary_lines(results: &ExperimentResults) -> Vec<String> {
         ),
         format!(
             "BPO: {}",
-            fmt(&|l: &str| l.starts_with("BPO") && !l.ends_with("initial policy"))
+            fmt(&|l: &str| l.contains("BPO") && !l.ends_with("initial policy"))
         ),
         format!(
             "vs initial: {}",
             fmt(&|l: &str| l.ends_with("initial policy"))
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::p_value;
+
+    #[test]
+    fn p_values_at_the_bootstrap_floor_are_bounds() {
+        assert_eq!(p_value(0.001, 2000), "p <= 0.001");
+        assert_eq!(p_value(0.01, 200), "p <= 0.010");
+        assert_eq!(p_value(0.02, 2000), "p = 0.020");
+        assert_eq!(p_value(1.0, 2000), "p = 1.000");
+    }
 }

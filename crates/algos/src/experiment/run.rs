@@ -2,6 +2,7 @@
 //! (loss, method, F, seed) run of the grid ([`crate::experiment::runner`]); then statistics and
 //! the report.
 
+use std::path::Path;
 use std::time::Instant;
 
 use bpo_data::PromptRecord;
@@ -39,6 +40,7 @@ pub fn run_experiment(
         ))
     };
     let test = sample(&config.eval.prompts, config.eval.limit)?;
+    let whole_split = load_prompts(&config.eval.prompts)?.len() == test.len();
     let curve_prompts = match config.eval.curve_limit {
         0 => Vec::new(),
         n => sample(&config.eval.curve_prompts, Some(n))?,
@@ -59,6 +61,10 @@ pub fn run_experiment(
     let mut progress = Progress::calibrate(config, &evaluator, test.len(), curve_prompts.len())?;
     observer.message(&progress.plan_message(test.len(), curve_prompts.len()));
     let mut config = config.clone();
+    if whole_split {
+        // A limit at or over the split's size kept every prompt: report it as the whole split.
+        config.eval.limit = None;
+    }
     let tuning = match &config.tune {
         Some(tune_config) => {
             let tuning = tune(
@@ -114,7 +120,6 @@ pub fn run_experiment(
         ));
         runs.push(run);
     }
-    let (rows, comparisons) = summarise(&config, &initial_report, &runs)?;
     let genre = |r: &PromptRecord| {
         r.meta
             .get("genre")
@@ -134,11 +139,26 @@ pub fn run_experiment(
             .collect(),
         initial: initial_report,
         runs,
-        rows,
-        comparisons,
+        rows: Vec::new(),
+        comparisons: Vec::new(),
         tuning,
         seconds: started.elapsed().as_secs_f64(),
     };
+    let results = write_report(results, out)?;
+    for line in summary_lines(&results) {
+        observer.message(&line);
+    }
+    Ok(results)
+}
+
+/// Computes the statistics of `results` from its runs and writes `results.json`, `results.md`
+/// and the plots to `out`.
+fn write_report(
+    mut results: ExperimentResults,
+    out: &Path,
+) -> Result<ExperimentResults, AlgoError> {
+    (results.rows, results.comparisons) =
+        summarise(&results.config, &results.initial, &results.runs)?;
     let json = serde_json::to_string_pretty(&results).expect("json");
     write_atomic(&out.join("results.json"), json.as_bytes())?;
     let plots = plot_results(&results, out)?;
@@ -146,8 +166,19 @@ pub fn run_experiment(
         &out.join("results.md"),
         results_markdown(&results, &plots).as_bytes(),
     )?;
-    for line in summary_lines(&results) {
-        observer.message(&line);
-    }
     Ok(results)
+}
+
+/// Rewrites the report of a finished experiment in `out` from its `results.json`: statistics,
+/// `results.md` and plots as this version of bpo makes them, without training anything.
+pub fn rewrite_report(out: &Path) -> Result<ExperimentResults, AlgoError> {
+    let path = out.join("results.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| AlgoError::io(&path, e))?;
+    let results: ExperimentResults = serde_json::from_str(&text).map_err(|e| {
+        AlgoError::Config(format!(
+            "{}: not the results of a bpo experiment: {e}",
+            path.display()
+        ))
+    })?;
+    write_report(results, out)
 }

@@ -1,7 +1,6 @@
-//! The statistics of the results table. Outcomes pair by (seed, prompt): each cell's seeds are
-//! averaged per prompt and prompts are resampled with all their seeds (cluster bootstrap);
-//! every method is compared with the initial policy and with every other method on the same
-//! prompts.
+//! The statistics of the results table. Each cell's seeds are averaged per prompt and prompts
+//! are resampled with all their seeds (cluster bootstrap); every method is compared with the
+//! initial policy and with every other method, paired by prompt.
 
 use crate::error::AlgoError;
 use crate::eval::{EvalReport, cluster_bootstrap, paired_cluster_bootstrap};

@@ -53,8 +53,8 @@ fn stratum(record: &PromptRecord) -> String {
 }
 
 /// A seeded sample of `limit` prompts stratified by genre, in file order: each genre gets its
-/// share of `limit` (largest remainders; every genre present in the file gets at least one
-/// prompt when `limit` allows), drawn at random within the genre. All prompts when `limit` is
+/// share of `limit` (proportional, the slots left over to the largest remainders, so a genre
+/// whose share is well under one prompt may get none), drawn at random within the genre. All prompts when `limit` is
 /// `None` or not smaller than their number. The same `seed` gives the same sample.
 pub fn sample_prompts(
     prompts: Vec<PromptRecord>,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use bpo_algos::config::parse_config;
-use bpo_algos::experiment::{ExperimentConfig, ExperimentObserver, run_experiment};
+use bpo_algos::experiment::{ExperimentConfig, ExperimentObserver, rewrite_report, run_experiment};
 use bpo_algos::{LossKind, MetricsRecord, Observer, load_config};
 
 use super::train::ProgressObserver;
@@ -39,6 +39,10 @@ pub struct Args {
     /// Results directory.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Train nothing: rewrite the statistics, results.md and plots of the finished experiment in
+    /// --out from its results.json (e.g. after upgrading bpo).
+    #[arg(long, requires = "out", conflicts_with_all = ["config", "sets", "losses", "seeds", "phases", "quick", "tune"])]
+    report_only: bool,
 }
 
 /// A progress bar per run, with a header line for each.
@@ -65,6 +69,11 @@ impl ExperimentObserver for Progress {
 
 /// Runs `bpo experiment`.
 pub fn run(args: Args, compute: &Compute) -> Result<()> {
+    if let (true, Some(out)) = (args.report_only, &args.out) {
+        rewrite_report(out)?;
+        println!("{}", std::fs::read_to_string(out.join("results.md"))?);
+        return Ok(());
+    }
     let sets = [args.sets.clone(), compute.sets("online.")].concat();
     let mut config: ExperimentConfig = match &args.config {
         Some(path) => load_config(path, &sets)?,
