@@ -54,8 +54,9 @@ fn stratum(record: &PromptRecord) -> String {
 
 /// A seeded sample of `limit` prompts stratified by genre, in file order: each genre gets its
 /// share of `limit` (proportional, the slots left over to the largest remainders, so a genre
-/// whose share is well under one prompt may get none), drawn at random within the genre. All prompts when `limit` is
-/// `None` or not smaller than their number. The same `seed` gives the same sample.
+/// whose share is well under one prompt may get none), drawn at random within the genre. All
+/// prompts when `limit` is `None` or not smaller than their number. The same `seed` gives the
+/// same sample.
 pub fn sample_prompts(
     prompts: Vec<PromptRecord>,
     limit: Option<usize>,
