@@ -71,7 +71,7 @@ Most-used config fields (TOML; override any with --set KEY=VALUE):
   optim.lr = 5e-5                  run.batch_size = 4, run.epochs = 1, run.out = \"runs/train\"
   [lora] rank = 16                 absent = full fine-tuning
 Example:  bpo train --config examples/configs/dpo_lora.toml --set loss.kind=ipo
-Every field and its default: crates/algos/src/config/mod.rs (README: Offline DAP and SFT).";
+Every field and its default: crates/algos/src/config/ and loss.rs (README: Offline DAP and SFT).";
 
 const SFT_HELP: &str = "\
 Most-used config fields (TOML; override any with --set KEY=VALUE):
@@ -79,7 +79,7 @@ Most-used config fields (TOML; override any with --set KEY=VALUE):
   optim.lr = 5e-5                  run.batch_size = 4, run.epochs = 1, run.out = \"runs/train\"
   [lora] rank = 16                 absent = full fine-tuning
 Example:  bpo sft --config examples/configs/sft_sentiment_lora.toml
-Every field and its default: crates/algos/src/config/mod.rs.";
+Every field and its default: crates/algos/src/config/.";
 
 const ONLINE_HELP: &str = "\
 Choosing the method (TOML; override any with --set KEY=VALUE):

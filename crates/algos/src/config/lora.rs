@@ -12,7 +12,8 @@ pub struct LoraConfig {
     pub rank: usize,
     /// Scale numerator: the update is `alpha / rank * A B`. Default 32.
     pub alpha: f64,
-    /// Dropout on the adapter input. Default 0 (the only value Burn's weight-space LoRA supports).
+    /// Dropout on the adapter input. Default 0, the only value supported (bpo's adapters have no
+    /// dropout yet).
     pub dropout: f64,
     /// Modules to adapt, by name: any of `q k v o gate up down` (Llama) / `q k v o up down`
     /// (GPT-2, where `up` is `c_fc`), or regexes on parameter paths when they contain a `\` or
@@ -45,7 +46,7 @@ impl LoraConfig {
         }
         if self.dropout != 0.0 {
             return Err(AlgoError::Config(
-                "lora.dropout must be 0: Burn's apply_lora adapts the weight (W + s A B), so there is no adapter input to drop".into(),
+                "lora.dropout must be 0: adapter dropout is not implemented".into(),
             ));
         }
         if self.targets.is_empty() {
