@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Side-by-side DPO step benchmark: bpo (criterion, flex backend) against a hand-written PyTorch
-# fp32 step, same shapes, same thread count. Run on an idle machine.
+# fp32 step, same shapes, same thread count, and each side's peak RSS. Run on an idle machine.
 #
 #   benches/compare/dpo_step.sh [PYTHON]
 #
-# PYTHON must have torch, transformers, gguf and accelerate installed.
+# PYTHON must have torch, transformers, gguf and accelerate installed; /usr/bin/time (Debian:
+# `time`) measures the peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${1:-python3}
@@ -15,10 +16,16 @@ bench=$(bench_binary dpo_step "$python")
 cargo build -q --workspace
 gguf=$("$target"/debug/bpo fetch smollm2-135m)
 rm -rf "$target"/criterion/dpo_step
-RAYON_NUM_THREADS=$threads "$bench" --bench --noplot > /dev/null 2>&1
+rss=$(mktemp)
+trap 'rm -f "$rss"' EXIT
+# Peak resident memory of each side's whole process (every row, the largest one dominates).
+RAYON_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" "$bench" --bench --noplot > /dev/null 2>&1
+echo "bpo      peak RSS $(( $(cat "$rss") / 1024 )) MiB"
 # Criterion keeps each benchmark's median in target/criterion/<id>/new/estimates.json.
 find "$target"/criterion/dpo_step -path "*/new/estimates.json" | sort | while read -r f; do
   id=${f#"$target"/criterion/}; id=${id%/new/estimates.json}
   "$python" -c "import json,sys; m=json.load(open(sys.argv[1]))['median']['point_estimate']/1e9; print('bpo      %-40s %8.3f s median' % (sys.argv[2], m))" "$f" "$id"
 done
-OMP_NUM_THREADS=$threads "$python" benches/compare/dpo_step.py "$gguf" --threads $threads --repeats 10
+OMP_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" \
+  "$python" benches/compare/dpo_step.py "$gguf" --threads $threads --repeats 10
+echo "pytorch  peak RSS $(( $(cat "$rss") / 1024 )) MiB"
