@@ -21,7 +21,7 @@ gguf=$("$bpo" fetch smollm2-135m)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # 48 prompts spread over the training split (it is ordered by genre).
-awk 'NR % 100 == 1' data/sentiment/train.jsonl | head -n 48 > "$work/prompts.jsonl"
+awk 'NR % 100 == 1 && n++ < 48' data/sentiment/train.jsonl > "$work/prompts.jsonl"
 cat > "$work/phase.toml" <<EOF
 model = "$gguf"
 device = "flex"

@@ -149,16 +149,26 @@ pub fn results_markdown(results: &ExperimentResults, plots: &[PathBuf]) -> Strin
         config.eval.settings.max_new_tokens,
         results.seconds
     );
-    md.push_str("Intervals and p-values come from a cluster bootstrap over prompts: each resampled prompt carries all of its seeds, whose outcomes are averaged, so seeds are not counted as independent trials. Comparisons pair the outcomes of two methods on the same prompts; the initial policy decodes greedily, so it has one outcome per prompt. The intervals describe these trained policies on this prompt population: the spread between training seeds shows in the per-seed column and is not part of them. p-values are two-sided and not corrected for the number of comparisons; `p <= 2/R` means no bootstrap resample (R of them) fell on the other side of zero.\n\n");
+    md.push_str("Intervals and p-values come from a cluster bootstrap over prompts: each resampled prompt carries all of its seeds, whose outcomes are averaged, so seeds are not counted as independent trials. Comparisons pair the outcomes of two methods on the same prompts; the initial policy decodes greedily, so it has one outcome per prompt. These intervals describe these trained policies on this prompt population; the spread between training seeds is not part of them. The interval \"over seeds\" is: the mean of the per-seed differences with a 95% t-interval over seeds, which describes the training method. p-values are two-sided and not corrected for the number of comparisons; `p <= 2/R` means no bootstrap resample (R of them) fell on the other side of zero.\n\n");
     for &loss in &config.losses {
         let rows: Vec<&Row> = results.rows.iter().filter(|r| r.loss == loss).collect();
         let _ = writeln!(md, "## {}\n", loss.name());
         rows_table(&mut md, &rows);
         md.push('\n');
         for c in results.comparisons.iter().filter(|c| c.loss == loss) {
+            let over_seeds = c
+                .over_seeds
+                .map(|i| {
+                    format!(
+                        "; over seeds [{:+.1}, {:+.1}]",
+                        100.0 * i.low,
+                        100.0 * i.high
+                    )
+                })
+                .unwrap_or_default();
             let _ = writeln!(
                 md,
-                "- {}: win-rate difference {:+.1} points [{:+.1}, {:+.1}], {}",
+                "- {}: win-rate difference {:+.1} points [{:+.1}, {:+.1}], {}{over_seeds}",
                 c.label,
                 100.0 * c.difference.value,
                 100.0 * c.difference.low,

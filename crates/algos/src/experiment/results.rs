@@ -109,6 +109,12 @@ pub struct Comparison {
     pub difference: Interval,
     /// Two-sided p-value of "no difference".
     pub p_value: f64,
+    /// The same difference over training seeds: the mean of the per-seed win-rate differences
+    /// (seed s against seed s; the initial policy's one outcome against every seed) with a 95%
+    /// t-interval over seeds. Unlike `difference`, it includes how much training runs differ;
+    /// none with one seed.
+    #[serde(default)]
+    pub over_seeds: Option<Interval>,
 }
 
 /// One setting of the dev-split grid.

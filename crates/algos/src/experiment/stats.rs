@@ -3,10 +3,35 @@
 //! initial policy and with every other method, paired by prompt.
 
 use crate::error::AlgoError;
-use crate::eval::{EvalReport, cluster_bootstrap, paired_cluster_bootstrap};
+use crate::eval::{EvalReport, Interval, cluster_bootstrap, paired_cluster_bootstrap};
 use crate::experiment::config::{ExperimentConfig, Method};
 use crate::experiment::results::{Comparison, Row, RunResult, Timing};
 use crate::loss::LossKind;
+
+/// Two-sided 95% quantiles of Student's t for 1 to 30 degrees of freedom.
+const T95: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+];
+
+/// Mean of `values` with its 95% t-interval (none for fewer than two values; the normal
+/// quantile past 31 values).
+pub(crate) fn t_interval(values: &[f64]) -> Option<Interval> {
+    let n = values.len();
+    if n < 2 {
+        return None;
+    }
+    let value = mean(values.iter().copied());
+    let variance = values.iter().map(|v| (v - value).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let quantile = T95.get(n - 2).copied().unwrap_or(1.96);
+    let half = quantile * (variance / n as f64).sqrt();
+    Some(Interval {
+        value,
+        low: value - half,
+        high: value + half,
+    })
+}
 
 pub(crate) fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
@@ -165,11 +190,19 @@ pub(crate) fn summarise(
         let initial_wins = vec![initial.wins.clone()];
         let mut compare = |label: String, a: &[Vec<f64>], b: &[Vec<f64>]| {
             let c = paired_cluster_bootstrap(a, b, settings.bootstrap, settings.seed);
+            // Seed s against seed s; a single outcome (the initial policy) against every seed.
+            let rate = |w: &Vec<f64>| mean(w.iter().copied());
+            let per_seed: Vec<f64> = a
+                .iter()
+                .enumerate()
+                .map(|(s, w)| rate(w) - rate(&b[s.min(b.len() - 1)]))
+                .collect();
             comparisons.push(Comparison {
                 loss,
                 label,
                 difference: c.difference,
                 p_value: c.p_value,
+                over_seeds: t_interval(&per_seed),
             });
         };
         for cell in &cells {
@@ -199,7 +232,6 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::eval::Interval;
     use crate::experiment::config::MethodSettings;
 
     fn report(prompts: &[&str], wins: &[f64]) -> EvalReport {
@@ -278,6 +310,10 @@ mod tests {
         // Paired by prompt: BPO - initial = (1, 1, 0, 1).
         assert!((find("BPO (F=2) vs initial policy").difference.value - 0.75).abs() < 1e-12);
         assert!((find("BPO (F=2) vs offline DAP").difference.value - 0.75).abs() < 1e-12);
+        // Over seeds: 1.0 - 0.25 in both seeds, no spread.
+        let over_seeds = find("BPO (F=2) vs initial policy").over_seeds.unwrap();
+        assert!((over_seeds.value - 0.75).abs() < 1e-12);
+        assert!((over_seeds.high - over_seeds.low).abs() < 1e-12);
         // Offline and online each win one prompt, different ones: no difference on average.
         assert!(
             find("online DAP (F=2) vs offline DAP")
@@ -313,5 +349,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("cannot be paired by seed"), "{err}");
+    }
+
+    #[test]
+    fn seed_level_interval_is_the_t_interval_of_the_per_seed_differences() {
+        assert_eq!(t_interval(&[0.5]), None);
+        // Mean 2, sample sd 1, t(2) = 4.303: half-width 4.303 / sqrt(3).
+        let i = t_interval(&[1.0, 2.0, 3.0]).unwrap();
+        let half = 4.303 / 3f64.sqrt();
+        assert!((i.value - 2.0).abs() < 1e-12);
+        assert!((i.low - (2.0 - half)).abs() < 1e-12 && (i.high - (2.0 + half)).abs() < 1e-12);
+        // Identical seeds: no spread, a zero-width interval.
+        let same = t_interval(&[0.25; 5]).unwrap();
+        assert_eq!((same.low, same.high), (0.25, 0.25));
     }
 }
