@@ -32,18 +32,14 @@ pub fn run_experiment(
     let out = &config.out;
     std::fs::create_dir_all(out).map_err(|e| AlgoError::io(out, e))?;
     let device = open_device(&config.online.device, config.online.dtype, observer)?;
-    let sample = |spec: &str, limit| -> Result<Vec<PromptRecord>, AlgoError> {
-        Ok(sample_prompts(
-            load_prompts(spec)?,
-            limit,
-            config.eval.sample_seed,
-        ))
-    };
-    let test = sample(&config.eval.prompts, config.eval.limit)?;
-    let whole_split = load_prompts(&config.eval.prompts)?.len() == test.len();
+    let sample = |prompts, limit| sample_prompts(prompts, limit, config.eval.sample_seed);
+    let split = load_prompts(&config.eval.prompts)?;
+    let split_size = split.len();
+    let test = sample(split, config.eval.limit);
+    let whole_split = test.len() == split_size;
     let curve_prompts = match config.eval.curve_limit {
         0 => Vec::new(),
-        n => sample(&config.eval.curve_prompts, Some(n))?,
+        n => sample(load_prompts(&config.eval.curve_prompts)?, Some(n)),
     };
     let (initial, tokenizer) = load(&config.online.model, &device)?;
     let mut evaluator = Evaluator {
