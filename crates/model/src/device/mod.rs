@@ -101,6 +101,7 @@ pub fn compiled_backends() -> Vec<&'static str> {
     out
 }
 
+#[cfg(not(all(feature = "ndarray", feature = "wgpu", feature = "cuda")))]
 fn not_compiled(name: &str, feature: &str) -> ModelError {
     ModelError::Device(format!(
         "device `{name}` was not compiled into this build: rebuild with `--features {feature}` \
