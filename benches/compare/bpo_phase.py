@@ -27,25 +27,13 @@ from transformers.utils import logging as hf_logging
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dpo_step import TARGETS, LoraLinear  # noqa: E402
+from dpo_step import add_lora  # noqa: E402
 
 PROMPTS_PER_CALL = 32
 SAMPLES = 2
 NEW_TOKENS = 24
 PAIRS_PER_STEP = 8
 LORA_BLOCKS = range(20, 30)
-
-
-def add_lora(model):
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for index in LORA_BLOCKS:
-        block = model.model.layers[index]
-        for module in list(block.modules()):
-            for name, child in list(module.named_children()):
-                if name in TARGETS and isinstance(child, torch.nn.Linear):
-                    setattr(module, name, LoraLinear(child, 16, 32.0))
-    return model
 
 
 def sample(model, tok, prompts, vader):
@@ -145,7 +133,8 @@ def main():
     for repeat in range(args.repeats):
         torch.manual_seed(repeat)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-        runs.append(phase(add_lora(model), tok, prompts, vader))
+        blocks = [model.model.layers[i] for i in LORA_BLOCKS]
+        runs.append(phase(add_lora(model, blocks=blocks), tok, prompts, vader))
     for part in ("sampling", "reference", "training"):
         print(f"pytorch  {part:10s} {statistics.median(r[part] for r in runs):8.2f} s median")
     total = statistics.median(r["sampling"] + r["reference"] + r["training"] for r in runs)

@@ -38,10 +38,12 @@ class LoraLinear(torch.nn.Module):
         return self.base(x) + (x @ self.a.t() @ self.b.t()) * self.scale
 
 
-def add_lora(model, rank=16, alpha=32.0):
+def add_lora(model, rank=16, alpha=32.0, blocks=None):
+    """Freezes `model` and puts adapters on the TARGETS linears of `blocks` (default: all)."""
     for p in model.parameters():
         p.requires_grad_(False)
-    for module in list(model.modules()):
+    roots = [model] if blocks is None else blocks
+    for module in [m for root in roots for m in root.modules()]:
         for name, child in list(module.named_children()):
             if name in TARGETS and isinstance(child, torch.nn.Linear):
                 setattr(module, name, LoraLinear(child, rank, alpha))

@@ -105,7 +105,8 @@ pub struct TuneConfig {
     pub prompts: String,
     /// A stratified sample of this many of them; none = all. Default 200.
     pub limit: Option<usize>,
-    /// Learning rates tried. Default 1e-3, 2e-3, 4e-3, 8e-3 (doubling, so that the best sits inside the grid).
+    /// Learning rates tried. Default 1e-3, 2e-3, 4e-3, 8e-3 (doubling, so that the best sits
+    /// inside the grid).
     pub lrs: Vec<f64>,
     /// Betas tried. Default 0.1, 0.3.
     pub betas: Vec<f64>,
