@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod generate;
 pub mod host;
 pub mod linear;
+pub mod logprobs;
 pub mod mlp;
 pub mod norm;
 pub mod rope;

@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::batch::{PaddingSide, TokenBatch};
 use crate::error::ModelError;
 use crate::host::to_f32_vec;
+use crate::logprobs::head_logprobs;
 use crate::transformer::Transformer;
 
 /// Prompt + response sequences, right-padded, with where each response starts and ends.
@@ -82,15 +83,6 @@ impl SequenceBatch {
     }
 }
 
-/// `log_softmax(logits)[targets]` along the last axis: `[batch, len, vocab]` x `[batch, len]`.
-pub fn gather_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let max = logits.clone().max_dim(2).detach();
-    let shifted = logits - max;
-    let lse = shifted.clone().exp().sum_dim(2).log();
-    let picked = shifted.gather(2, targets.unsqueeze_dim(2));
-    (picked - lse).squeeze_dim(2)
-}
-
 /// Per-token response log-probabilities `[batch, width]` and the response mask (1.0 on response
 /// tokens) over [`SequenceBatch::response_window`]. Differentiable when the model is.
 /// At least one row must have a non-empty response.
@@ -100,11 +92,11 @@ pub fn response_logprobs(model: &Transformer, batch: &SequenceBatch) -> (Tensor<
     let hidden = model.forward_hidden(&batch.tokens, &mut cache);
     let (start, width) = batch.response_window();
     let rows = batch.tokens.batch_size;
-    let logits = model.logits(hidden.narrow(1, start, width));
     let (targets, mask) = batch.window_targets();
     let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [rows, width]), &device);
     let mask = Tensor::<2>::from_data(TensorData::new(mask, [rows, width]), &device);
-    (gather_logprobs(logits, targets) * mask.clone(), mask)
+    let logprobs = head_logprobs(hidden.narrow(1, start, width), model.head_weight(), targets);
+    (logprobs * mask.clone(), mask)
 }
 
 /// Log-probabilities of one response.
