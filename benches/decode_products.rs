@@ -1,7 +1,8 @@
 //! The weight products of one decoding step of a SmolLM2-135M-shaped model (30 layers of
 //! q, k, v, o, gate, up, down projections, then the 49152-token head; random weights, 538 MB,
-//! far more than the L3 cache) for 1 and 8 activation rows: `bpo_model::linear::matmul`, the
-//! few-row kernel that decoding uses, against Burn's own matmul on the same tensors.
+//! far more than the L3 cache) for 1, 8, 32 and 64 activation rows (32: a sampling batch of the
+//! experiment): `bpo_model::linear::matmul`, the kernels that decoding uses, against Burn's own
+//! matmul on the same tensors.
 //!
 //! `cargo bench --bench decode_products`; set `RAYON_NUM_THREADS` to pin the thread count.
 
@@ -39,7 +40,7 @@ fn decode_products(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_products");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(bytes as u64));
-    for rows in [1, 8] {
+    for rows in [1, 8, 32, 64] {
         let inputs: Vec<Tensor<2>> = [HIDDEN, FFN]
             .map(|d| Tensor::random([rows, d], Distribution::Normal(0.0, 1.0), &device))
             .into();

@@ -1,5 +1,6 @@
 //! Weight products of few-row activations (the projections of a decoding step), computed by
-//! our own CPU kernel ([`kernel`]) on the flex backend.
+//! our own CPU kernels on the flex backend: [`kernel`] up to 16 rows, [`panel`] (AVX-512) up
+//! to 64 rows, a sampling batch.
 //!
 //! A decoding step is made of such products, each reading a whole weight matrix from memory for
 //! one or a few activation rows, so its speed is the speed at which the weights stream in.
@@ -16,6 +17,7 @@
 //! inputs, and weights that are not contiguous row-major f32 take Burn's matmul.
 
 mod kernel;
+mod panel;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -28,6 +30,9 @@ use crate::host::to_f32_vec;
 /// Activations with at most this many rows use the kernel. Larger products are compute-bound,
 /// and there the kernel is no faster than Burn's matmul (measured with 128 rows).
 const MAX_KERNEL_ROWS: usize = 16;
+/// Activations with at most this many rows (and more than [`MAX_KERNEL_ROWS`]) use the panel
+/// kernel ([`panel`]) where the CPU has AVX-512.
+const MAX_PANEL_ROWS: usize = 64;
 /// Each thread's block holds at least this many weight rows: smaller ones would not pay for
 /// the split.
 const MIN_BLOCK_ROWS: usize = 64;
@@ -45,14 +50,15 @@ pub fn layer(d_in: usize, d_out: usize, bias: bool, init: &Initializer, device: 
     Linear { bias, ..layer }
 }
 
-/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`: the few-row kernel when `x` has at
-/// most 16 rows and `weight` is a contiguous row-major f32 flex tensor, else Burn's matmul.
+/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`, when `weight` is a contiguous
+/// row-major f32 flex tensor: the few-row kernel up to 16 rows, the panel kernel up to 64 rows
+/// (where the CPU has AVX-512), else Burn's matmul.
 pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
     let [rows, k] = x.dims();
     let n = weight.dims()[1];
-    let flex_weight = (rows <= MAX_KERNEL_ROWS)
-        .then(|| row_major_flex(&weight))
-        .flatten();
+    let few = rows <= MAX_KERNEL_ROWS;
+    let panel = !few && rows <= MAX_PANEL_ROWS && panel::available();
+    let flex_weight = (few || panel).then(|| row_major_flex(&weight)).flatten();
     let Some(flex_weight) = flex_weight else {
         return x.matmul(weight);
     };
@@ -60,7 +66,12 @@ pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
         .as_slice::<f32>()
         .expect("row_major_flex checked the layout");
     let device = x.device();
-    let y = kernel::product(&to_f32_vec(x), w, rows, k, n, blocks(k));
+    let x = to_f32_vec(x);
+    let y = if few {
+        kernel::product(&x, w, rows, k, n, blocks(k))
+    } else {
+        panel::product(&x, w, rows, k, n)
+    };
     Tensor::from_data(TensorData::new(y, [rows, n]), &device)
 }
 

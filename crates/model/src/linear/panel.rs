@@ -1,0 +1,253 @@
+//! The CPU kernel of products with a few dozen activation rows (a sampling batch): `y = x @ w`
+//! for `x` `[m, k]` (17 to 64 rows) and a row-major weight `w` `[k, n]`, plain host slices.
+//!
+//! At these sizes a product still streams a whole weight from memory for little arithmetic,
+//! and Burn's matmul (the `gemm` crate) first copies ("packs") the weight into its own layout
+//! on every call. This kernel reads the weight in place: for a panel of 64 columns it keeps 4
+//! output rows x 64 columns in 16 AVX-512 registers and walks down a tile of 64 weight rows,
+//! four vector loads and 16 fused multiply-adds per weight row; the tile (16 KiB) stays in the
+//! L1 cache while the next blocks of 4 output rows take it in. Threads take contiguous ranges
+//! of panels. Every output is a sum over `p = 0..k` in order, so the numbers do not depend on
+//! the thread count. `benches/decode_products.rs` times it against Burn's matmul (32 and 64
+//! rows); the tile and block sizes were chosen there.
+//!
+//! Needs AVX-512F ([`available`]); elsewhere callers use Burn's matmul.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+/// 16-float vectors per panel row.
+const VECTORS: usize = 4;
+/// Output columns per panel.
+const PANEL: usize = 16 * VECTORS;
+/// Output rows kept in registers at once.
+const ROW_BLOCK: usize = 4;
+/// Weight rows per tile: a tile of a panel (16 KiB) stays in the L1 cache while every block
+/// of output rows takes it in.
+const K_TILE: usize = 64;
+
+/// Whether this CPU runs the kernel.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `x @ w` for `x` `[m, k]` and `w` `[k, n]` (row-major) as `[m, n]` row-major, the columns
+/// split over the rayon pool. Panics when the CPU lacks AVX-512F (see [`available`]).
+pub fn product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    assert!(available(), "panel::product needs AVX-512F");
+    assert_eq!(x.len(), m * k, "x is not [{m}, {k}]");
+    assert_eq!(w.len(), k * n, "w is not [{k}, {n}]");
+    let panels = n.div_ceil(PANEL);
+    let threads = rayon::current_num_threads().clamp(1, panels.max(1));
+    let per_thread = panels.div_ceil(threads.max(1)).max(1);
+    let ranges: Vec<Range<usize>> = (0..threads)
+        .map(|t| (t * per_thread * PANEL).min(n)..((t + 1) * per_thread * PANEL).min(n))
+        .filter(|r| !r.is_empty())
+        .collect();
+    let parts: Vec<Vec<f32>> = ranges
+        .par_iter()
+        .map(|columns| {
+            let mut part = vec![0.0; m * columns.len()];
+            // SAFETY: `available()` was asserted above.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                avx512::columns(x, w, m, k, n, columns.clone(), &mut part)
+            };
+            part
+        })
+        .collect();
+    let mut y = vec![0.0; m * n];
+    for (columns, part) in ranges.iter().zip(&parts) {
+        let width = columns.len();
+        for j in 0..m {
+            y[j * n + columns.start..j * n + columns.end]
+                .copy_from_slice(&part[j * width..(j + 1) * width]);
+        }
+    }
+    y
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+    };
+    use std::ops::Range;
+
+    use super::{K_TILE, PANEL, ROW_BLOCK, VECTORS};
+
+    /// Columns `columns` of `x @ w` into `out` (`[m, columns.len()]` row-major): whole panels
+    /// through the register-blocked loop, the last columns (fewer than a panel) one by one.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn columns(
+        x: &[f32],
+        w: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+        columns: Range<usize>,
+        out: &mut [f32],
+    ) {
+        let width = columns.len();
+        assert!(columns.end <= n && x.len() >= m * k && w.len() >= k * n);
+        assert!(out.len() >= m * width);
+        let whole = width - width % PANEL;
+        for c in (0..whole).step_by(PANEL) {
+            for p in (0..k).step_by(K_TILE) {
+                let depth = K_TILE.min(k - p);
+                let mut j = 0;
+                while j + ROW_BLOCK <= m {
+                    // SAFETY: rows `j..j + ROW_BLOCK <= m`, weight rows `p + depth <= k`,
+                    // columns `start + c + PANEL <= end <= n` (asserted above).
+                    unsafe {
+                        block(
+                            x,
+                            w,
+                            k,
+                            n,
+                            j,
+                            p..p + depth,
+                            columns.start + c,
+                            out,
+                            width,
+                            c,
+                        )
+                    };
+                    j += ROW_BLOCK;
+                }
+            }
+            for j in m - m % ROW_BLOCK..m {
+                for col in c..c + PANEL {
+                    out[j * width + col] = dot(x, w, k, n, j, columns.start + col);
+                }
+            }
+        }
+        for j in 0..m {
+            for col in whole..width {
+                out[j * width + col] = dot(x, w, k, n, j, columns.start + col);
+            }
+        }
+    }
+
+    /// `x[j, ..] . w[.., col]`, summed over `p` in order like the vector loop.
+    fn dot(x: &[f32], w: &[f32], k: usize, n: usize, j: usize, col: usize) -> f32 {
+        (0..k).fold(0.0, |sum, p| x[j * k + p].mul_add(w[p * n + col], sum))
+    }
+
+    /// Adds weight rows `depth` of output rows `j..j + ROW_BLOCK`, columns `col..col + PANEL`
+    /// (of `w`; `out_col` in `out`) to `out`.
+    ///
+    /// # Safety
+    /// `j + ROW_BLOCK <= m` rows of `x` (`[m, k]`), `depth.end <= k` and columns
+    /// `col + PANEL <= n` of `w` (`[k, n]`), and `out_col + PANEL <= out_width` columns of
+    /// `out` (`[m, out_width]`).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(
+        x: &[f32],
+        w: &[f32],
+        k: usize,
+        n: usize,
+        j: usize,
+        depth: Range<usize>,
+        col: usize,
+        out: &mut [f32],
+        out_width: usize,
+        out_col: usize,
+    ) {
+        // SAFETY: the caller's bounds (see # Safety) cover every pointer below.
+        unsafe {
+            let out = out.as_mut_ptr().add(j * out_width + out_col);
+            let mut acc: [[__m512; VECTORS]; ROW_BLOCK] = std::array::from_fn(|r| {
+                std::array::from_fn(|v| _mm512_loadu_ps(out.add(r * out_width + 16 * v)))
+            });
+            let (x, w) = (x.as_ptr().add(j * k), w.as_ptr().add(col));
+            for p in depth {
+                let row = w.add(p * n);
+                let weights: [__m512; VECTORS] =
+                    std::array::from_fn(|v| _mm512_loadu_ps(row.add(16 * v)));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*x.add(r * k + p));
+                    for (acc, &weight) in acc.iter_mut().zip(&weights) {
+                        *acc = _mm512_fmadd_ps(weight, b, *acc);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (v, &acc) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(out.add(r * out_width + 16 * v), acc);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bpo_testkit::max_abs_diff;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = (i as u32 ^ seed).wrapping_mul(2_654_435_761) >> 8;
+                h as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// The textbook triple loop, accumulated in f64.
+    fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut y = vec![0.0; m * n];
+        for j in 0..m {
+            for c in 0..n {
+                let sum: f64 = (0..k)
+                    .map(|p| x[j * k + p] as f64 * w[p * n + c] as f64)
+                    .sum();
+                y[j * n + c] = sum as f32;
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn equals_the_reference_product_for_any_shape_and_thread_count() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512F");
+            return;
+        }
+        for (m, k, n) in [
+            (17, 5, 33),
+            (32, 96, 700),
+            (64, 33, 97),
+            (24, 576, 64),
+            (41, 1, 31),
+        ] {
+            let (x, w) = (values(m * k, 1), values(k * n, 2));
+            let expected = reference(&x, &w, m, k, n);
+            let mut first = None;
+            for threads in [1, 2, 3, 7] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let y = pool.install(|| product(&x, &w, m, k, n));
+                let diff = max_abs_diff(&y, &expected);
+                assert!(diff <= 1e-4, "{m}x{k}x{n}, {threads} threads: {diff}");
+                let first = first.get_or_insert_with(|| y.clone());
+                assert_eq!(
+                    &y, first,
+                    "{m}x{k}x{n}: {threads} threads changed the numbers"
+                );
+            }
+        }
+    }
+}
