@@ -23,6 +23,8 @@ const VECTORS: usize = 4;
 const PANEL: usize = 16 * VECTORS;
 /// Output rows kept in registers at once.
 const ROW_BLOCK: usize = 4;
+// The kernel names the blocks of 1 to 3 rows left over one by one.
+const _: () = assert!(ROW_BLOCK == 4);
 /// Weight rows per tile: a tile of a panel (16 KiB) stays in the L1 cache while every block
 /// of output rows takes it in.
 const K_TILE: usize = 64;
@@ -78,14 +80,27 @@ pub fn product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+        __m512, __mmask16, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+        _mm512_set1_ps,
     };
     use std::ops::Range;
 
     use super::{K_TILE, PANEL, ROW_BLOCK, VECTORS};
 
-    /// Columns `columns` of `x @ w` into `out` (`[m, columns.len()]` row-major): whole panels
-    /// through the register-blocked loop, the last columns (fewer than a panel) one by one.
+    /// One register block: output rows `j..j + R`, panel columns `col..col + PANEL` of `w`
+    /// (`out_col..` of `out`), the lanes of each vector that exist (`masks`), weight rows
+    /// `depth`.
+    struct Block {
+        j: usize,
+        col: usize,
+        out_col: usize,
+        masks: [__mmask16; VECTORS],
+        depth: Range<usize>,
+    }
+
+    /// Columns `columns` of `x @ w` into `out` (`[m, columns.len()]` row-major): panel by
+    /// panel (the last one masked to the columns that exist), tile of weight rows by tile, in
+    /// blocks of `ROW_BLOCK` output rows and then the rows left over.
     #[target_feature(enable = "avx512f")]
     pub(super) fn columns(
         x: &[f32],
@@ -99,91 +114,83 @@ mod avx512 {
         let width = columns.len();
         assert!(columns.end <= n && x.len() >= m * k && w.len() >= k * n);
         assert!(out.len() >= m * width);
-        let whole = width - width % PANEL;
-        for c in (0..whole).step_by(PANEL) {
+        let shape = Shape {
+            k,
+            n,
+            out_width: width,
+        };
+        for c in (0..width).step_by(PANEL) {
+            let cols = PANEL.min(width - c);
+            let masks = std::array::from_fn(|v| {
+                let lanes = cols.saturating_sub(16 * v).min(16);
+                ((1u32 << lanes) - 1) as __mmask16
+            });
             for p in (0..k).step_by(K_TILE) {
-                let depth = K_TILE.min(k - p);
+                let depth = p..(p + K_TILE).min(k);
+                let at = |j| Block {
+                    j,
+                    col: columns.start + c,
+                    out_col: c,
+                    masks,
+                    depth: depth.clone(),
+                };
                 let mut j = 0;
+                // SAFETY (every call): rows `j..j + R <= m`, weight rows `depth.end <= k`, and
+                // the masked lanes stay below column `columns.end <= n` of `w` and `width` of
+                // `out` (asserted above).
                 while j + ROW_BLOCK <= m {
-                    // SAFETY: rows `j..j + ROW_BLOCK <= m`, weight rows `p + depth <= k`,
-                    // columns `start + c + PANEL <= end <= n` (asserted above).
-                    unsafe {
-                        block(
-                            x,
-                            w,
-                            k,
-                            n,
-                            j,
-                            p..p + depth,
-                            columns.start + c,
-                            out,
-                            width,
-                            c,
-                        )
-                    };
+                    unsafe { block::<ROW_BLOCK>(x, w, out, &shape, at(j)) };
                     j += ROW_BLOCK;
                 }
-            }
-            for j in m - m % ROW_BLOCK..m {
-                for col in c..c + PANEL {
-                    out[j * width + col] = dot(x, w, k, n, j, columns.start + col);
+                match m - j {
+                    0 => {}
+                    1 => unsafe { block::<1>(x, w, out, &shape, at(j)) },
+                    2 => unsafe { block::<2>(x, w, out, &shape, at(j)) },
+                    3 => unsafe { block::<3>(x, w, out, &shape, at(j)) },
+                    rest => unreachable!("{rest} rows left over with blocks of {ROW_BLOCK}"),
                 }
             }
         }
-        for j in 0..m {
-            for col in whole..width {
-                out[j * width + col] = dot(x, w, k, n, j, columns.start + col);
-            }
-        }
     }
 
-    /// `x[j, ..] . w[.., col]`, summed over `p` in order like the vector loop.
-    fn dot(x: &[f32], w: &[f32], k: usize, n: usize, j: usize, col: usize) -> f32 {
-        (0..k).fold(0.0, |sum, p| x[j * k + p].mul_add(w[p * n + col], sum))
-    }
-
-    /// Adds weight rows `depth` of output rows `j..j + ROW_BLOCK`, columns `col..col + PANEL`
-    /// (of `w`; `out_col` in `out`) to `out`.
-    ///
-    /// # Safety
-    /// `j + ROW_BLOCK <= m` rows of `x` (`[m, k]`), `depth.end <= k` and columns
-    /// `col + PANEL <= n` of `w` (`[k, n]`), and `out_col + PANEL <= out_width` columns of
-    /// `out` (`[m, out_width]`).
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn block(
-        x: &[f32],
-        w: &[f32],
+    /// The sizes the pointers walk: `x` `[m, k]`, `w` `[k, n]`, `out` `[m, out_width]`.
+    struct Shape {
         k: usize,
         n: usize,
-        j: usize,
-        depth: Range<usize>,
-        col: usize,
-        out: &mut [f32],
         out_width: usize,
-        out_col: usize,
-    ) {
-        // SAFETY: the caller's bounds (see # Safety) cover every pointer below.
+    }
+
+    /// Adds `x[j..j + R, depth] @ w[depth, panel]` to `out[j..j + R, panel]`.
+    ///
+    /// # Safety
+    /// Rows `j + R <= m` of `x`, weight rows `depth.end <= k`, and the unmasked lanes of the
+    /// panel inside `w` and `out`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block<const R: usize>(x: &[f32], w: &[f32], out: &mut [f32], s: &Shape, b: Block) {
+        // SAFETY: the caller's bounds (see # Safety) cover every pointer below; masked lanes
+        // are neither read nor written.
         unsafe {
-            let out = out.as_mut_ptr().add(j * out_width + out_col);
-            let mut acc: [[__m512; VECTORS]; ROW_BLOCK] = std::array::from_fn(|r| {
-                std::array::from_fn(|v| _mm512_loadu_ps(out.add(r * out_width + 16 * v)))
+            let out = out.as_mut_ptr().add(b.j * s.out_width + b.out_col);
+            let mut acc: [[__m512; VECTORS]; R] = std::array::from_fn(|r| {
+                std::array::from_fn(|v| {
+                    _mm512_maskz_loadu_ps(b.masks[v], out.add(r * s.out_width + 16 * v))
+                })
             });
-            let (x, w) = (x.as_ptr().add(j * k), w.as_ptr().add(col));
-            for p in depth {
-                let row = w.add(p * n);
+            let (x, w) = (x.as_ptr().add(b.j * s.k), w.as_ptr().add(b.col));
+            for p in b.depth {
+                let row = w.add(p * s.n);
                 let weights: [__m512; VECTORS] =
-                    std::array::from_fn(|v| _mm512_loadu_ps(row.add(16 * v)));
+                    std::array::from_fn(|v| _mm512_maskz_loadu_ps(b.masks[v], row.add(16 * v)));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let b = _mm512_set1_ps(*x.add(r * k + p));
+                    let a = _mm512_set1_ps(*x.add(r * s.k + p));
                     for (acc, &weight) in acc.iter_mut().zip(&weights) {
-                        *acc = _mm512_fmadd_ps(weight, b, *acc);
+                        *acc = _mm512_fmadd_ps(weight, a, *acc);
                     }
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
                 for (v, &acc) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(out.add(r * out_width + 16 * v), acc);
+                    _mm512_mask_storeu_ps(out.add(r * s.out_width + 16 * v), b.masks[v], acc);
                 }
             }
         }
@@ -226,6 +233,8 @@ mod tests {
         }
         for (m, k, n) in [
             (17, 5, 33),
+            (18, 64, 130),
+            (19, 70, 700),
             (32, 96, 700),
             (64, 33, 97),
             (24, 576, 64),
