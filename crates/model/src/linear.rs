@@ -149,6 +149,8 @@ mod tests {
             (16, 320, 1024),
             (1, 100, 100),
             (17, 256, 512),
+            (32, 576, 192),
+            (61, 96, 1000),
         ] {
             let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
@@ -167,7 +169,13 @@ mod tests {
                     let ours = pool.install(|| matmul(x.clone(), weight.clone()));
                     assert_eq!(ours.dims(), [rows, n]);
                     let diff = max_abs_diff(&to_f32_vec(ours.clone()), &to_f32_vec(plain.clone()));
-                    assert!(diff <= 1e-4, "{rows}x{k}x{n}, {threads} threads: {diff}");
+                    // Two f32 summation orders of k unit-variance terms: the rounding grows
+                    // with k.
+                    let tolerance = 2e-6 * k as f32;
+                    assert!(
+                        diff <= tolerance,
+                        "{rows}x{k}x{n}, {threads} threads: {diff}"
+                    );
                     let again = pool.install(|| matmul(x.clone(), weight));
                     assert_eq!(
                         to_f32_vec(ours),
