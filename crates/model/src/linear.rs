@@ -58,7 +58,11 @@ pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
     let n = weight.dims()[1];
     let few = rows <= MAX_KERNEL_ROWS;
     let panel = !few && rows <= MAX_PANEL_ROWS && panel::available();
-    let flex_weight = (few || panel).then(|| row_major_flex(&weight)).flatten();
+    // A tracked `x` keeps its graph through Burn's matmul.
+    let tracked = x.is_autodiff() && x.is_tracked();
+    let flex_weight = (!tracked && (few || panel))
+        .then(|| row_major_flex(&weight))
+        .flatten();
     let Some(flex_weight) = flex_weight else {
         return x.matmul(weight);
     };
@@ -196,6 +200,20 @@ mod tests {
         assert!(row_major_flex(&w).is_none());
         let grads = matmul(x, w.clone()).sum().backward();
         assert!(w.grad(&grads).is_some());
+    }
+
+    #[test]
+    fn a_tracked_input_keeps_its_gradient_with_a_frozen_row_major_weight() {
+        let w = Tensor::<2>::random([64, 96], Distribution::Normal(0.0, 1.0), &Device::flex());
+        assert!(row_major_flex(&w).is_some());
+        for rows in [1, 20, 64] {
+            let x =
+                Tensor::<2>::random([rows, 64], Distribution::Normal(0.0, 1.0), &Device::flex())
+                    .autodiff()
+                    .require_grad();
+            let grads = matmul(x.clone(), w.clone()).sum().backward();
+            assert!(x.grad(&grads).is_some(), "{rows} rows");
+        }
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! their gradient with respect to the hidden state, `D = W (onehot(target) - softmax(h W))`, are
 //! computed together on the backend without autodiff, a chunk of rows at a time, so the
 //! `[rows, vocab]` logits exist for one chunk only. The autodiff graph then holds one product
-//! per row, `lp = h.D - detach(h.D) + value`, whose value is `value` and whose gradient in `h`
-//! is `D` (the fused linear cross-entropy of Liger-Kernel). It takes the same two large matrix
-//! products as autodiff through the logits (the logits, and the hidden gradient), and none of
-//! the elementwise passes, allocations and saved tensors over `[rows, vocab]` that autodiff
-//! records for the log-softmax. A trainable head takes the plain path.
+//! per row, `lp = (h - detach(h)).D + value`, whose value is `value` and whose gradient in `h`
+//! is `D` (the fused linear cross-entropy of Liger-Kernel). With a tracked `h` it takes the same
+//! two large matrix products as autodiff through the logits and a backward pass (the logits,
+//! and the hidden gradient, computed whether or not a backward pass follows), and none of the
+//! elementwise passes, allocations and saved tensors over `[rows, vocab]` that autodiff records
+//! for the log-softmax; without a tracked `h`, only the logits. A trainable head takes the
+//! plain path.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor};
@@ -19,6 +21,9 @@ use crate::transformer::Transformer;
 
 /// Elements of one chunk's `[rows, vocab]` buffers (4 Mi floats, 16 MiB in f32).
 const CHUNK_ELEMENTS: usize = 1 << 22;
+/// The fewest rows per chunk: each chunk reads the whole head weight (twice with a gradient),
+/// so a large vocabulary must not shrink chunks to a bandwidth-bound handful of rows.
+const MIN_CHUNK_ROWS: usize = 64;
 
 /// `log_softmax(logits)[targets]` along the last axis: `[batch, len, vocab]` x `[batch, len]`.
 pub fn gather_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
@@ -34,7 +39,8 @@ pub fn gather_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> 
 /// in `hidden` (and in a trainable `weight`).
 pub fn head_logprobs(hidden: Tensor<3>, weight: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
     let vocab = weight.dims()[1];
-    head_logprobs_chunked(hidden, weight, targets, (CHUNK_ELEMENTS / vocab).max(1))
+    let chunk_rows = (CHUNK_ELEMENTS / vocab.max(1)).max(MIN_CHUNK_ROWS);
+    head_logprobs_chunked(hidden, weight, targets, chunk_rows)
 }
 
 /// [`head_logprobs`] with `chunk_rows` rows per chunk.
@@ -49,6 +55,9 @@ fn head_logprobs_chunked(
     }
     let [batch, len, width] = hidden.dims();
     let rows = batch * len;
+    if rows == 0 {
+        return Tensor::zeros([batch, len], &hidden.device());
+    }
     let hidden = hidden.reshape([rows, width]);
     let autodiff = hidden.is_autodiff();
     let tracked = autodiff && hidden.is_tracked();
@@ -75,9 +84,9 @@ fn head_logprobs_chunked(
     }
     let value = Tensor::cat(values, 0);
     let logprobs = if tracked {
-        let slope = hidden * Tensor::cat(grads, 0).autodiff();
-        let linear = slope.sum_dim(1);
-        linear.clone() - linear.detach() + value.autodiff()
+        // Zero in value (no large intermediate to overflow in f16), `D` in gradient.
+        let zero = hidden.clone() - hidden.detach();
+        (zero * Tensor::cat(grads, 0).autodiff()).sum_dim(1) + value.autodiff()
     } else if autodiff {
         value.autodiff()
     } else {
@@ -174,6 +183,25 @@ mod tests {
         assert_eq!(plain, fused);
         assert_eq!(plain_grad, fused_grad);
         assert_eq!(plain_head.expect("head gradient"), fused_head.unwrap());
+    }
+
+    #[test]
+    fn untracked_hidden_on_an_autodiff_device_and_empty_input() {
+        let (hidden, weight, targets) = inputs(&Device::flex());
+        let plain = gather_logprobs(
+            Transformer::project(hidden.clone(), weight.clone()),
+            targets.clone(),
+        );
+        let fused = head_logprobs(hidden.autodiff(), weight.autodiff(), targets.autodiff());
+        assert!(fused.is_autodiff() && !fused.is_tracked());
+        assert!(max_abs_diff(&to_f32_vec(plain), &to_f32_vec(fused)) < 1e-5);
+        let device = Device::flex();
+        let empty = head_logprobs(
+            Tensor::zeros([2, 0, WIDTH], &device),
+            Tensor::zeros([WIDTH, VOCAB], &device),
+            Tensor::zeros([2, 0], &device),
+        );
+        assert_eq!(empty.dims(), [2, 0]);
     }
 
     #[test]

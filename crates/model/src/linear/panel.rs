@@ -21,13 +21,6 @@ use rayon::prelude::*;
 const VECTORS: usize = 4;
 /// Output columns per panel.
 const PANEL: usize = 16 * VECTORS;
-/// Output rows kept in registers at once.
-const ROW_BLOCK: usize = 4;
-// The kernel names the blocks of 1 to 3 rows left over one by one.
-const _: () = assert!(ROW_BLOCK == 4);
-/// Weight rows per tile: a tile of a panel (16 KiB) stays in the L1 cache while every block
-/// of output rows takes it in.
-const K_TILE: usize = 64;
 
 /// Whether this CPU runs the kernel.
 pub fn available() -> bool {
@@ -85,7 +78,15 @@ mod avx512 {
     };
     use std::ops::Range;
 
-    use super::{K_TILE, PANEL, ROW_BLOCK, VECTORS};
+    use super::{PANEL, VECTORS};
+
+    /// Output rows kept in registers at once.
+    const ROW_BLOCK: usize = 4;
+    // `columns` names the blocks of 1 to 3 rows left over one by one.
+    const _: () = assert!(ROW_BLOCK == 4);
+    /// Weight rows per tile: a tile of a panel (16 KiB) stays in the L1 cache while every block
+    /// of output rows takes it in.
+    const K_TILE: usize = 64;
 
     /// One register block: output rows `j..j + R`, panel columns `col..col + PANEL` of `w`
     /// (`out_col..` of `out`), the lanes of each vector that exist (`masks`), weight rows
@@ -168,19 +169,21 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const R: usize>(x: &[f32], w: &[f32], out: &mut [f32], s: &Shape, b: Block) {
         // SAFETY: the caller's bounds (see # Safety) cover every pointer below; masked lanes
-        // are neither read nor written.
+        // are neither read nor written, and the vectors of the last panel that start past the
+        // end of a buffer are wholly masked, their addresses formed with `wrapping_add`.
         unsafe {
             let out = out.as_mut_ptr().add(b.j * s.out_width + b.out_col);
             let mut acc: [[__m512; VECTORS]; R] = std::array::from_fn(|r| {
                 std::array::from_fn(|v| {
-                    _mm512_maskz_loadu_ps(b.masks[v], out.add(r * s.out_width + 16 * v))
+                    _mm512_maskz_loadu_ps(b.masks[v], out.wrapping_add(r * s.out_width + 16 * v))
                 })
             });
             let (x, w) = (x.as_ptr().add(b.j * s.k), w.as_ptr().add(b.col));
             for p in b.depth {
                 let row = w.add(p * s.n);
-                let weights: [__m512; VECTORS] =
-                    std::array::from_fn(|v| _mm512_maskz_loadu_ps(b.masks[v], row.add(16 * v)));
+                let weights: [__m512; VECTORS] = std::array::from_fn(|v| {
+                    _mm512_maskz_loadu_ps(b.masks[v], row.wrapping_add(16 * v))
+                });
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let a = _mm512_set1_ps(*x.add(r * s.k + p));
                     for (acc, &weight) in acc.iter_mut().zip(&weights) {
@@ -190,7 +193,11 @@ mod avx512 {
             }
             for (r, acc) in acc.iter().enumerate() {
                 for (v, &acc) in acc.iter().enumerate() {
-                    _mm512_mask_storeu_ps(out.add(r * s.out_width + 16 * v), b.masks[v], acc);
+                    _mm512_mask_storeu_ps(
+                        out.wrapping_add(r * s.out_width + 16 * v),
+                        b.masks[v],
+                        acc,
+                    );
                 }
             }
         }
