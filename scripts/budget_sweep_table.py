@@ -4,7 +4,8 @@
     budget_sweep_table.py OUT
 
 Reads OUT/budget-*/results.json and prints markdown: per budget, each method's win rate with its
-prompt-resampled 95% interval, per-seed win rates, gold score, KL to the initial policy and pairs kept / steps;
+prompt-resampled 95% interval, per-seed win rates, gold score, held-out judge win rate, distinct-2, responses without a
+sentence end, KL to the initial policy and pairs kept / steps;
 then the paired comparisons between methods in both views of results.md (a cluster bootstrap over
 prompts with p, and the mean per-seed difference with a t-interval over seeds).
 """
@@ -47,8 +48,9 @@ def main(out):
     print(f"Budget sweep on `{first['config']['eval']['prompts']}` "
           f"({len(first['prompts'])} prompts), {first['config']['seeds']} seeds per method, "
           f"settings {json.dumps(first['config']['per_method'])}.\n")
-    print("| budget | method | win rate [95% CI] | per seed | gold score | KL to initial | pairs kept / steps |")
-    print("|---|---|---|---|---|---|---|")
+    print("| budget | method | win rate [95% CI] | per seed | gold score | held-out judge | distinct-2 "
+          "| no sentence end | KL to initial | pairs kept / steps |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for budget, r in results:
         for row in r["rows"]:
             name = NAMES[row["method"]]
@@ -56,8 +58,10 @@ def main(out):
             per_seed = " / ".join(pct(s) for s in row["per_seed"]) if row["method"] else "-"
             kl = f"{row['kl_initial']:.1f}" if row["method"] and row.get("kl_initial") is not None else "-"
             pairs = f"{row['pairs']:.0f} / {row['steps']:.0f}" if row["method"] else "-"
+            heldout = f"{pct(row['heldout_win_rate']['value'])}%" if row.get("heldout_win_rate") else "-"
             print(f"| {budget} | {name} | {pct(wr['value'])}% [{pct(wr['low'])}, {pct(wr['high'])}] "
-                  f"| {per_seed} | {row['gold_score']:.3f} | {kl} | {pairs} |")
+                  f"| {per_seed} | {row['gold_score']:.3f} | {heldout} | {row['distinct_2']:.3f} "
+                  f"| {pct(row['capped'])}% | {kl} | {pairs} |")
     print("\nDifferences in win-rate points: prompts (paired cluster bootstrap, p) and seeds "
           "(mean per-seed difference, 95% t-interval).\n")
     print("| budget | " + " | ".join(label for _, label in COMPARISONS) + " |")
