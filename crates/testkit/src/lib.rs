@@ -108,6 +108,32 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// `len` deterministic values in [-0.5, 0.5) from `seed` (a multiplicative hash), for kernel
+/// tests that need the same inputs on every run.
+pub fn hashed_values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let h = (i as u32 ^ seed).wrapping_mul(2_654_435_761) >> 8;
+            h as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// `x @ w` for row-major `x` `[m, k]` and `w` `[k, n]` by the textbook triple loop, accumulated
+/// in f64: the reference the matrix kernels are tested against.
+pub fn reference_product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut y = vec![0.0; m * n];
+    for j in 0..m {
+        for c in 0..n {
+            let sum: f64 = (0..k)
+                .map(|p| x[j * k + p] as f64 * w[p * n + c] as f64)
+                .sum();
+            y[j * n + c] = sum as f32;
+        }
+    }
+    y
+}
+
 /// A tiny Llama with weights drawn from `seed`, saved as a Hugging Face directory
 /// `<dir>/model-<seed>`; returns the path as a model spec.
 pub fn tiny_model_dir(dir: &Path, seed: u64) -> String {

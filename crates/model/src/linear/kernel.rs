@@ -246,30 +246,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bpo_testkit::max_abs_diff;
-
-    /// The textbook triple loop, accumulated in f64.
-    fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-        let mut y = vec![0.0; m * n];
-        for j in 0..m {
-            for c in 0..n {
-                let sum: f64 = (0..k)
-                    .map(|p| x[j * k + p] as f64 * w[p * n + c] as f64)
-                    .sum();
-                y[j * n + c] = sum as f32;
-            }
-        }
-        y
-    }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let h = (i as u32 ^ seed).wrapping_mul(2_654_435_761) >> 8;
-                h as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use bpo_testkit::{hashed_values, max_abs_diff, reference_product};
 
     #[test]
     fn equals_the_reference_product_for_any_shape_and_block_count() {
@@ -281,8 +258,8 @@ mod tests {
             (5, 130, 4099),
             (16, 64, 64),
         ] {
-            let (x, w) = (values(m * k, 1), values(k * n, 2));
-            let expected = reference(&x, &w, m, k, n);
+            let (x, w) = (hashed_values(m * k, 1), hashed_values(k * n, 2));
+            let expected = reference_product(&x, &w, m, k, n);
             for blocks in [1, 2, 3, 7, 1000] {
                 let y = product(&x, &w, m, k, n, blocks);
                 let diff = max_abs_diff(&y, &expected);
@@ -295,8 +272,8 @@ mod tests {
     #[test]
     fn portable_pass_equals_the_reference_product() {
         for (m, k, n) in [(1, 7, 3), (3, 9, 130), (5, 130, 4099), (16, 64, 64)] {
-            let (x, w) = (values(m * k, 3), values(k * n, 4));
-            let expected = reference(&x, &w, m, k, n);
+            let (x, w) = (hashed_values(m * k, 3), hashed_values(k * n, 4));
+            let expected = reference_product(&x, &w, m, k, n);
             let mut y = vec![0.0; m * n];
             accumulate_portable(
                 &Product {
