@@ -10,6 +10,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod fetch;
+pub mod flex;
 pub mod fsutil;
 pub mod generate;
 pub mod host;

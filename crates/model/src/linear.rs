@@ -25,6 +25,7 @@ use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+use crate::flex;
 use crate::host::to_f32_vec;
 
 /// Activations with at most this many rows use the kernel. Larger products are compute-bound,
@@ -64,7 +65,7 @@ pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
         .then(|| row_major_flex(&weight))
         .flatten();
     let Some(flex_weight) = flex_weight else {
-        return x.matmul(weight);
+        return flex::matmul(x, weight);
     };
     let w = flex_weight
         .as_slice::<f32>()
@@ -94,7 +95,8 @@ pub fn forward(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
     let d_out = layer.weight.lazy_shape().dims::<2>()[1];
     let rows = x.reshape([batch * len, d_in]);
-    let low_rank = rows.clone().matmul(lora.a.val()).matmul(lora.b.val()) * lora.scale;
+    let low_rank =
+        flex::matmul(flex::matmul(rows.clone(), lora.a.val()), lora.b.val()) * lora.scale;
     let y = matmul(rows, layer.weight.base()) + low_rank;
     let y = match bias {
         Some(bias) => y + bias.unsqueeze(),

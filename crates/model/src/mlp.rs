@@ -2,10 +2,11 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear};
-use burn::tensor::activation::{gelu_approximate, silu};
+use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Device, Tensor};
 
 use crate::config::ModelConfig;
+use crate::flex::swiglu;
 use crate::linear;
 
 /// `down(silu(gate(x)) * up(x))` when `gate` is present, else `down(gelu_tanh(up(x)))`.
@@ -35,7 +36,10 @@ impl FeedForward {
     /// Applies the MLP to `[batch, len, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = match &self.gate {
-            Some(gate) => silu(linear::forward(gate, x.clone())) * linear::forward(&self.up, x),
+            Some(gate) => swiglu(
+                linear::forward(gate, x.clone()),
+                linear::forward(&self.up, x),
+            ),
             None => gelu_approximate(linear::forward(&self.up, x)),
         };
         linear::forward(&self.down, hidden)
