@@ -12,10 +12,14 @@
 //! elementwise passes, allocations and saved tensors over `[rows, vocab]` that autodiff records
 //! for the log-softmax; without a tracked `h`, only the logits. A trainable head takes the
 //! plain path.
+//!
+//! On flex, [`head_logprobs`] is [`flex::head_logprobs`]: the same scheme as one operation with
+//! its own backward pass, for trainable heads too.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
+use crate::flex;
 use crate::linear::matmul;
 use crate::transformer::Transformer;
 
@@ -38,6 +42,14 @@ pub fn gather_logprobs(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> 
 /// not tracked by autodiff (see the module doc), else through the full logits. Differentiable
 /// in `hidden` (and in a trainable `weight`).
 pub fn head_logprobs(hidden: Tensor<3>, weight: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let [batch, len, width] = hidden.dims();
+    if batch * len == 0 {
+        return Tensor::zeros([batch, len], &hidden.device());
+    }
+    let rows = hidden.clone().reshape([batch * len, width]);
+    if let Some(lp) = flex::head_logprobs(&rows, &weight, &targets.clone().reshape([batch * len])) {
+        return lp.reshape([batch, len]);
+    }
     let vocab = weight.dims()[1];
     let chunk_rows = (CHUNK_ELEMENTS / vocab.max(1)).max(MIN_CHUNK_ROWS);
     head_logprobs_chunked(hidden, weight, targets, chunk_rows)
@@ -55,9 +67,6 @@ fn head_logprobs_chunked(
     }
     let [batch, len, width] = hidden.dims();
     let rows = batch * len;
-    if rows == 0 {
-        return Tensor::zeros([batch, len], &hidden.device());
-    }
     let hidden = hidden.reshape([rows, width]);
     let autodiff = hidden.is_autodiff();
     let tracked = autodiff && hidden.is_tracked();

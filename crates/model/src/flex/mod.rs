@@ -1,5 +1,6 @@
 //! Our own CPU operations on Burn's flex backend, each with its own backward pass inside Burn's
-//! autodiff (the custom-operation interface of `burn-autodiff`): [`matmul`] and [`swiglu`].
+//! autodiff (the custom-operation interface of `burn-autodiff`): [`matmul`], [`swiglu`] and
+//! [`head_logprobs`].
 //!
 //! Why: a training step spends a third of its time outside the matrix products, and there flex
 //! runs every elementwise operation on one thread, one operation (one pass over memory) at a
@@ -11,6 +12,7 @@
 //! Each operation takes the Burn path on every other backend (wgpu, CUDA, ndarray), on other
 //! dtypes, and with gradient checkpointing, so the numbers there are Burn's.
 
+mod head;
 mod math;
 mod product;
 mod swiglu;
@@ -21,6 +23,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 
+pub use head::head_logprobs;
 pub use product::matmul;
 pub use swiglu::swiglu;
 
