@@ -61,14 +61,12 @@ pub fn head_logprobs(
             let (lp, state) = if w.is_tracked() {
                 let mut residual = product(&hp, &wp);
                 let lp = log_softmax_rows(&mut residual, &ids, true);
-                (
-                    lp,
-                    HeadState::Trainable {
-                        hidden: hp,
-                        weight: wp,
-                        residual,
-                    },
-                )
+                let state = TrainableState {
+                    hidden: hp,
+                    weight: wp,
+                    residual,
+                };
+                (lp, HeadState::Trainable(Box::new(state)))
             } else if h.is_tracked() {
                 let (lp, d) = chunked(&hp, &wp, &ids, true);
                 (lp, HeadState::Frozen(d.expect("asked for D")))
@@ -97,12 +95,17 @@ pub fn head_logprobs(
 enum HeadState {
     /// `D = G W^T`, `[rows, hidden]`: the hidden states' gradient per unit of upstream gradient.
     Frozen(FlexTensor),
-    /// The inputs and the residual `G`, `[rows, vocab]`.
-    Trainable {
-        hidden: FlexTensor,
-        weight: FlexTensor,
-        residual: FlexTensor,
-    },
+    /// The inputs and the residual of a trainable head.
+    Trainable(Box<TrainableState>),
+}
+
+/// What the backward pass through a trainable head reads.
+#[derive(Debug, Clone)]
+struct TrainableState {
+    hidden: FlexTensor,
+    weight: FlexTensor,
+    /// `G = onehot(target) - softmax(h W)`, `[rows, vocab]`.
+    residual: FlexTensor,
 }
 
 /// The backward pass of [`head_logprobs`] (see the module doc).
@@ -122,11 +125,12 @@ impl Backward<Flex, 2> for HeadBackward {
                     grads.register::<Flex>(parent.id, scale_rows(d, g));
                 }
             }
-            HeadState::Trainable {
-                hidden,
-                weight,
-                residual,
-            } => {
+            HeadState::Trainable(state) => {
+                let TrainableState {
+                    hidden,
+                    weight,
+                    residual,
+                } = *state;
                 let scaled = scale_rows(residual, g);
                 if let Some(parent) = hidden_parent {
                     grads.register::<Flex>(parent.id, product(&scaled, &weight.transpose(0, 1)));
