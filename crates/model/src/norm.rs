@@ -4,6 +4,8 @@ use burn::module::{Module, Param};
 use burn::tensor::module::layer_norm;
 use burn::tensor::{Device, Tensor};
 
+use crate::flex::rms_norm;
+
 /// RMSNorm when `bias` is `None`, LayerNorm when it holds the shift.
 #[derive(Module, Debug)]
 pub struct Norm {
@@ -29,10 +31,7 @@ impl Norm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match &self.bias {
             Some(bias) => layer_norm(x, self.weight.val(), Some(bias.val()), self.eps),
-            None => {
-                let rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt();
-                (x / rms) * self.weight.val().unsqueeze()
-            }
+            None => rms_norm(x, self.weight.val(), self.eps),
         }
     }
 }

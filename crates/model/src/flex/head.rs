@@ -11,7 +11,7 @@
 //!   time, and keeps only `D` (`[rows, hidden]`): the backward pass is then `dh = g D`.
 //! - Without a tracked input, only the log-probs, a chunk of rows at a time.
 //!
-//! Row sums are accumulated in 16 fixed lanes, so every instruction set gives the same bits.
+//! Row sums are accumulated in fixed lanes ([`lane_sum`]): every instruction set gives the same bits.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -23,7 +23,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use rayon::prelude::*;
 
-use super::math::{exp, vectorised};
+use super::math::{exp, lane_sum, vectorised};
 use super::product::product;
 use super::{Primitive, primitive};
 
@@ -32,8 +32,6 @@ use super::{Primitive, primitive};
 const CHUNK_ELEMENTS: usize = 1 << 22;
 /// The fewest rows per chunk: each chunk reads the whole head weight (twice with a gradient).
 const MIN_CHUNK_ROWS: usize = 64;
-/// Lanes of the row sums.
-const LANES: usize = 16;
 
 /// The log-probs of `targets` (`[rows]`) under `hidden` `[rows, hidden]` through the head
 /// `weight` `[hidden, vocab]`, `[rows]`, differentiable in both, when both are f32 tensors on
@@ -207,17 +205,7 @@ fn log_softmax_rows(logits: &mut FlexTensor, ids: &[usize], residual: bool) -> V
                 #[inline(always)]
                 || {
                     let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let mut lanes = [0.0f32; LANES];
-                    let mut blocks = row.chunks_exact(LANES);
-                    for block in &mut blocks {
-                        for (lane, &x) in lanes.iter_mut().zip(block) {
-                            *lane += exp(x - max);
-                        }
-                    }
-                    for (lane, &x) in lanes.iter_mut().zip(blocks.remainder()) {
-                        *lane += exp(x - max);
-                    }
-                    let lse = max + lanes.iter().sum::<f32>().ln();
+                    let lse = max + lane_sum(row.len(), |i| exp(row[i] - max)).ln();
                     *lp = row[id] - lse;
                     if residual {
                         for x in row.iter_mut() {

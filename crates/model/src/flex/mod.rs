@@ -1,6 +1,6 @@
 //! Our own CPU operations on Burn's flex backend, each with its own backward pass inside Burn's
-//! autodiff (the custom-operation interface of `burn-autodiff`): [`matmul`], [`swiglu`] and
-//! [`head_logprobs`].
+//! autodiff (the custom-operation interface of `burn-autodiff`): [`matmul`], [`swiglu`],
+//! [`rms_norm`] and [`head_logprobs`].
 //!
 //! Why: a training step spends a third of its time outside the matrix products, and there flex
 //! runs every elementwise operation on one thread, one operation (one pass over memory) at a
@@ -15,6 +15,7 @@
 mod head;
 mod math;
 mod product;
+mod rms_norm;
 mod swiglu;
 
 use burn::backend::Flex;
@@ -25,6 +26,7 @@ use burn_autodiff::Autodiff;
 
 pub use head::head_logprobs;
 pub use product::matmul;
+pub use rms_norm::rms_norm;
 pub use swiglu::swiglu;
 
 /// A flex tensor recorded by autodiff.
@@ -153,6 +155,28 @@ mod tests {
             assert_matches_burn(swiglu, |g, u| silu(g) * u, &gate, &up, 2e-6);
             let strided = input(rows, cols, 5, 16.0, true);
             assert_matches_burn(swiglu, |g, u| silu(g) * u, &strided, &up, 2e-6);
+        }
+    }
+
+    #[test]
+    fn rms_norm_equals_burns_in_value_and_gradients() {
+        // 130 rows: three partial sums of the weight gradient.
+        for (rows, width) in [(1, 1), (3, 37), (130, 576)] {
+            let x = input(rows, width, 6, 4.0, false);
+            let weight = input(1, width, 7, 1.0, false) + 1.0;
+            // Normalised as `[rows, 1, width]`: the gradient keeps the input's shape.
+            let ours = |x: Tensor<2>, w: Tensor<2>| {
+                let x = x.reshape([rows, 1, width]);
+                rms_norm(x, w.reshape([width]), 1e-5).reshape([rows, width])
+            };
+            let burns = |x: Tensor<2>, w: Tensor<2>| {
+                let rms = (x.clone().square().mean_dim(1) + 1e-5).sqrt();
+                (x / rms) * w
+            };
+            // Sums over rows and columns in other orders than Burn's.
+            assert_matches_burn(ours, burns, &x, &weight, 1e-5);
+            let strided = input(rows, width, 8, 4.0, true);
+            assert_matches_burn(ours, burns, &strided, &weight, 1e-5);
         }
     }
 }
