@@ -95,8 +95,11 @@ pub fn forward(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
     let d_out = layer.weight.lazy_shape().dims::<2>()[1];
     let rows = x.reshape([batch * len, d_in]);
-    let low_rank =
-        flex::matmul(flex::matmul(rows.clone(), lora.a.val()), lora.b.val()) * lora.scale;
+    // The scale multiplies the rank-wide `x A`, not the `[rows, d_out]` product.
+    let low_rank = flex::matmul(
+        flex::matmul(rows.clone(), lora.a.val()) * lora.scale,
+        lora.b.val(),
+    );
     let y = matmul(rows, layer.weight.base()) + low_rank;
     let y = match bias {
         Some(bias) => y + bias.unsqueeze(),

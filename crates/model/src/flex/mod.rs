@@ -136,12 +136,19 @@ mod tests {
 
     #[test]
     fn matmul_equals_burns_in_value_and_gradients() {
-        // The last shape runs on the rayon pool; transposed operands are strided views.
-        for (m, k, n) in [(1, 1, 1), (7, 13, 5), (64, 96, 200), (300, 200, 250)] {
-            for (ta, tb) in [(false, false), (true, false), (false, true)] {
-                let a = input(m, k, 1, 1.0, ta);
-                let b = input(k, n, 2, 1.0, tb);
-                assert_matches_burn(matmul, |a, b| a.matmul(b), &a, &b, 1e-5);
+        // The last shape runs on the rayon pool, split by columns when the right operand is a
+        // transposed (strided) view; on pools of 1-3 threads.
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for (m, k, n) in [(1, 1, 1), (7, 13, 5), (64, 96, 200), (300, 200, 250)] {
+                for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                    let a = input(m, k, 1, 1.0, ta);
+                    let b = input(k, n, 2, 1.0, tb);
+                    pool.install(|| assert_matches_burn(matmul, |a, b| a.matmul(b), &a, &b, 1e-5));
+                }
             }
         }
     }

@@ -10,6 +10,7 @@ use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind, binary};
+use rayon::prelude::*;
 
 use super::{Primitive, Tracked, primitive};
 
@@ -82,6 +83,11 @@ fn tracked_product(lhs: Tracked, rhs: Tracked) -> Tracked {
 }
 
 /// `a @ b` for f32 matrices of any strides, into a new contiguous `[m, n]` tensor.
+///
+/// When `b`'s rows are not contiguous (a transposed weight, the backward pass's `dY W^T`),
+/// gemm packs it on the calling thread before its parallel section, a serial pass over the
+/// whole weight; there the product is split by output columns into one gemm per pool thread,
+/// each packing its own part.
 pub(super) fn product(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     let (m, k) = (a.layout().shape()[0], a.layout().shape()[1]);
     let n = b.layout().shape()[1];
@@ -95,42 +101,127 @@ pub(super) fn product(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     if k == 0 {
         out.resize(m * n, 0.0);
     } else if m * n > 0 {
-        let (a_rows, a_cols) = (a.layout().strides()[0], a.layout().strides()[1]);
-        let (b_rows, b_cols) = (b.layout().strides()[0], b.layout().strides()[1]);
-        let parallelism = if m * n * k >= PARALLEL_MULTIPLY_ADDS {
-            gemm::Parallelism::Rayon(0)
+        let a = Operand::of(a);
+        let b = Operand::of(b);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let parallel = m * n * k >= PARALLEL_MULTIPLY_ADDS;
+        let blocks = rayon::current_num_threads().min(n / 64).max(1);
+        if parallel && b.col_stride != 1 && blocks > 1 {
+            let width = n.div_ceil(blocks);
+            (0..blocks).into_par_iter().for_each(|i| {
+                let start = i * width;
+                let cols = width.min(n - start);
+                // SAFETY: block `i` writes columns start..start + cols of every row, which no
+                // other block writes; the offsets stay inside `out` and `b`.
+                unsafe {
+                    let out = out_ptr;
+                    gemm_into(
+                        out.0.add(start),
+                        n,
+                        m,
+                        cols,
+                        k,
+                        a,
+                        b.columns_from(start),
+                        gemm::Parallelism::None,
+                    )
+                }
+            });
         } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the operand pointers address element [0, 0] of views whose strides stay
-        // inside their buffers (flex's layout invariant); `out` has room for m * n values, and
-        // gemm with `read_dst = false` writes each of them once before `set_len`.
-        unsafe {
-            let a_ptr = a.storage::<f32>().as_ptr().add(a.layout().start_offset());
-            let b_ptr = b.storage::<f32>().as_ptr().add(b.layout().start_offset());
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a_ptr,
-                a_cols,
-                a_rows,
-                b_ptr,
-                b_cols,
-                b_rows,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-            out.set_len(m * n);
+            let parallelism = if parallel {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
+            };
+            // SAFETY: see `gemm_into`; `out` has room for m * n values.
+            unsafe { gemm_into(out.as_mut_ptr(), n, m, n, k, a, b, parallelism) };
         }
+        // SAFETY: gemm with `read_dst = false` wrote each of the m * n values.
+        unsafe { out.set_len(m * n) };
     }
     FlexTensor::from_data(TensorData::new(out, [m, n]))
+}
+
+/// A matrix operand: the address of element [0, 0] and the strides, in elements.
+#[derive(Clone, Copy)]
+struct Operand {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+// SAFETY: the operands are read-only views of tensors that outlive the product.
+unsafe impl Send for Operand {}
+unsafe impl Sync for Operand {}
+
+impl Operand {
+    /// The view of a 2-D f32 flex tensor.
+    fn of(tensor: &FlexTensor) -> Self {
+        let strides = tensor.layout().strides();
+        let start = tensor.layout().start_offset();
+        Operand {
+            ptr: tensor.storage::<f32>()[start..].as_ptr(),
+            row_stride: strides[0],
+            col_stride: strides[1],
+        }
+    }
+
+    /// The view from column `col` on.
+    fn columns_from(self, col: usize) -> Self {
+        Operand {
+            ptr: self.ptr.wrapping_offset(col as isize * self.col_stride),
+            ..self
+        }
+    }
+}
+
+/// An output pointer shared by the column blocks (each writes its own columns).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+
+// SAFETY: the blocks write disjoint elements.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `out[.., ..n] = a @ b` for `m` rows, `n` columns and depth `k`, `out` row-major with row
+/// stride `out_stride`.
+///
+/// # Safety
+/// `a` and `b` address `[m, k]` and `[k, n]` views inside live buffers, and `out` has room for
+/// `m` rows of `out_stride` values.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into(
+    out: *mut f32,
+    out_stride: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand,
+    b: Operand,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract; gemm with `read_dst = false` writes each output once.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out,
+            1,
+            out_stride as isize,
+            false,
+            a.ptr,
+            a.col_stride,
+            a.row_stride,
+            b.ptr,
+            b.col_stride,
+            b.row_stride,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
 }
