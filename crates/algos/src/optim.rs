@@ -4,21 +4,91 @@
 use std::collections::HashMap;
 
 use bpo_model::burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use bpo_model::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use bpo_model::burn::tensor::Tensor;
+use bpo_model::burn::optim::{
+    AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, GradientsParams, LearningRate,
+    ModuleOptimizer, Optimizer,
+};
+use bpo_model::burn::tensor::{Device, Tensor};
+use bpo_model::flex::{AdamWStep, adamw_takes, adamw_update};
 use bpo_model::host::to_f32_vec;
 use bpo_model::weights::params::ModulePath;
 
 use crate::config::OptimConfig;
 
-/// Burn's AdamW with every setting taken from `config` (none of Burn's defaults).
+/// AdamW with every setting taken from `config` (none of Burn's defaults): Burn's AdamW, whose
+/// update runs as one pass per parameter on flex (`FusedAdamW`).
 pub fn adamw(config: &OptimConfig) -> ModuleOptimizer {
-    AdamWConfig::new()
-        .with_beta_1(config.beta1 as f32)
-        .with_beta_2(config.beta2 as f32)
-        .with_epsilon(config.eps as f32)
-        .with_weight_decay(config.weight_decay as f32)
-        .init()
+    ModuleOptimizer::from(FusedAdamW::new(config))
+}
+
+/// AdamW as Burn's [`AdamW`] computes it, with Burn's state (checkpoints are unchanged), whose
+/// update of a flex parameter is one pass ([`adamw_update`]); other tensors take Burn's AdamW.
+#[derive(Clone)]
+struct FusedAdamW {
+    burn: AdamW,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+}
+
+impl FusedAdamW {
+    fn new(config: &OptimConfig) -> Self {
+        let (beta1, beta2) = (config.beta1 as f32, config.beta2 as f32);
+        let (eps, weight_decay) = (config.eps as f32, config.weight_decay as f32);
+        let burn = AdamWConfig::new()
+            .with_beta_1(beta1)
+            .with_beta_2(beta2)
+            .with_epsilon(eps)
+            .with_weight_decay(weight_decay)
+            .build();
+        FusedAdamW {
+            burn,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        }
+    }
+}
+
+impl Optimizer for FusedAdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let moments = state.as_ref().map(|s| &s.momentum);
+        let fused = adamw_takes(&tensor)
+            && adamw_takes(&grad)
+            && moments.is_none_or(|m| {
+                m.max_moment_2.is_none() && adamw_takes(&m.moment_1) && adamw_takes(&m.moment_2)
+            });
+        if !fused {
+            return self.burn.step(lr, tensor, grad, state);
+        }
+        let time = state.as_ref().map_or(1, |s| s.momentum.time + 1);
+        let step = AdamWStep {
+            lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            time: time as i32,
+        };
+        let moments = state.map(|s| (s.momentum.moment_1, s.momentum.moment_2));
+        let (tensor, moment_1, moment_2) = adamw_update(tensor, grad, moments, &step);
+        let momentum = AdaptiveMomentumState::new(time, moment_1, moment_2);
+        (tensor, Some(AdamWState::new(momentum)))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        AdamW::to_device(state, device)
+    }
 }
 
 struct SquaredNorm<'a> {
@@ -167,7 +237,8 @@ pub fn combine_into<M: Module>(target: M, sources: &[M], coefficient: impl Fn(&s
 mod tests {
     use super::*;
     use bpo_model::burn::nn::LinearConfig;
-    use bpo_model::burn::tensor::Device;
+    use bpo_model::burn::tensor::TensorData;
+    use bpo_model::host::to_f32_vec;
 
     #[test]
     fn global_norm_clipping_matches_pytorch() {
@@ -203,6 +274,55 @@ mod tests {
         );
         for i in 0..4 {
             assert!((wm[i] - (0.75 * wa[i] + 0.25 * wb[i])).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn fused_adamw_steps_as_burns_adamw() {
+        let config = OptimConfig {
+            weight_decay: 0.1,
+            ..OptimConfig::default()
+        };
+        let ours = FusedAdamW::new(&config);
+        let burns = ours.burn.clone();
+        let device = Device::flex();
+        let values = |seed: usize| -> Tensor<2> {
+            let v: Vec<f32> = (0..3 * 40_000)
+                .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0) * 0.3)
+                .collect();
+            Tensor::from_data(TensorData::new(v, [3, 40_000]), &device)
+        };
+        let (mut p_ours, mut p_burn) = (values(0), values(0));
+        assert!(adamw_takes(&p_ours), "the fused update runs");
+        let (mut s_ours, mut s_burn) = (None, None);
+        for step in 1..=3 {
+            let grad = values(step);
+            (p_ours, s_ours) = ours.step(1e-3, p_ours, grad.clone(), s_ours);
+            (p_burn, s_burn) = burns.step(1e-3, p_burn, grad, s_burn);
+            let (a, b): (&AdamWState<2>, &AdamWState<2>) =
+                (s_ours.as_ref().unwrap(), s_burn.as_ref().unwrap());
+            assert_eq!(a.momentum.time, b.momentum.time);
+            for (x, y, what) in [
+                (p_ours.clone(), p_burn.clone(), "param"),
+                (
+                    a.momentum.moment_1.clone(),
+                    b.momentum.moment_1.clone(),
+                    "m",
+                ),
+                (
+                    a.momentum.moment_2.clone(),
+                    b.momentum.moment_2.clone(),
+                    "v",
+                ),
+            ] {
+                let (x, y) = (to_f32_vec(x), to_f32_vec(y));
+                let diff = x
+                    .iter()
+                    .zip(&y)
+                    .map(|(x, y)| (x - y).abs() / (1e-6 + y.abs()))
+                    .fold(0.0f32, f32::max);
+                assert!(diff < 1e-5, "step {step} {what}: {diff}");
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Our own CPU operations on Burn's flex backend, each with its own backward pass inside Burn's
 //! autodiff (the custom-operation interface of `burn-autodiff`): [`matmul`], [`swiglu`],
-//! [`rms_norm`] and [`head_logprobs`].
+//! [`rms_norm`] and [`head_logprobs`]; and AdamW's update of a parameter in one pass
+//! ([`adamw_update`]).
 //!
 //! Why: a training step spends a third of its time outside the matrix products, and there flex
 //! runs every elementwise operation on one thread, one operation (one pass over memory) at a
@@ -12,6 +13,7 @@
 //! Each operation takes the Burn path on every other backend (wgpu, CUDA, ndarray), on other
 //! dtypes, and with gradient checkpointing, so the numbers there are Burn's.
 
+mod adamw;
 mod head;
 mod math;
 mod product;
@@ -24,6 +26,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 
+pub use adamw::{AdamWStep, adamw_update, takes as adamw_takes};
 pub use head::head_logprobs;
 pub use product::matmul;
 pub use rms_norm::rms_norm;
