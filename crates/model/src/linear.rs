@@ -14,7 +14,8 @@
 //!
 //! The partial products of the blocks are added in block order: a given thread count always
 //! gives the same numbers, a different one may differ in the last bits. Other backends, larger
-//! inputs, and weights that are not contiguous row-major f32 take Burn's matmul.
+//! inputs, and weights that are not contiguous row-major f32 take [`flex::matmul`] (our gemm
+//! product with its own backward pass on flex, Burn's matmul elsewhere).
 
 mod kernel;
 mod panel;
@@ -53,13 +54,13 @@ pub fn layer(d_in: usize, d_out: usize, bias: bool, init: &Initializer, device: 
 
 /// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`, when `weight` is a contiguous
 /// row-major f32 flex tensor: the few-row kernel up to 16 rows, the panel kernel up to 64 rows
-/// (where the CPU has AVX-512), else Burn's matmul.
+/// (where the CPU has AVX-512), else [`flex::matmul`].
 pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
     let [rows, k] = x.dims();
     let n = weight.dims()[1];
     let few = rows <= MAX_KERNEL_ROWS;
     let panel = !few && rows <= MAX_PANEL_ROWS && panel::available();
-    // A tracked `x` keeps its graph through Burn's matmul.
+    // A tracked `x` keeps its graph through `flex::matmul`.
     let tracked = x.is_autodiff() && x.is_tracked();
     let flex_weight = (!tracked && (few || panel))
         .then(|| row_major_flex(&weight))

@@ -65,14 +65,23 @@ pub fn adamw_update<const D: usize>(
             (zeros(), zeros())
         }
     };
-    // Burn's scalars: f64 arithmetic cast to f32 where an f32 tensor meets them.
+    // Burn's scalars: `1 - beta` in f32, `1 - lr wd` in f64 cast to f32.
     let (b1, b2) = (step.beta1, step.beta2);
-    let (f1, f2) = ((1.0 - b1 as f64) as f32, (1.0 - b2 as f64) as f32);
+    let (f1, f2) = (1.0 - b1, 1.0 - b2);
     let (c1, c2) = (1f32 - b1.powi(step.time), 1f32 - b2.powi(step.time));
     let decay_rate = step.lr * step.weight_decay as f64;
     let keep = (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32);
     let (lr, eps) = (step.lr as f32, step.eps);
     let g = g.as_slice::<f32>().expect("contiguous f32");
+    let sizes = [
+        g.len(),
+        m.layout().num_elements(),
+        v.layout().num_elements(),
+    ];
+    assert_eq!(
+        sizes, [len; 3],
+        "gradient and moments of the parameter's shape"
+    );
     p.storage_mut::<f32>()[..len]
         .par_chunks_mut(CHUNK)
         .zip(m.storage_mut::<f32>()[..len].par_chunks_mut(CHUNK))

@@ -11,7 +11,8 @@
 //!   time, and keeps only `D` (`[rows, hidden]`): the backward pass is then `dh = g D`.
 //! - Without a tracked input, only the log-probs, a chunk of rows at a time.
 //!
-//! Row sums are accumulated in fixed lanes ([`lane_sum`]): every instruction set gives the same bits.
+//! Row sums are accumulated in fixed lanes ([`lane_sum`]), so their order does not depend on
+//! the vector width.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -41,12 +42,16 @@ pub fn head_logprobs(
     weight: &Tensor<2>,
     targets: &Tensor<1, Int>,
 ) -> Option<Tensor<1>> {
+    let (rows, vocab) = (hidden.dims()[0], weight.dims()[1]);
+    assert_eq!(targets.dims(), [rows], "one target per hidden row");
     let ids = || -> Vec<usize> {
-        targets
+        let ids: Vec<usize> = targets
             .to_data()
             .iter::<i64>()
             .map(|id| id as usize)
-            .collect()
+            .collect();
+        assert!(ids.iter().all(|&id| id < vocab), "targets in 0..{vocab}");
+        ids
     };
     match (primitive(hidden)?, primitive(weight)?) {
         (Primitive::Plain(h), Primitive::Plain(w)) => {
@@ -246,7 +251,6 @@ mod tests {
     use super::*;
     use crate::host::to_f32_vec;
     use crate::logprobs::gather_logprobs;
-    use crate::transformer::Transformer;
 
     const ROWS: usize = 11;
     const WIDTH: usize = 16;
@@ -289,7 +293,8 @@ mod tests {
         let lp = if ours {
             head_logprobs(&hidden, &weight, &targets).expect("flex tensors")
         } else {
-            let logits = Transformer::project(hidden.clone().unsqueeze(), weight.clone());
+            // Burn's own matmul, not ours.
+            let logits = hidden.clone().matmul(weight.clone()).unsqueeze();
             gather_logprobs(logits, targets.unsqueeze()).squeeze_dim(0)
         };
         if track == [false, false] {
@@ -330,7 +335,7 @@ mod tests {
         // Logits spread over ~300 nats: most targets' probabilities underflow f32.
         let (hidden, weight, targets) = inputs(300.0, false);
         let ours = to_f32_vec(head_logprobs(&hidden, &weight, &targets).unwrap());
-        let logits = Transformer::project(hidden.unsqueeze(), weight);
+        let logits = hidden.matmul(weight).unsqueeze();
         let burns = to_f32_vec(gather_logprobs(logits, targets.unsqueeze()));
         assert!(burns.iter().any(|&lp| lp < -200.0), "{burns:?}");
         let scale = burns.iter().fold(1.0f32, |m, v| m.max(v.abs()));

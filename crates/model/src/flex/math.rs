@@ -99,21 +99,30 @@ unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Fills a new vector of `len` values chunk by chunk on the rayon pool: `fill(offset, chunk)`
-/// writes every element of `chunk`, the elements `offset..offset + chunk.len()`. Each element is
-/// computed by one call whatever the thread count, so the values do not depend on it.
-pub(super) fn filled(len: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+/// writes the elements `offset..offset + chunk.len()`. Each element is computed by one call
+/// whatever the thread count, so the values do not depend on it.
+///
+/// # Safety
+/// `fill` must write every element of each chunk it is given.
+pub(super) unsafe fn filled(
+    len: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(i, chunk)| fill(i * CHUNK, chunk));
-    // SAFETY: `fill` wrote each of the `len` elements.
+    // SAFETY: `fill` wrote each of the `len` elements (the caller's contract).
     unsafe { out.set_len(len) };
     out
 }
 
 /// Two vectors of `len` values filled together, as [`filled`] does one.
-pub(super) fn filled_pair(
+///
+/// # Safety
+/// `fill` must write every element of both chunks it is given.
+pub(super) unsafe fn filled_pair(
     len: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]) + Sync,
 ) -> (Vec<f32>, Vec<f32>) {
@@ -123,7 +132,7 @@ pub(super) fn filled_pair(
         .zip(b.spare_capacity_mut()[..len].par_chunks_mut(CHUNK))
         .enumerate()
         .for_each(|(i, (x, y))| fill(i * CHUNK, x, y));
-    // SAFETY: `fill` wrote each of the `len` elements of both.
+    // SAFETY: `fill` wrote each of the `len` elements of both (the caller's contract).
     unsafe {
         a.set_len(len);
         b.set_len(len);
@@ -184,11 +193,15 @@ mod tests {
                 }
             };
             let expected: Vec<f32> = (0..len).map(|i| i as f32).collect();
-            assert_eq!(filled(len, fill), expected);
-            let (a, b) = filled_pair(len, |offset, x, y| {
-                fill(offset, x);
-                fill(offset, y);
-            });
+            // SAFETY: `fill` writes every element of its chunk.
+            assert_eq!(unsafe { filled(len, fill) }, expected);
+            // SAFETY: as above, for both chunks.
+            let (a, b) = unsafe {
+                filled_pair(len, |offset, x, y| {
+                    fill(offset, x);
+                    fill(offset, y);
+                })
+            };
             assert_eq!((a, b), (expected.clone(), expected));
         }
     }

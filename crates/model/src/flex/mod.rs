@@ -189,4 +189,18 @@ mod tests {
             assert_matches_burn(ours, burns, &strided, &weight, 1e-5);
         }
     }
+
+    #[test]
+    fn column_split_covers_every_column_on_a_large_pool() {
+        // 112 threads and 8192 columns: blocks of 74 columns, the last one narrower.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(112)
+            .build()
+            .unwrap();
+        let a = input(8, 128, 9, 1.0, false);
+        let b = input(128, 8192, 10, 1.0, true);
+        let ours = pool.install(|| to_f32_vec(matmul(a.clone(), b.clone())));
+        let burns = to_f32_vec(a.matmul(b));
+        assert!(relative_diff(&ours, &burns) <= 1e-5);
+    }
 }

@@ -1,7 +1,7 @@
 //! The matrix product `[m, k] x [k, n]` on flex, forward and backward, through the `gemm` crate
-//! as flex's own matmul calls it (same kernels, same thread split), written once into a fresh
-//! buffer: flex's matmul zeroes its output and copies it to an aligned allocation before
-//! `gemm` writes it, two extra passes over every product and its page faults.
+//! that flex's own matmul calls (the same kernels), written once into a fresh buffer: flex's
+//! matmul zeroes its output and copies it to an aligned allocation before `gemm` writes it,
+//! two extra passes over every product and its page faults.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -104,10 +104,12 @@ pub(super) fn product(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
         let a = Operand::of(a);
         let b = Operand::of(b);
         let out_ptr = SendPtr(out.as_mut_ptr());
-        let parallel = m * n * k >= PARALLEL_MULTIPLY_ADDS;
-        let blocks = rayon::current_num_threads().min(n / 64).max(1);
-        if parallel && b.col_stride != 1 && blocks > 1 {
-            let width = n.div_ceil(blocks);
+        let parallel = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MULTIPLY_ADDS;
+        let threads = rayon::current_num_threads().min(n / 64).max(1);
+        if parallel && b.col_stride != 1 && threads > 1 {
+            // Blocks of `width` columns; the last one may be narrower, none is empty.
+            let width = n.div_ceil(threads);
+            let blocks = n.div_ceil(width);
             (0..blocks).into_par_iter().for_each(|i| {
                 let start = i * width;
                 let cols = width.min(n - start);

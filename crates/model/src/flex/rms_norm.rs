@@ -35,7 +35,7 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
         match (primitive(&x), primitive(&weight)) {
             (Some(Primitive::Plain(xp)), Some(Primitive::Plain(w))) => {
                 let xp = rows(xp, width);
-                let (y, _) = forward(&xp, &w, eps as f32);
+                let (y, _) = forward(&xp, &w.to_contiguous(), eps as f32);
                 return Tensor::from_primitive::<Flex>(y.reshape(shape));
             }
             (Some(Primitive::Tracked(xt)), Some(Primitive::Tracked(wt))) => {
@@ -78,20 +78,23 @@ impl Backward<Flex, 2> for NormBackward {
         let (x, w, dy) = (values(&x), values(&w), values(&dy));
         let [x_parent, w_parent] = ops.parents;
         if let Some(parent) = x_parent {
-            let dx = row_map(x.len(), width, |row, out| {
-                let at = row * width;
-                let (x, dy, r) = (&x[at..at + width], &dy[at..at + width], inv_rms[row]);
-                vectorised(
-                    #[inline(always)]
-                    || {
-                        let dot = lane_sum(width, |i| dy[i] * w[i] * x[i]);
-                        let c = r * r * r * dot / width as f32;
-                        for i in 0..width {
-                            out[i].write(r * (dy[i] * w[i]) - x[i] * c);
-                        }
-                    },
-                )
-            });
+            // SAFETY: the second loop writes every element of the row.
+            let dx = unsafe {
+                row_map(x.len(), width, |row, out| {
+                    let at = row * width;
+                    let (x, dy, r) = (&x[at..at + width], &dy[at..at + width], inv_rms[row]);
+                    vectorised(
+                        #[inline(always)]
+                        || {
+                            let dot = lane_sum(width, |i| dy[i] * w[i] * x[i]);
+                            let c = r * r * r * dot / width as f32;
+                            for i in 0..width {
+                                out[i].write(r * (dy[i] * w[i]) - x[i] * c);
+                            }
+                        },
+                    )
+                })
+            };
             grads.register::<Flex>(
                 parent.id,
                 tensor(dx, [x.len() / width, width]).reshape(shape),
@@ -128,35 +131,45 @@ fn forward(x: &FlexTensor, w: &FlexTensor, eps: f32) -> (FlexTensor, Vec<f32>) {
     let (xs, w) = (values(x), values(w));
     let count = xs.len() / width;
     let mut inv_rms = vec![0.0f32; count];
-    let y = row_map_with(xs.len(), width, &mut inv_rms, |row, out, inv_rms| {
-        let x = &xs[row * width..(row + 1) * width];
-        vectorised(
-            #[inline(always)]
-            || {
-                let squares = lane_sum(width, |i| x[i] * x[i]);
-                let rms = (squares / width as f32 + eps).sqrt();
-                *inv_rms = 1.0 / rms;
-                for i in 0..width {
-                    out[i].write(x[i] / rms * w[i]);
-                }
-            },
-        )
-    });
+    // SAFETY: the loop writes every element of the row.
+    let y = unsafe {
+        row_map_with(xs.len(), width, &mut inv_rms, |row, out, inv_rms| {
+            let x = &xs[row * width..(row + 1) * width];
+            vectorised(
+                #[inline(always)]
+                || {
+                    let squares = lane_sum(width, |i| x[i] * x[i]);
+                    let rms = (squares / width as f32 + eps).sqrt();
+                    *inv_rms = 1.0 / rms;
+                    for i in 0..width {
+                        out[i].write(x[i] / rms * w[i]);
+                    }
+                },
+            )
+        })
+    };
     (tensor(y, [count, width]), inv_rms)
 }
 
 /// A new `[len / width, width]` vector filled row by row on the rayon pool.
-fn row_map(
+///
+/// # Safety
+/// `fill` must write every element of each row it is given.
+unsafe fn row_map(
     len: usize,
     width: usize,
     fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
     let mut unused = vec![0.0f32; len / width];
-    row_map_with(len, width, &mut unused, |row, out, _| fill(row, out))
+    // SAFETY: the caller's contract.
+    unsafe { row_map_with(len, width, &mut unused, |row, out, _| fill(row, out)) }
 }
 
 /// [`row_map`] that also sets one value per row in `per_row`.
-fn row_map_with(
+///
+/// # Safety
+/// As [`row_map`].
+unsafe fn row_map_with(
     len: usize,
     width: usize,
     per_row: &mut [f32],
@@ -168,7 +181,7 @@ fn row_map_with(
         .zip(per_row.par_iter_mut())
         .enumerate()
         .for_each(|(row, (out, value))| fill(row, out, value));
-    // SAFETY: `fill` wrote every element of every row.
+    // SAFETY: `fill` wrote every element of every row (the caller's contract).
     unsafe { out.set_len(len) };
     out
 }

@@ -52,20 +52,23 @@ impl Backward<Flex, 2> for SwigluBackward {
         let [gate_parent, up_parent] = ops.parents;
         let shape = gate.layout().shape().clone();
         let (g, u, d) = (values(&gate), values(&up), values(&grad));
-        let (d_gate, d_up) = filled_pair(g.len(), |offset, dg, du| {
-            let end = offset + dg.len();
-            let (g, u, d) = (&g[offset..end], &u[offset..end], &d[offset..end]);
-            vectorised(
-                #[inline(always)]
-                || {
-                    for i in 0..dg.len() {
-                        let s = sigmoid(g[i]);
-                        du[i] = MaybeUninit::new(d[i] * (g[i] * s));
-                        dg[i] = MaybeUninit::new(d[i] * u[i] * s * (1.0 + g[i] * (1.0 - s)));
-                    }
-                },
-            )
-        });
+        // SAFETY: the loop writes every element of both chunks.
+        let (d_gate, d_up) = unsafe {
+            filled_pair(g.len(), |offset, dg, du| {
+                let end = offset + dg.len();
+                let (g, u, d) = (&g[offset..end], &u[offset..end], &d[offset..end]);
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        for i in 0..dg.len() {
+                            let s = sigmoid(g[i]);
+                            du[i] = MaybeUninit::new(d[i] * (g[i] * s));
+                            dg[i] = MaybeUninit::new(d[i] * u[i] * s * (1.0 + g[i] * (1.0 - s)));
+                        }
+                    },
+                )
+            })
+        };
         let tensor = |v| FlexTensor::from_data(TensorData::new(v, shape.clone()));
         if let Some(parent) = gate_parent {
             grads.register::<Flex>(parent.id, tensor(d_gate));
@@ -97,20 +100,23 @@ fn tracked(gate: Tracked, up: Tracked) -> Tracked {
 fn forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
     let (gate, up) = (gate.to_contiguous(), up.to_contiguous());
     let (g, u) = (values(&gate), values(&up));
-    let out = filled(g.len(), |offset, out| {
-        let (g, u) = (
-            &g[offset..offset + out.len()],
-            &u[offset..offset + out.len()],
-        );
-        vectorised(
-            #[inline(always)]
-            || {
-                for i in 0..out.len() {
-                    out[i] = MaybeUninit::new(g[i] * sigmoid(g[i]) * u[i]);
-                }
-            },
-        )
-    });
+    // SAFETY: the loop writes every element of the chunk.
+    let out = unsafe {
+        filled(g.len(), |offset, out| {
+            let (g, u) = (
+                &g[offset..offset + out.len()],
+                &u[offset..offset + out.len()],
+            );
+            vectorised(
+                #[inline(always)]
+                || {
+                    for i in 0..out.len() {
+                        out[i] = MaybeUninit::new(g[i] * sigmoid(g[i]) * u[i]);
+                    }
+                },
+            )
+        })
+    };
     FlexTensor::from_data(TensorData::new(out, gate.layout().shape().clone()))
 }
 
