@@ -12,7 +12,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::{Primitive, primitive};
+use super::{Primitive, primitive, values};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -72,7 +72,7 @@ pub fn adamw_update<const D: usize>(
     let decay_rate = step.lr * step.weight_decay as f64;
     let keep = (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32);
     let (lr, eps) = (step.lr as f32, step.eps);
-    let g = g.as_slice::<f32>().expect("contiguous f32");
+    let g = values(&g);
     let sizes = [
         g.len(),
         m.layout().num_elements(),

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use super::math::{exp, lane_sum, vectorised};
 use super::product::product;
-use super::{Primitive, primitive};
+use super::{Primitive, primitive, values};
 
 /// Elements of one chunk's `[rows, vocab]` logits when only `[rows, hidden]` results are kept
 /// (4 Mi floats, 16 MiB).
@@ -69,22 +69,19 @@ pub fn head_logprobs(
                     weight: wp,
                     residual,
                 };
-                (lp, HeadState::Trainable(Box::new(state)))
+                (lp, Some(HeadState::Trainable(Box::new(state))))
             } else if h.is_tracked() {
                 let (lp, d) = chunked(&hp, &wp, &ids, true);
-                (lp, HeadState::Frozen(d.expect("asked for D")))
+                (lp, Some(HeadState::Frozen(d.expect("asked for D"))))
             } else {
-                (
-                    chunked(&hp, &wp, &ids, false).0,
-                    HeadState::Frozen(vector(Vec::new())),
-                )
+                (chunked(&hp, &wp, &ids, false).0, None)
             };
             let out = match HeadBackward
                 .prepare::<NoCheckpointing>([h.node(), w.node()])
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => prep.finish(state, vector(lp)),
+                OpsKind::Tracked(prep) => prep.finish(state.expect("a tracked input"), vector(lp)),
                 OpsKind::UnTracked(prep) => prep.finish(vector(lp)),
             };
             Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
@@ -120,7 +117,7 @@ impl Backward<Flex, 2> for HeadBackward {
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let g = grad.as_slice::<f32>().expect("contiguous f32");
+        let g = values(&grad);
         let [hidden_parent, weight_parent] = ops.parents;
         match ops.state {
             HeadState::Frozen(d) => {
@@ -184,7 +181,7 @@ fn chunks_of(
         ));
         if with_d {
             let chunk = product(&logits, &weight_t);
-            d.extend_from_slice(chunk.as_slice::<f32>().expect("contiguous f32"));
+            d.extend_from_slice(values(&chunk));
         }
     }
     let width = hidden.layout().shape()[1];

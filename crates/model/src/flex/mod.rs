@@ -43,6 +43,11 @@ enum Primitive {
     Tracked(Tracked),
 }
 
+/// The values of a contiguous f32 flex tensor.
+fn values(tensor: &FlexTensor) -> &[f32] {
+    tensor.as_slice::<f32>().expect("a contiguous f32 tensor")
+}
+
 /// The flex primitive behind `tensor` when it is an f32 tensor on flex (with or without
 /// autodiff), else `None`. Cheap: the data is shared, not copied.
 fn primitive<const D: usize>(tensor: &Tensor<D>) -> Option<Primitive> {

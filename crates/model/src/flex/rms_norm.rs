@@ -20,7 +20,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use rayon::prelude::*;
 
 use super::math::{lane_sum, vectorised};
-use super::{Primitive, primitive};
+use super::{Primitive, primitive, values};
 
 /// Rows per task of the weight gradient's partial sums (fixed, so that the sum's order, and
 /// its bits, do not depend on the thread count).
@@ -190,11 +190,6 @@ unsafe fn row_map_with(
 fn rows(tensor: FlexTensor, width: usize) -> FlexTensor {
     let count = tensor.layout().shape().num_elements() / width;
     tensor.to_contiguous().reshape([count, width].into())
-}
-
-/// The values of a contiguous f32 flex tensor.
-fn values(tensor: &FlexTensor) -> &[f32] {
-    tensor.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
 /// A flex tensor of `values` with `shape`.

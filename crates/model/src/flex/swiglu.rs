@@ -18,7 +18,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 
 use super::math::{filled, filled_pair, sigmoid, vectorised};
-use super::{Primitive, Tracked, primitive};
+use super::{Primitive, Tracked, primitive, values};
 
 /// `silu(gate) * up`, elementwise, differentiable in both. Ours on flex f32 tensors of the same
 /// shape (see the module doc), Burn's ops elsewhere.
@@ -118,9 +118,4 @@ fn forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
         })
     };
     FlexTensor::from_data(TensorData::new(out, gate.layout().shape().clone()))
-}
-
-/// The values of a contiguous f32 flex tensor.
-fn values(tensor: &FlexTensor) -> &[f32] {
-    tensor.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
