@@ -16,7 +16,7 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use super::math::{exp, lane_sum, vectorised};
 use super::product::product;
-use super::{Primitive, primitive, values};
+use super::{Primitive, primitive, tensor, values};
 
 /// Elements of one chunk's `[rows, vocab]` logits when only `[rows, hidden]` results are kept
 /// (4 Mi floats, 16 MiB).
@@ -56,7 +56,7 @@ pub fn head_logprobs(
     match (primitive(hidden)?, primitive(weight)?) {
         (Primitive::Plain(h), Primitive::Plain(w)) => {
             let (lp, _) = chunked(&h, &w, &ids(), false);
-            Some(Tensor::from_primitive::<Flex>(vector(lp)))
+            Some(Tensor::from_primitive::<Flex>(tensor(lp, [rows])))
         }
         (Primitive::Tracked(h), Primitive::Tracked(w)) => {
             let (hp, wp) = (h.primitive().clone(), w.primitive().clone());
@@ -81,8 +81,10 @@ pub fn head_logprobs(
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => prep.finish(state.expect("a tracked input"), vector(lp)),
-                OpsKind::UnTracked(prep) => prep.finish(vector(lp)),
+                OpsKind::Tracked(prep) => {
+                    prep.finish(state.expect("a tracked input"), tensor(lp, [rows]))
+                }
+                OpsKind::UnTracked(prep) => prep.finish(tensor(lp, [rows])),
             };
             Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
         }
@@ -185,7 +187,7 @@ fn chunks_of(
         }
     }
     let width = hidden.layout().shape()[1];
-    let d = with_d.then(|| FlexTensor::from_data(TensorData::new(d, [rows, width])));
+    let d = with_d.then(|| tensor(d, [rows, width]));
     (lp, d)
 }
 
@@ -234,16 +236,10 @@ fn scale_rows(mut values: FlexTensor, scale: &[f32]) -> FlexTensor {
     values
 }
 
-/// A `[len]` flex tensor.
-fn vector(values: Vec<f32>) -> FlexTensor {
-    let len = values.len();
-    FlexTensor::from_data(TensorData::new(values, [len]))
-}
-
 #[cfg(test)]
 mod tests {
     use bpo_testkit::{hashed_values, max_abs_diff};
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
 
     use super::*;
     use crate::host::to_f32_vec;

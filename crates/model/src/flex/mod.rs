@@ -43,6 +43,11 @@ enum Primitive {
     Tracked(Tracked),
 }
 
+/// A contiguous f32 flex tensor of `values` with `shape` (the buffer is taken, not copied).
+fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(values, shape))
+}
+
 /// The values of a contiguous f32 flex tensor.
 fn values(tensor: &FlexTensor) -> &[f32] {
     tensor.as_slice::<f32>().expect("a contiguous f32 tensor")

@@ -5,14 +5,14 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind, binary};
 use rayon::prelude::*;
 
-use super::{Primitive, Tracked, primitive};
+use super::{Primitive, Tracked, primitive, tensor};
 
 /// Products of at least this many multiply-adds run on the rayon pool (flex's threshold).
 const PARALLEL_MULTIPLY_ADDS: usize = 192 * 192 * 192;
@@ -141,7 +141,7 @@ pub(super) fn product(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
         // SAFETY: gemm with `read_dst = false` wrote each of the m * n values.
         unsafe { out.set_len(m * n) };
     }
-    FlexTensor::from_data(TensorData::new(out, [m, n]))
+    tensor(out, [m, n])
 }
 
 /// A matrix operand: the address of element [0, 0] and the strides, in elements.

@@ -11,7 +11,7 @@ use std::mem::MaybeUninit;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{Shape, Tensor, TensorData};
+use burn::tensor::{Shape, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -20,7 +20,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use rayon::prelude::*;
 
 use super::math::{lane_sum, vectorised};
-use super::{Primitive, primitive, values};
+use super::{Primitive, primitive, tensor, values};
 
 /// Rows per task of the weight gradient's partial sums (fixed, so that the sum's order, and
 /// its bits, do not depend on the thread count).
@@ -190,9 +190,4 @@ unsafe fn row_map_with(
 fn rows(tensor: FlexTensor, width: usize) -> FlexTensor {
     let count = tensor.layout().shape().num_elements() / width;
     tensor.to_contiguous().reshape([count, width].into())
-}
-
-/// A flex tensor of `values` with `shape`.
-fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }

@@ -9,8 +9,8 @@ use std::mem::MaybeUninit;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
+use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
-use burn::tensor::{Tensor, TensorData};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -18,7 +18,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 
 use super::math::{filled, filled_pair, sigmoid, vectorised};
-use super::{Primitive, Tracked, primitive, values};
+use super::{Primitive, Tracked, primitive, tensor, values};
 
 /// `silu(gate) * up`, elementwise, differentiable in both. Ours on flex f32 tensors of the same
 /// shape (see the module doc), Burn's ops elsewhere.
@@ -69,12 +69,11 @@ impl Backward<Flex, 2> for SwigluBackward {
                 )
             })
         };
-        let tensor = |v| FlexTensor::from_data(TensorData::new(v, shape.clone()));
         if let Some(parent) = gate_parent {
-            grads.register::<Flex>(parent.id, tensor(d_gate));
+            grads.register::<Flex>(parent.id, tensor(d_gate, shape.clone()));
         }
         if let Some(parent) = up_parent {
-            grads.register::<Flex>(parent.id, tensor(d_up));
+            grads.register::<Flex>(parent.id, tensor(d_up, shape));
         }
     }
 }
@@ -117,5 +116,5 @@ fn forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
             )
         })
     };
-    FlexTensor::from_data(TensorData::new(out, gate.layout().shape().clone()))
+    tensor(out, gate.layout().shape().clone())
 }
