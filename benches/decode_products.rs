@@ -1,13 +1,16 @@
 //! The weight products of one decoding step of a SmolLM2-135M-shaped model (30 layers of
 //! q, k, v, o, gate, up, down projections, then the 49152-token head; random weights, 538 MB,
 //! far more than the L3 cache) for 1, 8, 32 and 64 activation rows (32: a sampling batch of the
-//! experiment): `bpo_model::linear::matmul`, the kernels that decoding uses, against Burn's own
-//! matmul on the same tensors.
+//! experiment): the packed products that decoding uses (q|k|v and gate|up as one product each,
+//! `bpo_model::linear::PackedWeight`) against the `gemm` crate's product
+//! (`bpo_model::flex::matmul`) on the same weights.
 //!
 //! `cargo bench --bench decode_products`; set `RAYON_NUM_THREADS` to pin the thread count.
 
 use bpo::model::burn::tensor::{Device, Distribution, Tensor};
-use bpo::model::linear;
+use bpo::model::flex;
+use bpo::model::host::to_f32_vec;
+use bpo::model::linear::PackedWeight;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const HIDDEN: usize = 576;
@@ -16,27 +19,44 @@ const FFN: usize = 1536;
 const VOCAB: usize = 49152;
 const LAYERS: usize = 30;
 
-/// Every weight of the model as `[d_in, d_out]`, in the order a decoding step reads them.
-fn weights(device: &Device) -> Vec<Tensor<2>> {
-    let layer = [
-        (HIDDEN, HIDDEN),
-        (HIDDEN, KV),
-        (HIDDEN, KV),
-        (HIDDEN, HIDDEN),
-        (HIDDEN, FFN),
-        (HIDDEN, FFN),
-        (FFN, HIDDEN),
+/// The products of a decoding step in order, each as the weights `[d_in, d_out_i]` that read
+/// the same input.
+fn products(device: &Device) -> Vec<Vec<Tensor<2>>> {
+    let layer: [&[(usize, usize)]; 4] = [
+        &[(HIDDEN, HIDDEN), (HIDDEN, KV), (HIDDEN, KV)],
+        &[(HIDDEN, HIDDEN)],
+        &[(HIDDEN, FFN), (HIDDEN, FFN)],
+        &[(FFN, HIDDEN)],
     ];
-    let shapes = (0..LAYERS).flat_map(|_| layer).chain([(HIDDEN, VOCAB)]);
-    shapes
-        .map(|(k, n)| Tensor::random([k, n], Distribution::Normal(0.0, 0.02), device))
+    let head: &[(usize, usize)] = &[(HIDDEN, VOCAB)];
+    let random =
+        |&(k, n): &(usize, usize)| Tensor::random([k, n], Distribution::Normal(0.0, 0.02), device);
+    (0..LAYERS)
+        .flat_map(|_| layer)
+        .chain([head])
+        .map(|shapes| shapes.iter().map(random).collect())
         .collect()
+}
+
+fn pack(weights: &[Tensor<2>]) -> PackedWeight {
+    let k = weights[0].dims()[0];
+    let values: Vec<(Vec<f32>, usize)> = weights
+        .iter()
+        .map(|w| (to_f32_vec(w.clone()), w.dims()[1]))
+        .collect();
+    let parts: Vec<(&[f32], usize)> = values.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
+    PackedWeight::side_by_side(&parts, k)
 }
 
 fn decode_products(c: &mut Criterion) {
     let device = Device::flex();
-    let weights = weights(&device);
-    let bytes: usize = weights.iter().map(|w| w.dims()[0] * w.dims()[1] * 4).sum();
+    let products = products(&device);
+    let packed: Vec<PackedWeight> = products.iter().map(|p| pack(p)).collect();
+    let bytes: usize = products
+        .iter()
+        .flatten()
+        .map(|w| w.dims()[0] * w.dims()[1] * 4)
+        .sum();
     let mut group = c.benchmark_group("decode_products");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(bytes as u64));
@@ -44,18 +64,18 @@ fn decode_products(c: &mut Criterion) {
         let inputs: Vec<Tensor<2>> = [HIDDEN, FFN]
             .map(|d| Tensor::random([rows, d], Distribution::Normal(0.0, 1.0), &device))
             .into();
-        let input = |w: &Tensor<2>| inputs[usize::from(w.dims()[0] == FFN)].clone();
-        group.bench_function(format!("bpo/rows{rows}"), |b| {
+        let input = |k: usize| inputs[usize::from(k == FFN)].clone();
+        group.bench_function(format!("packed/rows{rows}"), |b| {
             b.iter(|| {
-                for w in &weights {
-                    linear::matmul(input(w), w.clone());
+                for w in &packed {
+                    w.product(&to_f32_vec(input(w.k())), rows);
                 }
             })
         });
-        group.bench_function(format!("burn/rows{rows}"), |b| {
+        group.bench_function(format!("gemm/rows{rows}"), |b| {
             b.iter(|| {
-                for w in &weights {
-                    input(w).matmul(w.clone());
+                for w in products.iter().flatten() {
+                    flex::matmul(input(w.dims()[0]), w.clone());
                 }
             })
         });

@@ -8,6 +8,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::cache::{ChunkInputs, KvCache};
 use crate::config::ModelConfig;
+use crate::decoding::BlockWeights;
 use crate::linear;
 use crate::rope::RopeAngles;
 
@@ -50,7 +51,8 @@ impl Attention {
         }
     }
 
-    /// Attends `x` `[batch, len, hidden]` to the cached keys of `layer` plus its own.
+    /// Attends `x` `[batch, len, hidden]` to the cached keys of `layer` plus its own; the
+    /// projections through `packed` when given (decoding).
     ///
     /// Grouped-query attention without copying keys: the `group` query heads of one key/value
     /// head are stacked along the sequence axis, `[batch, kv_heads, group * len, head_dim]`,
@@ -62,14 +64,17 @@ impl Attention {
         rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
+        packed: Option<&BlockWeights>,
     ) -> Tensor<3> {
         let [batch, len, _] = x.dims();
         let (heads, kv_heads, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = heads / kv_heads;
         let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, hd]).swap_dims(1, 2);
-        let mut q = split(linear::forward(&self.q, x.clone()), heads);
-        let mut k = split(linear::forward(&self.k, x.clone()), kv_heads);
-        let v = split(linear::forward(&self.v, x), kv_heads);
+        let [q, k, v]: [Tensor<3>; 3] =
+            linear::forward_together(&[&self.q, &self.k, &self.v], packed.map(|p| &p.qkv), x)
+                .try_into()
+                .expect("three projections");
+        let (mut q, mut k, v) = (split(q, heads), split(k, kv_heads), split(v, kv_heads));
         if let Some(rope) = rope {
             q = rope.rotate(q);
             k = rope.rotate(k);
@@ -88,6 +93,8 @@ impl Attention {
             .reshape([batch, heads, len, hd])
             .swap_dims(1, 2)
             .reshape([batch, len, heads * hd]);
-        linear::forward(&self.o, out)
+        linear::forward_together(&[&self.o], packed.map(|p| &p.o), out)
+            .pop()
+            .expect("one projection")
     }
 }

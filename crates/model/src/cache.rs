@@ -142,7 +142,8 @@ impl KvCache {
         (k, v)
     }
 
-    /// Keeps only the given rows (in that order), e.g. to drop finished sequences from a batch.
+    /// Keeps the given rows, in that order (a row may repeat): drops finished sequences from a
+    /// batch, or copies a prompt's row to each of its samples.
     pub fn retain_rows(&mut self, rows: &[usize]) {
         let Some(device) = self.layers.iter().flatten().map(|(k, _)| k.device()).next() else {
             return;

@@ -1,12 +1,17 @@
 //! Batched generation with the KV cache. Every sampled token comes with its log-probability
 //! under the untempered model: the behavior log-probs that BPO uses as its reference.
 
+use std::cell::OnceCell;
+
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use crate::batch::{PaddingSide, TokenBatch};
+use crate::cache::KvCache;
+use crate::decoding::DecodeWeights;
 use crate::error::ModelError;
 use crate::host::to_f32_vec;
+use crate::linear::MAX_ROWS;
 use crate::sampling::{SamplingConfig, choose};
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Transformer;
@@ -45,15 +50,51 @@ impl Generation {
     }
 }
 
-/// Last-position logits `[rows, vocab]` through the output projection `head`, copied to the
-/// host, one `Vec` per row.
-fn last_logits(hidden: Tensor<3>, head: &Tensor<2>) -> Vec<Vec<f32>> {
-    let [rows, len, _] = hidden.dims();
-    let logits = Transformer::project(hidden.narrow(1, len - 1, 1), head.clone());
-    let vocab = logits.dims()[2];
-    let data = to_f32_vec(logits);
-    assert_eq!(data.len(), rows * vocab);
-    data.chunks(vocab).map(<[f32]>::to_vec).collect()
+/// A model as a generation call runs it: on the CPU with its weights packed for decoding,
+/// elsewhere with its output head laid out row-major; either made once, at the first step, and
+/// shared by every batch of the call.
+struct Decoder<'a> {
+    model: &'a Transformer,
+    packed: OnceCell<Option<DecodeWeights>>,
+    head: OnceCell<Tensor<2>>,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(model: &'a Transformer) -> Self {
+        Decoder {
+            model,
+            packed: OnceCell::new(),
+            head: OnceCell::new(),
+        }
+    }
+
+    /// Runs a chunk (appending it to `cache`) and returns its last-position logits, one `Vec`
+    /// of `vocab` values per row.
+    fn last_logits(&self, batch: &TokenBatch, cache: &mut KvCache) -> Vec<Vec<f32>> {
+        let model = self.model;
+        let packed = self.packed.get_or_init(|| model.decode_weights()).as_ref();
+        let hidden = match packed {
+            Some(weights) => model.decode_hidden(batch, cache, weights),
+            None => model.forward_hidden(batch, cache),
+        };
+        let [rows, len, width] = hidden.dims();
+        let vocab = model.config.vocab_size;
+        let last = hidden.narrow(1, len - 1, 1);
+        let data = match packed {
+            Some(weights) if rows <= MAX_ROWS => weights.head.product(&to_f32_vec(last), rows),
+            Some(_) => to_f32_vec(model.logits(last)),
+            None => {
+                let head = self.head.get_or_init(|| model.decode_head_weight());
+                to_f32_vec(Transformer::project(last, head.clone()))
+            }
+        };
+        assert_eq!(
+            data.len(),
+            rows * vocab,
+            "{rows} rows of {vocab} logits of width {width}"
+        );
+        data.chunks(vocab).map(<[f32]>::to_vec).collect()
+    }
 }
 
 /// Generates one continuation per prompt (all prompts in one batch), stopping a row at any of
@@ -68,6 +109,26 @@ pub fn generate_ids(
     pad_id: u32,
     first_index: usize,
 ) -> Result<Vec<Generation>, ModelError> {
+    generate_rows(
+        &Decoder::new(model),
+        prompts,
+        config,
+        stop_tokens,
+        pad_id,
+        first_index,
+    )
+}
+
+/// [`generate_ids`] through `decoder`.
+fn generate_rows(
+    decoder: &Decoder,
+    prompts: &[Vec<u32>],
+    config: &SamplingConfig,
+    stop_tokens: &[u32],
+    pad_id: u32,
+    first_index: usize,
+) -> Result<Vec<Generation>, ModelError> {
+    let model = decoder.model;
     config.validate()?;
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
         return Err(ModelError::Input(format!(
@@ -112,9 +173,16 @@ pub fn generate_ids(
         .map(|i| config.rng(first_index + i))
         .collect();
     let mut cache = model.new_cache();
-    let batch = TokenBatch::padded(prompts, pad_id, PaddingSide::Left);
-    let head = model.decode_head_weight();
-    let mut logits = last_logits(model.forward_hidden(&batch, &mut cache), &head);
+    // The samples of one prompt share its prompt pass: each distinct prompt runs once, then its
+    // cache row and logits are copied to every row that holds it (the same numbers: a row's
+    // products do not depend on the other rows).
+    let (distinct, source) = distinct_prompts(prompts);
+    let batch = TokenBatch::padded(&distinct, pad_id, PaddingSide::Left);
+    let mut logits = decoder.last_logits(&batch, &mut cache);
+    if distinct.len() < prompts.len() {
+        cache.retain_rows(&source);
+        logits = source.iter().map(|&d| logits[d].clone()).collect();
+    }
     // `active[r]` is the prompt index held by cache row `r`.
     let mut active: Vec<usize> = (0..prompts.len()).collect();
     loop {
@@ -147,9 +215,26 @@ pub fn generate_ids(
             rngs = still.iter().map(|&r| rngs[r].clone()).collect();
         }
         let step = TokenBatch::single_step(&next);
-        logits = last_logits(model.forward_hidden(&step, &mut cache), &head);
+        logits = decoder.last_logits(&step, &mut cache);
     }
     Ok(out)
+}
+
+/// The distinct prompts of `prompts` in order of first appearance, and for every prompt the
+/// index of its distinct copy.
+fn distinct_prompts(prompts: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let mut index: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    let mut distinct = Vec::new();
+    let source = prompts
+        .iter()
+        .map(|p| {
+            *index.entry(p).or_insert_with(|| {
+                distinct.push(p.clone());
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, source)
 }
 
 /// Generates `num_samples` continuations of each tokenised prompt in batches of at most
@@ -176,10 +261,11 @@ pub fn generate(
         .filter(|_| !config.ignore_eos)
         .into_iter()
         .collect();
+    let decoder = Decoder::new(model);
     let mut out = Vec::with_capacity(expanded.len());
     for (b, chunk) in expanded.chunks(batch_size).enumerate() {
         let first = b * batch_size;
-        let mut gens = generate_ids(model, chunk, config, &stop, tokenizer.pad_id(), first)?;
+        let mut gens = generate_rows(&decoder, chunk, config, &stop, tokenizer.pad_id(), first)?;
         for g in &mut gens {
             g.text = tokenizer.decode(&g.token_ids, true)?;
             g.prompt_index /= samples;

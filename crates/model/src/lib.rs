@@ -7,6 +7,7 @@ pub mod attention;
 pub mod batch;
 pub mod cache;
 pub mod config;
+pub mod decoding;
 pub mod device;
 pub mod error;
 pub mod fetch;

@@ -1,43 +1,17 @@
-//! Weight products of few-row activations (the projections of a decoding step), computed by
-//! our own CPU kernels on the flex backend: [`kernel`] up to 16 rows, [`panel`] (AVX-512) up
-//! to 64 rows, a sampling batch.
-//!
-//! A decoding step is made of such products, each reading a whole weight matrix from memory for
-//! one or a few activation rows, so its speed is the speed at which the weights stream in.
-//! Burn's flex matmul (the `gemm` crate) runs products below ~7M multiply-adds on one thread,
-//! and for a few rows its kernels walk down narrow strips of weight columns, a row (often more
-//! than a page) apart. The kernel instead gives each pool thread one contiguous block of weight
-//! rows and streams it front to back: a C model of SmolLM2's decoding products,
-//! `benches/compare/decode_bandwidth.c`, measured 7-11 GB/s when threads split the columns and
-//! 15-17 GB/s when they split the rows, with 2 threads. `benches/decode_products.rs` times the
-//! kernel against Burn's matmul on SmolLM2's shapes.
-//!
-//! The partial products of the blocks are added in block order: a given thread count always
-//! gives the same numbers, a different one may differ in the last bits. Other backends, larger
-//! inputs, and weights that are not contiguous row-major f32 take [`flex::matmul`] (our gemm
-//! product with its own backward pass on flex, Burn's matmul elsewhere).
+//! Linear layers: their products through [`flex::matmul`] (our gemm product with its own
+//! backward pass on flex, Burn's matmul elsewhere), and, during generation, the products of a
+//! decoding step (at most [`MAX_ROWS`] rows) through weights packed for them ([`packed`]).
 
-mod kernel;
-mod panel;
+mod packed;
 
-use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::flex;
 use crate::host::to_f32_vec;
 
-/// Activations with at most this many rows use the kernel. Larger products are compute-bound,
-/// and there the kernel is no faster than Burn's matmul (measured with 128 rows).
-const MAX_KERNEL_ROWS: usize = 16;
-/// Activations with at most this many rows (and more than [`MAX_KERNEL_ROWS`]) use the panel
-/// kernel ([`panel`]) where the CPU has AVX-512.
-const MAX_PANEL_ROWS: usize = 64;
-/// Each thread's block holds at least this many weight rows: smaller ones would not pay for
-/// the split.
-const MIN_BLOCK_ROWS: usize = 64;
+pub use packed::{MAX_ROWS, PackedWeight};
 
 /// A `[d_in, d_out]` linear layer with weights drawn (lazily) from `init` and a zero bias when
 /// `bias` is set.
@@ -52,36 +26,7 @@ pub fn layer(d_in: usize, d_out: usize, bias: bool, init: &Initializer, device: 
     Linear { bias, ..layer }
 }
 
-/// `x @ weight` for `x` `[rows, k]` and `weight` `[k, n]`, when `weight` is a contiguous
-/// row-major f32 flex tensor: the few-row kernel up to 16 rows, the panel kernel up to 64 rows
-/// (where the CPU has AVX-512), else [`flex::matmul`].
-pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
-    let [rows, k] = x.dims();
-    let n = weight.dims()[1];
-    let few = rows <= MAX_KERNEL_ROWS;
-    let panel = !few && rows <= MAX_PANEL_ROWS && panel::available();
-    // A tracked `x` keeps its graph through `flex::matmul`.
-    let tracked = x.is_autodiff() && x.is_tracked();
-    let flex_weight = (!tracked && (few || panel))
-        .then(|| row_major_flex(&weight))
-        .flatten();
-    let Some(flex_weight) = flex_weight else {
-        return flex::matmul(x, weight);
-    };
-    let w = flex_weight
-        .as_slice::<f32>()
-        .expect("row_major_flex checked the layout");
-    let device = x.device();
-    let x = to_f32_vec(x);
-    let y = if few {
-        kernel::product(&x, w, rows, k, n, blocks(k))
-    } else {
-        panel::product(&x, w, rows, k, n)
-    };
-    Tensor::from_data(TensorData::new(y, [rows, n]), &device)
-}
-
-/// A [`Linear`] layer's forward pass on `[batch, len, d_in]` through [`matmul`].
+/// A [`Linear`] layer's forward pass on `[batch, len, d_in]`.
 ///
 /// A weight with a LoRA adapter (`W + s A B`, Burn's `apply_lora`) is applied in activation
 /// space, as PEFT does: `x W + s (x A) B`. Multiplying by the adapted weight instead would make
@@ -89,59 +34,93 @@ pub fn matmul(x: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
 /// full fine-tuning; this way the frozen `W` only passes gradients to `x`, and `A`, `B` get
 /// theirs from rank-sized products.
 pub fn forward(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let bias = layer.bias.as_ref().map(|b| b.val());
-    let Some(lora) = layer.weight.adapter() else {
-        return apply(x, layer.weight.val(), bias);
-    };
     let [batch, len, d_in] = x.dims();
-    let d_out = layer.weight.lazy_shape().dims::<2>()[1];
     let rows = x.reshape([batch * len, d_in]);
-    // The scale multiplies the rank-wide `x A`, not the `[rows, d_out]` product.
-    let low_rank = flex::matmul(
-        flex::matmul(rows.clone(), lora.a.val()) * lora.scale,
-        lora.b.val(),
+    let y = flex::matmul(rows.clone(), base_weight(layer));
+    let d_out = y.dims()[1];
+    finish(layer, rows, y).reshape([batch, len, d_out])
+}
+
+/// The forward passes of `layers`, which read the same input: with `packed` (their base
+/// weights packed side by side, [`PackedWeight::side_by_side`]) one product for all of them,
+/// then each layer's adapter and bias; without it, or for more than [`MAX_ROWS`] rows,
+/// [`forward`] layer by layer.
+pub fn forward_together(
+    layers: &[&Linear],
+    packed: Option<&PackedWeight>,
+    x: Tensor<3>,
+) -> Vec<Tensor<3>> {
+    let [batch, len, d_in] = x.dims();
+    let m = batch * len;
+    let Some(packed) = packed.filter(|_| m <= MAX_ROWS) else {
+        return layers
+            .iter()
+            .map(|layer| forward(layer, x.clone()))
+            .collect();
+    };
+    assert_eq!(
+        packed.k(),
+        d_in,
+        "the packed weights take inputs of {}",
+        packed.k()
     );
-    let y = matmul(rows, layer.weight.base()) + low_rank;
-    let y = match bias {
-        Some(bias) => y + bias.unsqueeze(),
+    let rows = x.reshape([m, d_in]);
+    let device = rows.device();
+    let y = packed.product(&to_f32_vec(rows.clone()), m);
+    let y = Tensor::<2>::from_data(TensorData::new(y, [m, packed.n()]), &device);
+    let mut c0 = 0;
+    layers
+        .iter()
+        .map(|layer| {
+            let d_out = layer.weight.lazy_shape().dims::<2>()[1];
+            let part = y.clone().narrow(1, c0, d_out);
+            c0 += d_out;
+            finish(layer, rows.clone(), part).reshape([batch, len, d_out])
+        })
+        .collect()
+}
+
+/// The weight a layer's product takes: the frozen base of a LoRA-adapted weight, else the
+/// weight.
+pub fn base_weight(layer: &Linear) -> Tensor<2> {
+    match layer.weight.adapter() {
+        Some(_) => layer.weight.base(),
+        None => layer.weight.val(),
+    }
+}
+
+/// `y` (the product of `rows` `[m, d_in]` with the layer's base weight) plus the LoRA
+/// adapter's low-rank product and the bias, where the layer has them.
+fn finish(layer: &Linear, rows: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
+    let y = match layer.weight.adapter() {
+        // The scale multiplies the rank-wide `x A`, not the `[rows, d_out]` product.
+        Some(lora) => y + flex::matmul(flex::matmul(rows, lora.a.val()) * lora.scale, lora.b.val()),
         None => y,
     };
-    y.reshape([batch, len, d_out])
+    match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze(),
+        None => y,
+    }
 }
 
 /// `x @ weight (+ bias)` for `x` `[batch, len, d_in]` and `weight` `[d_in, d_out]`, as one 2-D
-/// [`matmul`]: Burn's `linear` would first copy a non-contiguous weight to broadcast it.
+/// product: Burn's `linear` would first copy a non-contiguous weight to broadcast it.
 pub fn apply(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
     let d_out = weight.dims()[1];
-    let y = matmul(x.reshape([batch * len, d_in]), weight);
+    let y = flex::matmul(x.reshape([batch * len, d_in]), weight);
     let y = match bias {
         Some(bias) => y + bias.unsqueeze(),
         None => y,
     };
     y.reshape([batch, len, d_out])
-}
-
-/// How many blocks the kernel splits `k` weight rows into: one per pool thread, fewer when
-/// the weight is too shallow.
-fn blocks(k: usize) -> usize {
-    rayon::current_num_threads().min(k / MIN_BLOCK_ROWS).max(1)
-}
-
-/// The flex tensor behind `weight` when it is a contiguous row-major f32 matrix on the flex
-/// backend without autodiff (a shared handle: the weights are not copied).
-fn row_major_flex(weight: &Tensor<2>) -> Option<FlexTensor> {
-    let flex = weight.clone().try_into_primitive::<Flex>().ok()?;
-    (flex.dtype() == DType::F32 && flex.as_slice::<f32>().is_some()).then_some(flex)
 }
 
 #[cfg(test)]
 mod tests {
-    use bpo_testkit::max_abs_diff;
-
     use super::*;
-    use burn::nn::LinearConfig;
-    use burn::tensor::{Device, Distribution};
+    use burn::module::{Lora, Module};
+    use burn::tensor::Distribution;
 
     fn pool(threads: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
@@ -150,76 +129,8 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn kernel_product_equals_burns_and_repeats_exactly() {
-        let device = Device::flex();
-        for (rows, k, n) in [
-            (1, 576, 700),
-            (8, 129, 257),
-            (16, 320, 1024),
-            (1, 100, 100),
-            (17, 256, 512),
-            (32, 576, 192),
-            (61, 96, 1000),
-        ] {
-            let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
-            let plain = x.clone().matmul(w.clone());
-            assert!(row_major_flex(&w).is_some());
-            // A transposed (tied-embedding) view is not row-major: Burn's matmul takes it.
-            let wt = w.clone().transpose().reshape([n, k]).transpose();
-            assert!(row_major_flex(&wt).is_none());
-            for threads in [1, 2, 3, 5] {
-                let pool = pool(threads);
-                assert_eq!(
-                    pool.install(|| blocks(k)),
-                    threads.min(k / MIN_BLOCK_ROWS).max(1)
-                );
-                for weight in [w.clone(), wt.clone()] {
-                    let ours = pool.install(|| matmul(x.clone(), weight.clone()));
-                    assert_eq!(ours.dims(), [rows, n]);
-                    let diff = max_abs_diff(&to_f32_vec(ours.clone()), &to_f32_vec(plain.clone()));
-                    // Two f32 summation orders of k unit-variance terms: the rounding grows
-                    // with k.
-                    let tolerance = 2e-6 * k as f32;
-                    assert!(
-                        diff <= tolerance,
-                        "{rows}x{k}x{n}, {threads} threads: {diff}"
-                    );
-                    let again = pool.install(|| matmul(x.clone(), weight));
-                    assert_eq!(
-                        to_f32_vec(ours),
-                        to_f32_vec(again),
-                        "{rows}x{k}x{n}, {threads} threads"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn autodiff_weights_take_burns_matmul_and_keep_their_gradient() {
-        let device = Device::flex().autodiff();
-        let x = Tensor::<2>::random([2, 128], Distribution::Normal(0.0, 1.0), &device);
-        let w =
-            Tensor::<2>::random([128, 64], Distribution::Normal(0.0, 1.0), &device).require_grad();
-        assert!(row_major_flex(&w).is_none());
-        let grads = matmul(x, w.clone()).sum().backward();
-        assert!(w.grad(&grads).is_some());
-    }
-
-    #[test]
-    fn a_tracked_input_keeps_its_gradient_with_a_frozen_row_major_weight() {
-        let w = Tensor::<2>::random([64, 96], Distribution::Normal(0.0, 1.0), &Device::flex());
-        assert!(row_major_flex(&w).is_some());
-        for rows in [1, 20, 64] {
-            let x =
-                Tensor::<2>::random([rows, 64], Distribution::Normal(0.0, 1.0), &Device::flex())
-                    .autodiff()
-                    .require_grad();
-            let grads = matmul(x.clone(), w.clone()).sum().backward();
-            assert!(x.grad(&grads).is_some(), "{rows} rows");
-        }
+    fn max_diff(a: Tensor<3>, b: Tensor<3>) -> f32 {
+        (a - b).abs().max().into_scalar()
     }
 
     #[test]
@@ -229,8 +140,40 @@ mod tests {
         for (batch, len) in [(1, 1), (2, 3), (4, 8)] {
             let x = Tensor::<3>::random([batch, len, 160], Distribution::Normal(0.0, 1.0), &device);
             let ours = pool(2).install(|| forward(&layer, x.clone()));
-            let diff: f32 = (ours - layer.forward(x)).abs().max().into_scalar();
+            let diff = max_diff(ours, layer.forward(x));
             assert!(diff <= 1e-5, "{batch}x{len}: {diff}");
+        }
+    }
+
+    #[test]
+    fn layers_forward_together_as_each_alone() {
+        let device = Device::flex();
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.1,
+        };
+        let layers = [
+            layer(96, 96, true, &init, &device),
+            layer(96, 40, false, &init, &device),
+            layer(96, 130, true, &init, &device).apply_lora(Lora::new(4, 8.0)),
+        ];
+        let refs: Vec<&Linear> = layers.iter().collect();
+        let values: Vec<Vec<f32>> = layers.iter().map(|l| to_f32_vec(base_weight(l))).collect();
+        let parts: Vec<(&[f32], usize)> = values
+            .iter()
+            .zip(&layers)
+            .map(|(v, l)| (v.as_slice(), l.weight.lazy_shape().dims::<2>()[1]))
+            .collect();
+        let packed = PackedWeight::side_by_side(&parts, 96);
+        // 65 rows take the plain forward pass.
+        for (batch, len) in [(1, 1), (3, 2), (64, 1), (13, 5)] {
+            let x = Tensor::<3>::random([batch, len, 96], Distribution::Normal(0.0, 1.0), &device);
+            let ours = pool(2).install(|| forward_together(&refs, Some(&packed), x.clone()));
+            assert_eq!(ours.len(), layers.len());
+            for (i, (ours, layer)) in ours.into_iter().zip(&layers).enumerate() {
+                let diff = max_diff(ours, forward(layer, x.clone()));
+                assert!(diff <= 1e-5, "layer {i}, {batch}x{len}: {diff}");
+            }
         }
     }
 }

@@ -20,7 +20,6 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor};
 
 use crate::flex;
-use crate::linear::matmul;
 use crate::transformer::Transformer;
 
 /// Elements of one chunk's `[rows, vocab]` buffers (4 Mi floats, 16 MiB in f32).
@@ -79,7 +78,7 @@ fn head_logprobs_chunked(
     for start in (0..rows).step_by(chunk_rows) {
         let n = chunk_rows.min(rows - start);
         let ids = targets.clone().narrow(0, start, n);
-        let logits = matmul(constant.clone().narrow(0, start, n), weight.clone());
+        let logits = flex::matmul(constant.clone().narrow(0, start, n), weight.clone());
         let probs = softmax(logits.clone(), 1);
         // log-sum-exp = max - log(largest probability), which is at least 1/vocab: exact where
         // log(p[target]) would underflow.
@@ -88,7 +87,7 @@ fn head_logprobs_chunked(
         if let Some(weight_t) = &weight_t {
             let ones = Tensor::ones([n, 1], &ids.device());
             let residual = probs.neg().scatter(1, ids, ones, IndexingUpdateOp::Add);
-            grads.push(matmul(residual, weight_t.clone()));
+            grads.push(flex::matmul(residual, weight_t.clone()));
         }
     }
     let value = Tensor::cat(values, 0);

@@ -6,6 +6,7 @@ use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Device, Tensor};
 
 use crate::config::ModelConfig;
+use crate::decoding::BlockWeights;
 use crate::flex::swiglu;
 use crate::linear;
 
@@ -33,15 +34,18 @@ impl FeedForward {
         }
     }
 
-    /// Applies the MLP to `[batch, len, hidden]`.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let hidden = match &self.gate {
-            Some(gate) => swiglu(
-                linear::forward(gate, x.clone()),
-                linear::forward(&self.up, x),
-            ),
-            None => gelu_approximate(linear::forward(&self.up, x)),
+    /// Applies the MLP to `[batch, len, hidden]`; the projections through `packed` when given
+    /// (decoding).
+    pub fn forward(&self, x: Tensor<3>, packed: Option<&BlockWeights>) -> Tensor<3> {
+        let inputs: Vec<&Linear> = self.gate.iter().chain([&self.up]).collect();
+        let mut projected = linear::forward_together(&inputs, packed.map(|p| &p.mlp_in), x);
+        let up = projected.pop().expect("the up projection");
+        let hidden = match projected.pop() {
+            Some(gate) => swiglu(gate, up),
+            None => gelu_approximate(up),
         };
-        linear::forward(&self.down, hidden)
+        linear::forward_together(&[&self.down], packed.map(|p| &p.down), hidden)
+            .pop()
+            .expect("one projection")
     }
 }

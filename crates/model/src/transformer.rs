@@ -9,6 +9,7 @@ use crate::attention::Attention;
 use crate::batch::TokenBatch;
 use crate::cache::{ChunkInputs, KvCache};
 use crate::config::ModelConfig;
+use crate::decoding::{BlockWeights, DecodeWeights, pack_layers, pack_tied_head};
 use crate::linear;
 use crate::mlp::FeedForward;
 use crate::norm::Norm;
@@ -53,12 +54,18 @@ impl Block {
         rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
+        packed: Option<&BlockWeights>,
     ) -> Tensor<3> {
-        let h = x.clone()
-            + self
-                .attn
-                .forward(self.attn_norm.forward(x), inputs, rope, cache, layer);
-        h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
+        let attended = self.attn.forward(
+            self.attn_norm.forward(x.clone()),
+            inputs,
+            rope,
+            cache,
+            layer,
+            packed,
+        );
+        let h = x + attended;
+        h.clone() + self.mlp.forward(self.mlp_norm.forward(h), packed)
     }
 }
 
@@ -144,6 +151,31 @@ impl Transformer {
     /// Final hidden states `[batch, len, hidden]` of a chunk, attending to what `cache` holds
     /// and appending the chunk to it. An empty cache gives the plain full-sequence forward.
     pub fn forward_hidden(&self, batch: &TokenBatch, cache: &mut KvCache) -> Tensor<3> {
+        self.forward_hidden_with(batch, cache, None)
+    }
+
+    /// [`Transformer::forward_hidden`] with the projections through `weights`, this model's
+    /// weights packed for decoding ([`Transformer::decode_weights`]).
+    pub fn decode_hidden(
+        &self,
+        batch: &TokenBatch,
+        cache: &mut KvCache,
+        weights: &DecodeWeights,
+    ) -> Tensor<3> {
+        assert_eq!(
+            weights.blocks.len(),
+            self.layers.len(),
+            "weights of another model"
+        );
+        self.forward_hidden_with(batch, cache, Some(weights))
+    }
+
+    fn forward_hidden_with(
+        &self,
+        batch: &TokenBatch,
+        cache: &mut KvCache,
+        weights: Option<&DecodeWeights>,
+    ) -> Tensor<3> {
         let config = &self.config;
         let inputs = cache.begin_chunk(
             batch,
@@ -158,7 +190,8 @@ impl Transformer {
         }
         let angles = self.rope.as_ref().map(|r| r.angles(&inputs.positions));
         for (i, block) in self.layers.iter().enumerate() {
-            x = block.forward(x, &inputs, angles.as_ref(), cache, i);
+            let packed = weights.map(|w| &w.blocks[i]);
+            x = block.forward(x, &inputs, angles.as_ref(), cache, i, packed);
         }
         self.norm.forward(x)
     }
@@ -170,6 +203,31 @@ impl Transformer {
             Some(head) => head.weight.val(),
             None => self.embed_tokens.weight.val().transpose(),
         }
+    }
+
+    /// This model's projections packed for decoding, the frozen bases of LoRA-adapted weights
+    /// (adapters stay on the activation path), when they are f32 tensors on the CPU (flex);
+    /// `None` elsewhere, where decoding takes the plain forward pass.
+    pub fn decode_weights(&self) -> Option<DecodeWeights> {
+        let blocks = self
+            .layers
+            .iter()
+            .map(|block| {
+                let (attn, mlp) = (&block.attn, &block.mlp);
+                let mlp_in: Vec<&Linear> = mlp.gate.iter().chain([&mlp.up]).collect();
+                Some(BlockWeights {
+                    qkv: pack_layers(&[&attn.q, &attn.k, &attn.v])?,
+                    o: pack_layers(&[&attn.o])?,
+                    mlp_in: pack_layers(&mlp_in)?,
+                    down: pack_layers(&[&mlp.down])?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let head = match &self.lm_head {
+            Some(head) => pack_layers(&[head])?,
+            None => pack_tied_head(&self.embed_tokens.weight.val())?,
+        };
+        Some(DecodeWeights { blocks, head })
     }
 
     /// [`Transformer::head_weight`] laid out row-major, for many products with the same weights

@@ -1,5 +1,6 @@
 //! Generation and scoring: seeded reproducibility, batch independence, behavior log-probs equal
-//! a fresh scoring pass, greedy decoding equals step-by-step argmax, stop tokens.
+//! a fresh scoring pass, greedy decoding equals step-by-step argmax, stop tokens, decoding
+//! through packed weights equals the plain forward.
 
 use bpo_model::burn::tensor::Device;
 use bpo_model::host::to_f32_vec;
@@ -204,4 +205,41 @@ fn invalid_generation_inputs_are_errors() {
         err.to_string().contains("outside the model's vocabulary"),
         "{err}"
     );
+}
+
+#[test]
+fn decoding_through_packed_weights_equals_the_plain_forward() {
+    for device in [Device::flex(), Device::flex().autodiff()] {
+        for arch in [ModelType::Llama, ModelType::Gpt2, ModelType::Qwen2] {
+            let model = tiny_model(arch, 14, &device);
+            // Qwen2's tiny model has its own head; without it, the head is the tied embedding.
+            let mut variants = vec![model.clone()];
+            if model.lm_head.is_some() {
+                variants.push(Transformer {
+                    lm_head: None,
+                    ..model
+                });
+            }
+            for model in variants {
+                let tied = model.lm_head.is_none();
+                let weights = model.decode_weights().expect("flex f32 weights pack");
+                let batch = TokenBatch::padded(&prompts(&model), 0, PaddingSide::Left);
+                let step = TokenBatch::single_step(&[3, 5, 7, 11]);
+                let (mut plain, mut packed) = (model.new_cache(), model.new_cache());
+                for chunk in [&batch, &step, &step] {
+                    let expected = model.logits(model.forward_hidden(chunk, &mut plain));
+                    let ours = model.logits(model.decode_hidden(chunk, &mut packed, &weights));
+                    let diff = bpo_testkit::max_abs_diff(&to_f32_vec(ours), &to_f32_vec(expected));
+                    assert!(diff <= 1e-4, "{arch:?}, tied {tied}: {diff}");
+                }
+                let hidden = to_f32_vec(model.forward_hidden(&step, &mut model.new_cache()));
+                let width = model.config.hidden_size;
+                let logits = weights.head.product(&hidden, hidden.len() / width);
+                let expected =
+                    to_f32_vec(model.logits(model.forward_hidden(&step, &mut model.new_cache())));
+                let diff = bpo_testkit::max_abs_diff(&logits, &expected);
+                assert!(diff <= 1e-4, "{arch:?} head, tied {tied}: {diff}");
+            }
+        }
+    }
 }

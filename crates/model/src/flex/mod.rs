@@ -53,6 +53,23 @@ fn values(tensor: &FlexTensor) -> &[f32] {
     tensor.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
+/// Whether `tensor` is an f32 tensor on flex (with or without autodiff): what the operations
+/// here and the packed decoding weights take.
+pub fn is_flex_f32<const D: usize>(tensor: &Tensor<D>) -> bool {
+    primitive(tensor).is_some()
+}
+
+/// The flex tensor holding the values of `tensor` when it is a contiguous f32 tensor on flex
+/// (with or without autodiff): a shared handle, nothing copied; read it with
+/// `as_slice::<f32>()`.
+pub fn contiguous_f32<const D: usize>(tensor: &Tensor<D>) -> Option<FlexTensor> {
+    let flex = match primitive(tensor)? {
+        Primitive::Plain(t) => t,
+        Primitive::Tracked(t) => t.primitive().clone(),
+    };
+    flex.as_slice::<f32>().is_some().then_some(flex)
+}
+
 /// The flex primitive behind `tensor` when it is an f32 tensor on flex (with or without
 /// autodiff), else `None`. Cheap: the data is shared, not copied.
 fn primitive<const D: usize>(tensor: &Tensor<D>) -> Option<Primitive> {
