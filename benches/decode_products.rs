@@ -5,6 +5,8 @@
 //! `bpo_model::linear::PackedWeight`) against the `gemm` crate's product
 //! (`bpo_model::flex::matmul`) on the same weights.
 //!
+//! Also the time to pack all of them, which a generation call pays once.
+//!
 //! `cargo bench --bench decode_products`; set `RAYON_NUM_THREADS` to pin the thread count.
 
 use bpo::model::burn::tensor::{Device, Distribution, Tensor};
@@ -38,20 +40,35 @@ fn products(device: &Device) -> Vec<Vec<Tensor<2>>> {
         .collect()
 }
 
-fn pack(weights: &[Tensor<2>]) -> PackedWeight {
-    let k = weights[0].dims()[0];
-    let values: Vec<(Vec<f32>, usize)> = weights
+/// Every product's weights as host values.
+fn host(products: &[Vec<Tensor<2>>]) -> Vec<Vec<(Vec<f32>, usize)>> {
+    products
         .iter()
-        .map(|w| (to_f32_vec(w.clone()), w.dims()[1]))
-        .collect();
-    let parts: Vec<(&[f32], usize)> = values.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
-    PackedWeight::side_by_side(&parts, k)
+        .map(|p| {
+            p.iter()
+                .map(|w| (to_f32_vec(w.clone()), w.dims()[1]))
+                .collect()
+        })
+        .collect()
+}
+
+/// The weights of every product packed side by side.
+fn pack(host: &[Vec<(Vec<f32>, usize)>]) -> Vec<PackedWeight> {
+    host.iter()
+        .map(|values| {
+            let k = values[0].0.len() / values[0].1;
+            let parts: Vec<(&[f32], usize)> =
+                values.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
+            PackedWeight::side_by_side(&parts, k)
+        })
+        .collect()
 }
 
 fn decode_products(c: &mut Criterion) {
     let device = Device::flex();
     let products = products(&device);
-    let packed: Vec<PackedWeight> = products.iter().map(|p| pack(p)).collect();
+    let host = host(&products);
+    let packed = pack(&host);
     let bytes: usize = products
         .iter()
         .flatten()
@@ -60,6 +77,8 @@ fn decode_products(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_products");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(bytes as u64));
+    // What a generation call pays once: packing every weight.
+    group.bench_function("pack", |b| b.iter(|| pack(&host)));
     for rows in [1, 8, 32, 64] {
         let inputs: Vec<Tensor<2>> = [HIDDEN, FFN]
             .map(|d| Tensor::random([rows, d], Distribution::Normal(0.0, 1.0), &device))

@@ -9,8 +9,9 @@
 //! cache), and a kernel that streams whole rows needs partial sums per thread. Packed, the
 //! weight is a sequence of panels of [`PANEL`] columns, each panel's `k` rows contiguous
 //! (`[n / 64, k, 64]`, the last panel padded with zeros): every thread streams its own panels
-//! front to back, and a tile of 64 rows of a panel (16 KiB) stays in L1 while every block of
-//! output rows takes it in. Several weights that read the same input (q, k, v; gate, up) pack
+//! front to back, and a panel (147 KiB for 576 rows) stays in the L2 cache while every block
+//! of output rows walks down it. (Tiles of 64 or 128 rows kept in L1 were slower, 9-12% at 32
+//! rows, measured with `benches/decode_products.rs`.) Several weights that read the same input (q, k, v; gate, up) pack
 //! side by side into one, so that they make one product.
 //!
 //! Each output is a sum over `p = 0..k` in order, computed by one thread: the numbers do not
@@ -21,9 +22,6 @@ use rayon::prelude::*;
 
 /// Output columns per panel: four AVX-512 vectors.
 const PANEL: usize = 64;
-/// Weight rows per tile: a tile of a panel (16 KiB) stays in the L1 cache while every block
-/// of output rows takes it in.
-const K_TILE: usize = 64;
 /// The most activation rows a packed product takes; larger products are compute-bound, and
 /// there the `gemm` crate's kernels are faster.
 pub const MAX_ROWS: usize = 64;
@@ -61,10 +59,8 @@ impl PackedWeight {
     pub fn from_transposed(values: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(values.len(), n * k, "the transpose is not [{n}, {k}]");
         Self::fill(k, n, |c0, out| {
-            for (c, column) in values[c0 * k..(c0 + PANEL).min(n) * k]
-                .chunks_exact(k.max(1))
-                .enumerate()
-            {
+            let columns = values[c0 * k..(c0 + PANEL).min(n) * k].chunks_exact(k.max(1));
+            for (c, column) in columns.enumerate() {
                 for (p, &value) in column.iter().enumerate() {
                     out[p * PANEL + c] = value;
                 }
@@ -192,10 +188,10 @@ impl Kernel {
     }
 }
 
-/// The kernel in plain Rust: one output row at a time over a tile, its 64 sums in an array
+/// The kernel in plain Rust: one output row at a time down a panel, its 64 sums in an array
 /// the compiler keeps in vector registers.
 mod portable {
-    use super::{K_TILE, PANEL};
+    use super::PANEL;
 
     /// [`panels`] compiled for AVX2 with fused multiply-adds.
     ///
@@ -218,7 +214,7 @@ mod portable {
         walk(x, m, k, w, out, madd);
     }
 
-    /// Panel by panel, tile by tile, output row by output row; `madd(a, b, c)` is `a * b + c`.
+    /// Panel by panel, output row by output row; `madd(a, b, c)` is `a * b + c`.
     #[inline(always)]
     fn walk(
         x: &[f32],
@@ -230,25 +226,22 @@ mod portable {
     ) {
         let width = w.len() / (k * PANEL).max(1) * PANEL;
         for (panel, w) in w.chunks_exact((k * PANEL).max(1)).enumerate() {
-            for t in (0..k).step_by(K_TILE) {
-                let tile = &w[t * PANEL..(t + K_TILE).min(k) * PANEL];
-                for j in 0..m {
-                    let o = j * width + panel * PANEL;
-                    let mut acc: [f32; PANEL] = out[o..o + PANEL].try_into().expect("a panel");
-                    for (row, &a) in tile.chunks_exact(PANEL).zip(&x[j * k + t..]) {
-                        for (acc, &w) in acc.iter_mut().zip(row) {
-                            *acc = madd(w, a, *acc);
-                        }
+            for j in 0..m {
+                let o = j * width + panel * PANEL;
+                let mut acc: [f32; PANEL] = out[o..o + PANEL].try_into().expect("a panel");
+                for (row, &a) in w.chunks_exact(PANEL).zip(&x[j * k..(j + 1) * k]) {
+                    for (acc, &w) in acc.iter_mut().zip(row) {
+                        *acc = madd(w, a, *acc);
                     }
-                    out[o..o + PANEL].copy_from_slice(&acc);
                 }
+                out[o..o + PANEL].copy_from_slice(&acc);
             }
         }
     }
 }
 
 /// The kernel with AVX-512 intrinsics: a block of up to six output rows x 64 columns stays in
-/// 24 registers while it walks down a tile, four vector loads and up to 24 fused multiply-adds
+/// 24 registers while it walks down a panel, four vector loads and up to 24 fused multiply-adds
 /// per weight row.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
@@ -256,7 +249,7 @@ mod avx512 {
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
     };
 
-    use super::{K_TILE, PANEL};
+    use super::PANEL;
 
     /// 16-float vectors per panel row.
     const VECTORS: usize = PANEL / 16;
@@ -265,8 +258,8 @@ mod avx512 {
     // `panels` names the blocks of 1 to 5 rows left over one by one.
     const _: () = assert!(ROW_BLOCK == 6);
 
-    /// Adds `x @ w` to `out` (`[m, panels * PANEL]`) for packed panels `w`. With at most
-    /// `ROW_BLOCK` rows a block walks the whole panel at once (no tiles).
+    /// Adds `x @ w` to `out` (`[m, panels * PANEL]`) for packed panels `w`: panel by panel,
+    /// in blocks of `ROW_BLOCK` output rows and then the rows left over.
     ///
     /// # Safety
     /// The CPU has AVX-512F.
@@ -275,35 +268,29 @@ mod avx512 {
         let count = w.len() / (k * PANEL).max(1);
         let width = count * PANEL;
         assert!(x.len() >= m * k && out.len() >= m * width && w.len() == count * k * PANEL);
-        let tile = if m <= ROW_BLOCK { k.max(1) } else { K_TILE };
         for panel in 0..count {
-            for t in (0..k).step_by(tile) {
-                let depth = tile.min(k - t);
-                let at = |j: usize| Block {
-                    x: j * k + t,
-                    w: (panel * k + t) * PANEL,
-                    out: j * width + panel * PANEL,
-                    k,
-                    width,
-                    depth,
-                };
-                let mut j = 0;
-                // SAFETY (every call): rows `j..j + R <= m` of `x` and `out`, columns
-                // `t..t + depth <= k` of `x`, rows `t..t + depth` of this panel of `w`, and
-                // the panel's columns of `out` (asserted above).
-                while j + ROW_BLOCK <= m {
-                    unsafe { block::<ROW_BLOCK>(x, w, out, at(j)) };
-                    j += ROW_BLOCK;
-                }
-                match m - j {
-                    0 => {}
-                    1 => unsafe { block::<1>(x, w, out, at(j)) },
-                    2 => unsafe { block::<2>(x, w, out, at(j)) },
-                    3 => unsafe { block::<3>(x, w, out, at(j)) },
-                    4 => unsafe { block::<4>(x, w, out, at(j)) },
-                    5 => unsafe { block::<5>(x, w, out, at(j)) },
-                    rest => unreachable!("{rest} rows left over with blocks of {ROW_BLOCK}"),
-                }
+            let at = |j: usize| Block {
+                x: j * k,
+                w: panel * k * PANEL,
+                out: j * width + panel * PANEL,
+                k,
+                width,
+            };
+            let mut j = 0;
+            // SAFETY (every call): rows `j..j + R <= m` of `x` and `out`, this panel of `w`,
+            // and the panel's columns of `out` (asserted above).
+            while j + ROW_BLOCK <= m {
+                unsafe { block::<ROW_BLOCK>(x, w, out, at(j)) };
+                j += ROW_BLOCK;
+            }
+            match m - j {
+                0 => {}
+                1 => unsafe { block::<1>(x, w, out, at(j)) },
+                2 => unsafe { block::<2>(x, w, out, at(j)) },
+                3 => unsafe { block::<3>(x, w, out, at(j)) },
+                4 => unsafe { block::<4>(x, w, out, at(j)) },
+                5 => unsafe { block::<5>(x, w, out, at(j)) },
+                rest => unreachable!("{rest} rows left over with blocks of {ROW_BLOCK}"),
             }
         }
     }
@@ -315,15 +302,13 @@ mod avx512 {
         out: usize,
         k: usize,
         width: usize,
-        depth: usize,
     }
 
-    /// Adds `x[R rows from b.x, depth] @ w[depth rows from b.w, PANEL]` to `out[R rows from
-    /// b.out, PANEL]`.
+    /// Adds `x[R rows from b.x] @ w[the panel at b.w]` to `out[R rows from b.out, PANEL]`.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `R` rows of `k` floats from `b.x` (the first `depth` of each) in
-    /// `x`, `depth * PANEL` floats from `b.w` in `w`, and `R` rows of `width` floats from
+    /// The CPU has AVX-512F; `R` rows of `k` floats from `b.x` in `x`, `k * PANEL` floats
+    /// from `b.w` in `w`, and `R` rows of `width` floats from
     /// `b.out` (the first `PANEL` of each) in `out`.
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const R: usize>(x: &[f32], w: &[f32], out: &mut [f32], b: Block) {
@@ -334,7 +319,7 @@ mod avx512 {
                 std::array::from_fn(|v| _mm512_loadu_ps(out.add(r * b.width + 16 * v)))
             });
             let (x, w) = (x.as_ptr().add(b.x), w.as_ptr().add(b.w));
-            for p in 0..b.depth {
+            for p in 0..b.k {
                 let row = w.add(p * PANEL);
                 let weights: [__m512; VECTORS] =
                     std::array::from_fn(|v| _mm512_loadu_ps(row.add(16 * v)));
