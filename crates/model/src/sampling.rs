@@ -84,11 +84,9 @@ impl SamplingConfig {
     }
 }
 
-/// `log_softmax(logits)[token]`, computed stably.
+/// `log_softmax(logits)[token]`, computed stably (in f32, vectorised: as training computes it).
 pub fn log_prob(logits: &[f32], token: u32) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
-    logits[token as usize] - max - sum.ln() as f32
+    crate::flex::log_softmax_at(logits, token as usize)
 }
 
 fn argmax(logits: &[f32]) -> u32 {
@@ -278,6 +276,23 @@ mod tests {
         hot.temperature = 5.0;
         let (tok, lp) = choose(&logits, &hot, &mut rng);
         assert!((lp - log_prob(&logits, tok)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn log_prob_over_a_wide_vocabulary_equals_the_f64_log_softmax() {
+        let logits: Vec<f32> = (0..49_157)
+            .map(|i| ((i * 7919) % 1000) as f32 * 0.03 - 12.0)
+            .collect();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+        for token in [0u32, 17, 49_156] {
+            let expected = logits[token as usize] as f64 - max - sum.ln();
+            let ours = log_prob(&logits, token) as f64;
+            assert!(
+                (ours - expected).abs() < 1e-4,
+                "{token}: {ours} vs {expected}"
+            );
+        }
     }
 
     #[test]

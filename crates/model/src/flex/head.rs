@@ -11,7 +11,7 @@
 //!   time, and keeps only `D` (`[rows, hidden]`): the backward pass is then `dh = g D`.
 //! - Without a tracked input, only the log-probs, a chunk of rows at a time.
 //!
-//! Row sums are accumulated in fixed lanes ([`lane_sum`]), so their order does not depend on
+//! Row sums are accumulated in fixed lanes ([`log_sum_exp`]), so their order does not depend on
 //! the vector width.
 
 use burn::backend::Flex;
@@ -24,7 +24,7 @@ use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use rayon::prelude::*;
 
-use super::math::{exp, lane_sum, vectorised};
+use super::math::{exp, log_sum_exp, vectorised};
 use super::product::product;
 use super::{Primitive, primitive, tensor, values};
 
@@ -208,8 +208,7 @@ fn log_softmax_rows(logits: &mut FlexTensor, ids: &[usize], residual: bool) -> V
             vectorised(
                 #[inline(always)]
                 || {
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let lse = max + lane_sum(row.len(), |i| exp(row[i] - max)).ln();
+                    let lse = log_sum_exp(row);
                     *lp = row[id] - lse;
                     if residual {
                         for x in row.iter_mut() {

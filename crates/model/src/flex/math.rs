@@ -63,6 +63,14 @@ pub(super) fn lane_sum(len: usize, term: impl Fn(usize) -> f32) -> f32 {
     lanes.iter().sum()
 }
 
+/// `ln(e^row[0] + ... + e^row[n - 1])`: the largest value plus the log of the [`lane_sum`] of
+/// `e^(x - max)`, so that no term overflows.
+#[inline(always)]
+pub(super) fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    max + lane_sum(row.len(), |i| exp(row[i] - max)).ln()
+}
+
 /// Runs `f` compiled for the widest vector unit of the CPU (AVX-512, else AVX2 with FMA, else
 /// the build's baseline). `f` must be an `#[inline(always)]` closure, so that its loop is
 /// compiled inside the wrapper with the wrapper's instruction set. The arithmetic is the same

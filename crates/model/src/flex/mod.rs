@@ -53,6 +53,16 @@ fn values(tensor: &FlexTensor) -> &[f32] {
     tensor.as_slice::<f32>().expect("a contiguous f32 tensor")
 }
 
+/// `log_softmax(row)[index]` on the host, vectorised, with the log-sum-exp of the head
+/// operation ([`head_logprobs`]): the log-probability a sampler records is computed as
+/// training computes it.
+pub fn log_softmax_at(row: &[f32], index: usize) -> f32 {
+    math::vectorised(
+        #[inline(always)]
+        || row[index] - math::log_sum_exp(row),
+    )
+}
+
 /// Whether `tensor` is an f32 tensor on flex (with or without autodiff): what the operations
 /// here and the packed decoding weights take.
 pub fn is_flex_f32<const D: usize>(tensor: &Tensor<D>) -> bool {
