@@ -109,32 +109,32 @@ pub fn generate_ids(
     pad_id: u32,
     first_index: usize,
 ) -> Result<Vec<Generation>, ModelError> {
+    let streams: Vec<usize> = (first_index..first_index + prompts.len()).collect();
     generate_rows(
         &Decoder::new(model),
         prompts,
+        &streams,
         config,
         stop_tokens,
         pad_id,
-        first_index,
     )
 }
 
-/// [`generate_ids`] through `decoder`.
+/// [`generate_ids`] through `decoder`, row `i` with RNG stream (and `prompt_index`)
+/// `streams[i]`.
 fn generate_rows(
     decoder: &Decoder,
     prompts: &[Vec<u32>],
+    streams: &[usize],
     config: &SamplingConfig,
     stop_tokens: &[u32],
     pad_id: u32,
-    first_index: usize,
 ) -> Result<Vec<Generation>, ModelError> {
+    assert_eq!(streams.len(), prompts.len(), "one stream per prompt");
     let model = decoder.model;
     config.validate()?;
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
-        return Err(ModelError::Input(format!(
-            "prompt {} is empty",
-            first_index + i
-        )));
+        return Err(ModelError::Input(format!("prompt {} is empty", streams[i])));
     }
     let max_positions = model.config.max_position_embeddings;
     if let Some(p) = prompts
@@ -157,7 +157,7 @@ fn generate_rows(
         .iter()
         .enumerate()
         .map(|(i, p)| Generation {
-            prompt_index: first_index + i,
+            prompt_index: streams[i],
             prompt_ids: p.clone(),
             token_ids: Vec::new(),
             logprobs: Vec::new(),
@@ -169,9 +169,7 @@ fn generate_rows(
         return Ok(out);
     }
     // One RNG per cache row, kept aligned with `active` when rows finish.
-    let mut rngs: Vec<_> = (0..prompts.len())
-        .map(|i| config.rng(first_index + i))
-        .collect();
+    let mut rngs: Vec<_> = (0..prompts.len()).map(|i| config.rng(streams[i])).collect();
     let mut cache = model.new_cache();
     // The samples of one prompt share its prompt pass: each distinct prompt runs once, then its
     // cache row and logits are copied to every row that holds it (the same numbers: a row's
@@ -238,9 +236,9 @@ fn distinct_prompts(prompts: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {
 }
 
 /// Generates `num_samples` continuations of each tokenised prompt in batches of at most
-/// `batch_size` sequences, stopping at the tokenizer's EOS, and decodes them. Results are
-/// ordered by prompt, then sample; sample `s` of prompt `p` uses RNG stream
-/// `p * num_samples + s`. `on_batch` is told how many samples are done after each batch.
+/// `batch_size` sequences (shortest prompts first), stopping at the tokenizer's EOS, and
+/// decodes them. Results are ordered by prompt, then sample; sample `s` of prompt `p` uses RNG
+/// stream `p * num_samples + s`. `on_batch` is told how many samples are done after each batch.
 pub fn generate(
     model: &Transformer,
     tokenizer: &Tokenizer,
@@ -261,17 +259,27 @@ pub fn generate(
         .filter(|_| !config.ignore_eos)
         .into_iter()
         .collect();
+    // Batches of prompts of similar length pad less: the rows run shortest prompt first (a
+    // prompt's samples stay together), and each keeps its RNG stream, so the samples are those
+    // of any other batching.
+    let mut order: Vec<usize> = (0..expanded.len()).collect();
+    order.sort_by_key(|&i| expanded[i].len());
     let decoder = Decoder::new(model);
-    let mut out = Vec::with_capacity(expanded.len());
-    for (b, chunk) in expanded.chunks(batch_size).enumerate() {
-        let first = b * batch_size;
-        let mut gens = generate_rows(&decoder, chunk, config, &stop, tokenizer.pad_id(), first)?;
-        for g in &mut gens {
+    let mut out: Vec<Option<Generation>> = vec![None; expanded.len()];
+    let mut done = 0;
+    for rows in order.chunks(batch_size) {
+        let chunk: Vec<Vec<u32>> = rows.iter().map(|&i| expanded[i].clone()).collect();
+        let gens = generate_rows(&decoder, &chunk, rows, config, &stop, tokenizer.pad_id())?;
+        for (mut g, &i) in gens.into_iter().zip(rows) {
             g.text = tokenizer.decode(&g.token_ids, true)?;
             g.prompt_index /= samples;
+            out[i] = Some(g);
         }
-        out.extend(gens);
-        on_batch(out.len());
+        done += rows.len();
+        on_batch(done);
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|g| g.expect("every row generated"))
+        .collect())
 }

@@ -104,15 +104,11 @@ fn argmax(logits: &[f32]) -> u32 {
 pub fn candidates(logits: &[f32], config: &SamplingConfig) -> Vec<(u32, f32)> {
     let t = config.temperature;
     let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let mut kept: Vec<(u32, f32)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i as u32, l / t))
-        .collect();
-    if let Some(k) = config.top_k.filter(|&k| k < kept.len()) {
-        kept.select_nth_unstable_by(k - 1, by_logit);
-        kept.truncate(k);
-    }
+    let scaled = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / t));
+    let mut kept: Vec<(u32, f32)> = match config.top_k.filter(|&k| k < logits.len()) {
+        Some(k) => top_k(scaled, k),
+        None => scaled.collect(),
+    };
     kept.sort_unstable_by(by_logit);
     let max = kept[0].1;
     let mut probs: Vec<f64> = kept
@@ -140,6 +136,42 @@ pub fn candidates(logits: &[f32], config: &SamplingConfig) -> Vec<(u32, f32)> {
     kept.iter()
         .zip(probs)
         .map(|(&(id, _), p)| (id, p as f32))
+        .collect()
+}
+
+/// A candidate token ordered worst first: a lower scaled logit, then a higher id, is greater.
+#[derive(Debug, PartialEq)]
+struct Worst(f32, u32);
+
+impl Eq for Worst {}
+
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Worst {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// The `k` best `(id, value)` pairs (highest value, ties by lower id), in no order: one pass
+/// with a heap of `k`, where most tokens lose one comparison against the worst kept.
+fn top_k(candidates: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+    let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+    for (id, value) in candidates {
+        if heap.len() < k {
+            heap.push(Worst(value, id));
+        } else if let Some(mut worst) = heap.peek_mut()
+            && Worst(value, id) < *worst
+        {
+            *worst = Worst(value, id);
+        }
+    }
+    heap.into_iter()
+        .map(|Worst(value, id)| (id, value))
         .collect()
 }
 
@@ -276,6 +308,23 @@ mod tests {
         hot.temperature = 5.0;
         let (tok, lp) = choose(&logits, &hot, &mut rng);
         assert!((lp - log_prob(&logits, tok)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn top_k_keeps_the_best_values_with_ties_to_the_lower_id() {
+        let values: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 97) as f32 * 0.5).collect();
+        let by_value = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let mut all: Vec<(u32, f32)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as u32, v))
+            .collect();
+        all.sort_unstable_by(by_value);
+        for k in [1, 2, 50, 4999, 5000] {
+            let mut ours = top_k(values.iter().enumerate().map(|(i, &v)| (i as u32, v)), k);
+            ours.sort_unstable_by(by_value);
+            assert_eq!(ours, all[..k], "k = {k}");
+        }
     }
 
     #[test]
