@@ -165,6 +165,8 @@ fn top_k(candidates: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f3
         if heap.len() < k {
             heap.push(Worst(value, id));
         } else if let Some(mut worst) = heap.peek_mut()
+            // A lower value never gets in: one float comparison for most tokens.
+            && value >= worst.0
             && Worst(value, id) < *worst
         {
             *worst = Worst(value, id);
