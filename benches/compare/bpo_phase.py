@@ -3,8 +3,9 @@
 phase of online DAP done the usual way, at the experiment's settings, timed in three parts.
 
 1. sampling: `model.generate` (top-k 50, temperature 1, 24 new tokens) with 2 samples per
-   prompt, 32 prompts per call, left padding; then VADER (vaderSentiment) scores each response
-   and each prompt's two samples become a pair (ties and identical samples dropped);
+   prompt, 16 prompts (32 sequences) per call as bpo, left padding; then VADER
+   (vaderSentiment) scores each response and each prompt's two samples become a pair (ties
+   and identical samples dropped);
 2. reference: a no-grad forward of the behavior model over every pair (TRL's way of getting the
    reference log-probs; bpo records them while sampling instead);
 3. training: one pass of DPO steps (beta 0.1, 8 pairs a step, AdamW, global-norm clip 1.0) on
@@ -29,7 +30,8 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dpo_step import add_lora  # noqa: E402
 
-PROMPTS_PER_CALL = 32
+# bpo's `sampling.batch_size = 32` is sequences per call: 16 prompts x 2 samples.
+PROMPTS_PER_CALL = 16
 SAMPLES = 2
 NEW_TOKENS = 24
 PAIRS_PER_STEP = 8

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side BPO phase: one collection phase at the experiment's settings (SmolLM2-135M, 48
-# prompts, 2 samples each, 32 prompts per generation call, 24 new tokens, top-k 50, VADER, DPO
-# beta 0.1 on LoRA r16 of blocks 20-29, 8 pairs a step), done by `bpo online` (behavior
+# prompts, 2 samples each, 32 sequences (16 prompts x 2) per generation call, 24 new tokens,
+# top-k 50, VADER, DPO beta 0.1 on LoRA r16 of blocks 20-29, 8 pairs a step), done by `bpo online` (behavior
 # log-probs recorded while sampling, so no reference pass) and by transformers + PyTorch the
 # usual way (generate, score, a reference forward, DPO steps): bpo_phase.py. Same prompts, same
 # thread count, medians of REPEATS runs each. Run on an idle machine.

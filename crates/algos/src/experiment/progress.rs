@@ -21,7 +21,8 @@ use crate::trainer::{Policy, RunDir, Schedule, Silent, Trainer};
 /// Timings of one unit of each kind of work, in seconds.
 #[derive(Debug, Clone, Copy)]
 struct Unit {
-    /// One generation call of `sampling.batch_size` prompts x k samples.
+    /// Sampling k responses for each of `sampling.batch_size` prompts (in calls of
+    /// `sampling.batch_size` sequences).
     sampling_batch: f64,
     /// One optimizer step of `run.batch_size` pairs.
     step: f64,

@@ -59,8 +59,8 @@ pub fn tokenized_from_meta(pair: &PreferencePair) -> Result<TokenizedPair, AlgoE
     }
 }
 
-/// Samples k responses per prompt with `behavior` (one batched generation call per
-/// `sampling.batch_size` prompts), has `annotator` label them and returns the pairs (with
+/// Samples k responses per prompt with `behavior` (batched generation calls of
+/// `sampling.batch_size` sequences), has `annotator` label them and returns the pairs (with
 /// their meta: scores, `version`, token ids, behavior log-probs) and what was dropped.
 #[allow(clippy::too_many_arguments)]
 pub fn collect_pairs(

@@ -33,7 +33,8 @@ pub struct OnlineSampling {
     pub top_p: Option<f32>,
     /// Most new tokens per response. Default 64.
     pub max_new_tokens: usize,
-    /// Prompts per generation call (each expanded to k rows). Default 16.
+    /// Sequences per generation call (a prompt's k samples are k of them, sharing one prompt
+    /// pass). Default 16.
     pub batch_size: usize,
 }
 
