@@ -40,23 +40,37 @@ fn products(device: &Device) -> Vec<Vec<Tensor<2>>> {
         .collect()
 }
 
-/// Every product's weights as host values.
+/// Every product's weights as host values; the head as its transpose, the token embedding
+/// that SmolLM2's tied head is.
 fn host(products: &[Vec<Tensor<2>>]) -> Vec<Vec<(Vec<f32>, usize)>> {
     products
         .iter()
         .map(|p| {
             p.iter()
-                .map(|w| (to_f32_vec(w.clone()), w.dims()[1]))
+                .map(|w| {
+                    let n = w.dims()[1];
+                    let w = if n == VOCAB {
+                        w.clone().transpose()
+                    } else {
+                        w.clone()
+                    };
+                    (to_f32_vec(w), n)
+                })
                 .collect()
         })
         .collect()
 }
 
-/// The weights of every product packed side by side.
+/// The weights of every product packed as decoding packs them: side by side, the head from
+/// its transpose.
 fn pack(host: &[Vec<(Vec<f32>, usize)>]) -> Vec<PackedWeight> {
     host.iter()
         .map(|values| {
-            let k = values[0].0.len() / values[0].1;
+            let (first, n) = (&values[0].0, values[0].1);
+            let k = first.len() / n;
+            if n == VOCAB {
+                return PackedWeight::from_transposed(first, k, n);
+            }
             let parts: Vec<(&[f32], usize)> =
                 values.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
             PackedWeight::side_by_side(&parts, k)

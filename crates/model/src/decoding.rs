@@ -43,17 +43,33 @@ pub fn pack_layers(layers: &[&Linear]) -> Option<PackedWeight> {
     Some(pack_tensors(&weights))
 }
 
+/// An output head `[hidden, vocab]` packed: its weight as the model applies it (a LoRA adapter
+/// merged in, since the head's product has no activation path for it); `None` unless it is an
+/// f32 tensor on flex.
+pub fn pack_head(weight: Tensor<2>) -> Option<PackedWeight> {
+    flex::is_flex_f32(&weight).then(|| pack_tensors(&[weight]))
+}
+
 /// The `[hidden, vocab]` output head tied to `embedding` (`[vocab, hidden]`, its transpose)
-/// packed; `None` unless the embedding is a contiguous f32 tensor on flex.
+/// packed, read in place when contiguous; `None` unless the embedding is f32 on flex.
 pub fn pack_tied_head(embedding: &Tensor<2>) -> Option<PackedWeight> {
+    if !flex::is_flex_f32(embedding) {
+        return None;
+    }
     let [vocab, hidden] = embedding.dims();
-    let flex = flex::contiguous_f32(embedding)?;
-    let values = flex.as_slice::<f32>().expect("checked contiguous");
-    Some(PackedWeight::from_transposed(values, hidden, vocab))
+    let packed = match flex::contiguous_f32(embedding) {
+        Some(flex) => PackedWeight::from_transposed(
+            flex.as_slice::<f32>().expect("contiguous"),
+            hidden,
+            vocab,
+        ),
+        None => PackedWeight::from_transposed(&to_f32_vec(embedding.clone()), hidden, vocab),
+    };
+    Some(packed)
 }
 
 /// `weights` (f32 on flex, all `[k, _]`) packed side by side, read in place where they are
-/// contiguous (a tied head is a transposed view: copied first).
+/// contiguous (others are copied first).
 fn pack_tensors(weights: &[Tensor<2>]) -> PackedWeight {
     let k = weights[0].dims()[0];
     let sources: Vec<(Result<FlexTensor, Vec<f32>>, usize)> = weights

@@ -50,19 +50,23 @@ impl Generation {
     }
 }
 
-/// A model as a generation call runs it: on the CPU with its weights packed for decoding,
-/// elsewhere with its output head laid out row-major; either made once, at the first step, and
-/// shared by every batch of the call.
+/// A model as a generation call runs it: on the CPU, for batches of at most [`MAX_ROWS`]
+/// sequences, with its weights packed for decoding; else with its output head laid out
+/// row-major. Either is made once, at the first step, and shared by every batch of the call.
 struct Decoder<'a> {
     model: &'a Transformer,
+    /// Whether the batches are small enough for packed products.
+    pack: bool,
     packed: OnceCell<Option<DecodeWeights>>,
     head: OnceCell<Tensor<2>>,
 }
 
 impl<'a> Decoder<'a> {
-    fn new(model: &'a Transformer) -> Self {
+    /// A decoder for batches of at most `batch_size` sequences.
+    fn new(model: &'a Transformer, batch_size: usize) -> Self {
         Decoder {
             model,
+            pack: batch_size <= MAX_ROWS,
             packed: OnceCell::new(),
             head: OnceCell::new(),
         }
@@ -72,7 +76,10 @@ impl<'a> Decoder<'a> {
     /// of `vocab` values per row.
     fn last_logits(&self, batch: &TokenBatch, cache: &mut KvCache) -> Vec<Vec<f32>> {
         let model = self.model;
-        let packed = self.packed.get_or_init(|| model.decode_weights()).as_ref();
+        let packed = self
+            .packed
+            .get_or_init(|| self.pack.then(|| model.decode_weights()).flatten())
+            .as_ref();
         let hidden = match packed {
             Some(weights) => model.decode_hidden(batch, cache, weights),
             None => model.forward_hidden(batch, cache),
@@ -82,8 +89,7 @@ impl<'a> Decoder<'a> {
         let last = hidden.narrow(1, len - 1, 1);
         let data = match packed {
             Some(weights) if rows <= MAX_ROWS => weights.head.product(&to_f32_vec(last), rows),
-            Some(_) => to_f32_vec(model.logits(last)),
-            None => {
+            _ => {
                 let head = self.head.get_or_init(|| model.decode_head_weight());
                 to_f32_vec(Transformer::project(last, head.clone()))
             }
@@ -109,9 +115,10 @@ pub fn generate_ids(
     pad_id: u32,
     first_index: usize,
 ) -> Result<Vec<Generation>, ModelError> {
+    check_prompts(model, prompts, config, first_index)?;
     let streams: Vec<usize> = (first_index..first_index + prompts.len()).collect();
     generate_rows(
-        &Decoder::new(model),
+        &Decoder::new(model, prompts.len()),
         prompts,
         &streams,
         config,
@@ -120,21 +127,20 @@ pub fn generate_ids(
     )
 }
 
-/// [`generate_ids`] through `decoder`, row `i` with RNG stream (and `prompt_index`)
-/// `streams[i]`.
-fn generate_rows(
-    decoder: &Decoder,
+/// Rejects sampling settings, empty prompts (named `first_index + i`), prompts too long for
+/// the model and token ids outside its vocabulary.
+fn check_prompts(
+    model: &Transformer,
     prompts: &[Vec<u32>],
-    streams: &[usize],
     config: &SamplingConfig,
-    stop_tokens: &[u32],
-    pad_id: u32,
-) -> Result<Vec<Generation>, ModelError> {
-    assert_eq!(streams.len(), prompts.len(), "one stream per prompt");
-    let model = decoder.model;
+    first_index: usize,
+) -> Result<(), ModelError> {
     config.validate()?;
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
-        return Err(ModelError::Input(format!("prompt {} is empty", streams[i])));
+        return Err(ModelError::Input(format!(
+            "prompt {} is empty",
+            first_index + i
+        )));
     }
     let max_positions = model.config.max_position_embeddings;
     if let Some(p) = prompts
@@ -153,6 +159,21 @@ fn generate_rows(
             "token id {bad} is outside the model's vocabulary of {vocab}"
         )));
     }
+    Ok(())
+}
+
+/// [`generate_ids`] of prompts that passed [`check_prompts`] through `decoder`, row `i` with RNG
+/// stream (and `prompt_index`) `streams[i]`.
+fn generate_rows(
+    decoder: &Decoder,
+    prompts: &[Vec<u32>],
+    streams: &[usize],
+    config: &SamplingConfig,
+    stop_tokens: &[u32],
+    pad_id: u32,
+) -> Result<Vec<Generation>, ModelError> {
+    assert_eq!(streams.len(), prompts.len(), "one stream per prompt");
+    let model = decoder.model;
     let mut out: Vec<Generation> = prompts
         .iter()
         .enumerate()
@@ -172,8 +193,9 @@ fn generate_rows(
     let mut rngs: Vec<_> = (0..prompts.len()).map(|i| config.rng(streams[i])).collect();
     let mut cache = model.new_cache();
     // The samples of one prompt share its prompt pass: each distinct prompt runs once, then its
-    // cache row and logits are copied to every row that holds it (the same numbers: a row's
-    // products do not depend on the other rows).
+    // cache row and logits are copied to every row that holds it (the same numbers up to
+    // rounding: a row's products do not depend on the other rows, but the row count can choose
+    // another product kernel).
     let (distinct, source) = distinct_prompts(prompts);
     let batch = TokenBatch::padded(&distinct, pad_id, PaddingSide::Left);
     let mut logits = decoder.last_logits(&batch, &mut cache);
@@ -261,10 +283,11 @@ pub fn generate(
         .collect();
     // Batches of prompts of similar length pad less: the rows run shortest prompt first (a
     // prompt's samples stay together), and each keeps its RNG stream, so the samples are those
-    // of any other batching.
+    // of any other batching (up to rounding).
     let mut order: Vec<usize> = (0..expanded.len()).collect();
     order.sort_by_key(|&i| expanded[i].len());
-    let decoder = Decoder::new(model);
+    check_prompts(model, prompts, config, 0)?;
+    let decoder = Decoder::new(model, batch_size.min(expanded.len()));
     let mut out: Vec<Option<Generation>> = vec![None; expanded.len()];
     let mut done = 0;
     for rows in order.chunks(batch_size) {

@@ -64,6 +64,15 @@ pub fn forward_together(
         "the packed weights take inputs of {}",
         packed.k()
     );
+    let widths: usize = layers
+        .iter()
+        .map(|l| l.weight.lazy_shape().dims::<2>()[1])
+        .sum();
+    assert_eq!(
+        packed.n(),
+        widths,
+        "the packed weights are not these layers'"
+    );
     let rows = x.reshape([m, d_in]);
     let device = rows.device();
     let y = packed.product(&to_f32_vec(rows.clone()), m);

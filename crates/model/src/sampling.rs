@@ -165,8 +165,9 @@ fn top_k(candidates: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f3
         if heap.len() < k {
             heap.push(Worst(value, id));
         } else if let Some(mut worst) = heap.peek_mut()
-            // A lower value never gets in: one float comparison for most tokens.
-            && value >= worst.0
+            // A lower value never gets in: one float comparison for most tokens (NaN and -0.0
+            // go on to the exact comparison).
+            && !(value < worst.0)
             && Worst(value, id) < *worst
         {
             *worst = Worst(value, id);
@@ -326,6 +327,20 @@ mod tests {
             let mut ours = top_k(values.iter().enumerate().map(|(i, &v)| (i as u32, v)), k);
             ours.sort_unstable_by(by_value);
             assert_eq!(ours, all[..k], "k = {k}");
+        }
+        // NaNs (either sign) and signed zeros rank as `total_cmp` ranks them.
+        let odd = [0.0, f32::NAN, -0.0, 1.0, -f32::NAN, 2.0, 0.5, -1.0];
+        let mut all: Vec<(u32, f32)> = odd
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (i as u32, v))
+            .collect();
+        all.sort_unstable_by(by_value);
+        for k in 1..odd.len() {
+            let mut ours = top_k(odd.iter().enumerate().map(|(i, &v)| (i as u32, v)), k);
+            ours.sort_unstable_by(by_value);
+            let ids = |v: &[(u32, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
+            assert_eq!(ids(&ours), ids(&all[..k]), "k = {k}");
         }
     }
 

@@ -9,7 +9,7 @@ use crate::attention::Attention;
 use crate::batch::TokenBatch;
 use crate::cache::{ChunkInputs, KvCache};
 use crate::config::ModelConfig;
-use crate::decoding::{BlockWeights, DecodeWeights, pack_layers, pack_tied_head};
+use crate::decoding::{BlockWeights, DecodeWeights, pack_head, pack_layers, pack_tied_head};
 use crate::linear;
 use crate::mlp::FeedForward;
 use crate::norm::Norm;
@@ -206,7 +206,7 @@ impl Transformer {
     }
 
     /// This model's projections packed for decoding, the frozen bases of LoRA-adapted weights
-    /// (adapters stay on the activation path), when they are f32 tensors on the CPU (flex);
+    /// (adapters stay on the activation path; the head's is merged in), when they are f32 tensors on the CPU (flex);
     /// `None` elsewhere, where decoding takes the plain forward pass.
     pub fn decode_weights(&self) -> Option<DecodeWeights> {
         let blocks = self
@@ -224,7 +224,7 @@ impl Transformer {
             })
             .collect::<Option<Vec<_>>>()?;
         let head = match &self.lm_head {
-            Some(head) => pack_layers(&[head])?,
+            Some(head) => pack_head(head.weight.val())?,
             None => pack_tied_head(&self.embed_tokens.weight.val())?,
         };
         Some(DecodeWeights { blocks, head })

@@ -243,3 +243,27 @@ fn decoding_through_packed_weights_equals_the_plain_forward() {
         }
     }
 }
+
+#[test]
+fn generate_runs_prompts_shortest_first_and_keeps_each_samples_stream() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 16, &device);
+    let tok = tokenizer();
+    // Longest first, so that running shortest first reorders the batches.
+    let prompts: Vec<Vec<u32>> = prompts(&model).into_iter().rev().collect();
+    let config = SamplingConfig {
+        ignore_eos: true,
+        ..sampling(6)
+    };
+    let gens = generate(&model, &tok, &prompts, 2, 3, &config, |_| {}).unwrap();
+    assert_eq!(gens.len(), 2 * prompts.len());
+    for (i, g) in gens.iter().enumerate() {
+        let (p, s) = (i / 2, i % 2);
+        assert_eq!((g.prompt_index, &g.prompt_ids), (p, &prompts[p]));
+        let alone = &generate_ids(&model, &prompts[p..=p], &config, &[], 0, 2 * p + s).unwrap()[0];
+        assert_eq!(g.token_ids, alone.token_ids, "prompt {p}, sample {s}");
+        for (x, y) in g.logprobs.iter().zip(&alone.logprobs) {
+            assert!((x - y).abs() <= 1e-4, "prompt {p}, sample {s}: {x} vs {y}");
+        }
+    }
+}

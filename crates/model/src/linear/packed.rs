@@ -11,8 +11,8 @@
 //! (`[n / 64, k, 64]`, the last panel padded with zeros): every thread streams its own panels
 //! front to back, and a panel (147 KiB for 576 rows) stays in the L2 cache while every block
 //! of output rows walks down it. (Tiles of 64 or 128 rows kept in L1 were slower, 9-12% at 32
-//! rows, measured with `benches/decode_products.rs`.) Several weights that read the same input (q, k, v; gate, up) pack
-//! side by side into one, so that they make one product.
+//! rows, measured with `benches/decode_products.rs`.) Several weights that read the same input
+//! (q, k, v; gate, up) pack side by side into one, so that they make one product.
 //!
 //! Each output is a sum over `p = 0..k` in order, computed by one thread: the numbers do not
 //! depend on the thread count. `benches/decode_products.rs` times the products on SmolLM2's
@@ -45,9 +45,12 @@ impl PackedWeight {
             let mut offset = 0;
             for &(values, width) in parts {
                 let (lo, hi) = (c0.max(offset), (c0 + PANEL).min(offset + width));
-                for p in (lo < hi).then_some(0..k).into_iter().flatten() {
-                    out[p * PANEL + lo - c0..p * PANEL + hi - c0]
-                        .copy_from_slice(&values[p * width + lo - offset..p * width + hi - offset]);
+                if lo < hi {
+                    for p in 0..k {
+                        out[p * PANEL + lo - c0..p * PANEL + hi - c0].copy_from_slice(
+                            &values[p * width + lo - offset..p * width + hi - offset],
+                        );
+                    }
                 }
                 offset += width;
             }
@@ -140,19 +143,25 @@ impl PackedWeight {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
     /// AVX-512F intrinsics, blocks of up to six output rows in registers.
+    #[cfg(target_arch = "x86_64")]
     Avx512,
     /// The portable kernel compiled for AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
     Avx2,
     /// The portable kernel: loops the compiler vectorises.
     Portable,
 }
 
 impl Kernel {
+    /// The best kernel of this CPU (detected once).
     fn detect() -> Self {
-        Self::available()
-            .into_iter()
-            .next()
-            .unwrap_or(Kernel::Portable)
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            Self::available()
+                .into_iter()
+                .next()
+                .unwrap_or(Kernel::Portable)
+        })
     }
 
     /// Every kernel this CPU runs, best first.
@@ -174,11 +183,14 @@ impl Kernel {
     }
 
     /// Adds `x @ panels` to `out` (`[m, panels * PANEL]`), `panels` packed `[_, k, PANEL]`.
+    /// `self` comes from [`Kernel::available`] (the only place that makes the x86 variants), so
+    /// the CPU has its instructions.
     fn panels(self, x: &[f32], m: usize, k: usize, panels: &[f32], out: &mut [f32]) {
         let count = panels.len() / (k * PANEL).max(1);
         assert!(x.len() >= m * k && out.len() >= m * count * PANEL);
         match self {
-            // SAFETY: `available()` found the features each kernel is compiled for.
+            // SAFETY: `available()`, which alone makes these variants, found the features each
+            // kernel is compiled for.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { avx512::panels(x, m, k, panels, out) },
             #[cfg(target_arch = "x86_64")]
