@@ -167,7 +167,7 @@ fn top_k(candidates: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f3
         } else if let Some(mut worst) = heap.peek_mut()
             // A lower value never gets in: one float comparison for most tokens (NaN and -0.0
             // go on to the exact comparison).
-            && !(value < worst.0)
+            && value.partial_cmp(&worst.0) != Some(std::cmp::Ordering::Less)
             && Worst(value, id) < *worst
         {
             *worst = Worst(value, id);
