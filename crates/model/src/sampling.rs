@@ -315,33 +315,26 @@ mod tests {
 
     #[test]
     fn top_k_keeps_the_best_values_with_ties_to_the_lower_id() {
-        let values: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 97) as f32 * 0.5).collect();
-        let by_value = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        let mut all: Vec<(u32, f32)> = values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (i as u32, v))
-            .collect();
-        all.sort_unstable_by(by_value);
-        for k in [1, 2, 50, 4999, 5000] {
-            let mut ours = top_k(values.iter().enumerate().map(|(i, &v)| (i as u32, v)), k);
-            ours.sort_unstable_by(by_value);
-            assert_eq!(ours, all[..k], "k = {k}");
-        }
+        // The ids `top_k` keeps, best first, against a full sort by `total_cmp`, then id.
+        let check = |values: &[f32], ks: &[usize]| {
+            let by_value = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            let pairs = || values.iter().enumerate().map(|(i, &v)| (i as u32, v));
+            let ids = |mut v: Vec<(u32, f32)>| {
+                v.sort_unstable_by(by_value);
+                v.into_iter().map(|p| p.0).collect::<Vec<_>>()
+            };
+            let all = ids(pairs().collect());
+            for &k in ks {
+                assert_eq!(ids(top_k(pairs(), k)), all[..k], "k = {k}");
+            }
+        };
+        let many: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 97) as f32 * 0.5).collect();
+        check(&many, &[1, 2, 50, 4999, 5000]);
         // NaNs (either sign) and signed zeros rank as `total_cmp` ranks them.
-        let odd = [0.0, f32::NAN, -0.0, 1.0, -f32::NAN, 2.0, 0.5, -1.0];
-        let mut all: Vec<(u32, f32)> = odd
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (i as u32, v))
-            .collect();
-        all.sort_unstable_by(by_value);
-        for k in 1..odd.len() {
-            let mut ours = top_k(odd.iter().enumerate().map(|(i, &v)| (i as u32, v)), k);
-            ours.sort_unstable_by(by_value);
-            let ids = |v: &[(u32, f32)]| v.iter().map(|p| p.0).collect::<Vec<_>>();
-            assert_eq!(ids(&ours), ids(&all[..k]), "k = {k}");
-        }
+        check(
+            &[0.0, f32::NAN, -0.0, 1.0, -f32::NAN, 2.0, 0.5, -1.0],
+            &[1, 2, 3, 4, 5, 6, 7],
+        );
     }
 
     #[test]
