@@ -57,37 +57,44 @@ pub fn pack_tied_head(embedding: &Tensor<2>) -> Option<PackedWeight> {
         return None;
     }
     let [vocab, hidden] = embedding.dims();
-    let packed = match flex::contiguous_f32(embedding) {
-        Some(flex) => PackedWeight::from_transposed(
-            flex.as_slice::<f32>().expect("contiguous"),
-            hidden,
-            vocab,
-        ),
-        None => PackedWeight::from_transposed(&to_f32_vec(embedding.clone()), hidden, vocab),
-    };
-    Some(packed)
+    let values = HostValues::of(embedding);
+    Some(PackedWeight::from_transposed(
+        values.as_slice(),
+        hidden,
+        vocab,
+    ))
 }
 
-/// `weights` (f32 on flex, all `[k, _]`) packed side by side, read in place where they are
-/// contiguous (others are copied first).
+/// `weights` (f32 on flex, all `[k, _]`) packed side by side.
 fn pack_tensors(weights: &[Tensor<2>]) -> PackedWeight {
     let k = weights[0].dims()[0];
-    let sources: Vec<(Result<FlexTensor, Vec<f32>>, usize)> = weights
+    let values: Vec<(HostValues, usize)> = weights
         .iter()
-        .map(|w| {
-            let values = flex::contiguous_f32(w).ok_or_else(|| to_f32_vec(w.clone()));
-            (values, w.dims()[1])
-        })
+        .map(|w| (HostValues::of(w), w.dims()[1]))
         .collect();
-    let parts: Vec<(&[f32], usize)> = sources
-        .iter()
-        .map(|(values, n)| {
-            let values = match values {
-                Ok(flex) => flex.as_slice::<f32>().expect("checked contiguous"),
-                Err(copy) => copy.as_slice(),
-            };
-            (values, *n)
-        })
-        .collect();
+    let parts: Vec<(&[f32], usize)> = values.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
     PackedWeight::side_by_side(&parts, k)
+}
+
+/// The values of an f32 flex tensor on the host: read in place when it is contiguous, else a
+/// row-major copy.
+enum HostValues {
+    InPlace(FlexTensor),
+    Copied(Vec<f32>),
+}
+
+impl HostValues {
+    fn of(tensor: &Tensor<2>) -> Self {
+        match flex::contiguous_f32(tensor) {
+            Some(flex) => HostValues::InPlace(flex),
+            None => HostValues::Copied(to_f32_vec(tensor.clone())),
+        }
+    }
+
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            HostValues::InPlace(flex) => flex.as_slice::<f32>().expect("checked contiguous"),
+            HostValues::Copied(values) => values,
+        }
+    }
 }

@@ -272,10 +272,6 @@ pub fn generate(
 ) -> Result<Vec<Generation>, ModelError> {
     let samples = num_samples.max(1);
     let batch_size = batch_size.max(1);
-    let expanded: Vec<Vec<u32>> = prompts
-        .iter()
-        .flat_map(|p| std::iter::repeat_n(p.clone(), samples))
-        .collect();
     let stop: Vec<u32> = tokenizer
         .eos_id()
         .filter(|_| !config.ignore_eos)
@@ -283,15 +279,17 @@ pub fn generate(
         .collect();
     // Batches of prompts of similar length pad less: the rows run shortest prompt first (a
     // prompt's samples stay together), and each keeps its RNG stream, so the samples are those
-    // of any other batching (up to rounding).
-    let mut order: Vec<usize> = (0..expanded.len()).collect();
-    order.sort_by_key(|&i| expanded[i].len());
+    // of any other batching (up to rounding). Row `i` is sample `i % samples` of prompt
+    // `i / samples`.
+    let total = prompts.len() * samples;
+    let mut order: Vec<usize> = (0..total).collect();
+    order.sort_by_key(|&i| prompts[i / samples].len());
     check_prompts(model, prompts, config, 0)?;
-    let decoder = Decoder::new(model, batch_size.min(expanded.len()));
-    let mut out: Vec<Option<Generation>> = vec![None; expanded.len()];
+    let decoder = Decoder::new(model, batch_size.min(total));
+    let mut out: Vec<Option<Generation>> = vec![None; total];
     let mut done = 0;
     for rows in order.chunks(batch_size) {
-        let chunk: Vec<Vec<u32>> = rows.iter().map(|&i| expanded[i].clone()).collect();
+        let chunk: Vec<Vec<u32>> = rows.iter().map(|&i| prompts[i / samples].clone()).collect();
         let gens = generate_rows(&decoder, &chunk, rows, config, &stop, tokenizer.pad_id())?;
         for (mut g, &i) in gens.into_iter().zip(rows) {
             g.text = tokenizer.decode(&g.token_ids, true)?;
