@@ -12,7 +12,7 @@
 use bpo::model::burn::tensor::{Device, Distribution, Tensor};
 use bpo::model::flex;
 use bpo::model::host::to_f32_vec;
-use bpo::model::linear::PackedWeight;
+use bpo::model::linear::{PackedWeight, Unpacked};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const HIDDEN: usize = 576;
@@ -62,20 +62,25 @@ fn host(products: &[Vec<Tensor<2>>]) -> Vec<Vec<(Vec<f32>, usize)>> {
 }
 
 /// The weights of every product packed as decoding packs them: side by side, the head from
-/// its transpose.
+/// its transpose, all in one allocation.
 fn pack(host: &[Vec<(Vec<f32>, usize)>]) -> Vec<PackedWeight> {
-    host.iter()
+    let unpacked: Vec<Unpacked> = host
+        .iter()
         .map(|values| {
             let (first, n) = (&values[0].0, values[0].1);
             let k = first.len() / n;
             if n == VOCAB {
-                return PackedWeight::from_transposed(first, k, n);
+                return Unpacked::Transposed {
+                    values: first,
+                    k,
+                    n,
+                };
             }
-            let parts: Vec<(&[f32], usize)> =
-                values.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
-            PackedWeight::side_by_side(&parts, k)
+            let parts = values.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
+            Unpacked::SideBySide { parts, k }
         })
-        .collect()
+        .collect();
+    PackedWeight::pack_all(&unpacked)
 }
 
 fn decode_products(c: &mut Criterion) {

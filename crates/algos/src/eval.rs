@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use bpo_data::{PromptRecord, Truncation, tokenize_prompt};
-use bpo_model::{FinishReason, SamplingConfig, Tokenizer, Transformer, generate, score};
+use bpo_model::{FinishReason, Generator, SamplingConfig, Tokenizer, Transformer, score};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -272,15 +272,10 @@ pub fn evaluate(
         ids.push(tokenize_prompt(record, tokenizer, &truncation)?.0);
     }
     let greedy = SamplingConfig::greedy(settings.max_new_tokens);
-    let generations = generate(
-        model,
-        tokenizer,
-        &ids,
-        1,
-        settings.batch_size,
-        &greedy,
-        |_| {},
-    )?;
+    // One generator for the greedy responses and the KL samples: the weights packed once.
+    let generator = Generator::new(model);
+    let generations =
+        generator.generate(tokenizer, &ids, 1, settings.batch_size, &greedy, |_| {})?;
     let responses: Vec<String> = generations.iter().map(|g| g.text.clone()).collect();
     let texts: Vec<&str> = prompts.iter().map(|p| prompt_text(&p.prompt)).collect();
     let (gold_wins, gold_score, reference_score) = wins(gold, &texts, &responses, &references)?;
@@ -307,8 +302,7 @@ pub fn evaluate(
                 .kl_prompts
                 .map_or(1, |k| ids.len().div_ceil(k.max(1)).max(1));
             let kl_ids: Vec<Vec<u32>> = ids.iter().step_by(stride).cloned().collect();
-            let samples = generate(
-                model,
+            let samples = generator.generate(
                 tokenizer,
                 &kl_ids,
                 settings.kl_samples,

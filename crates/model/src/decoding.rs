@@ -1,5 +1,5 @@
-//! A model's weights packed for decoding ([`PackedWeight`]): made once per generation call on
-//! the CPU, so that every product of a decoding step streams its weights in the order the
+//! A model's weights packed for decoding ([`PackedWeight`]): made once on the CPU (per
+//! generation call, or once for many with [`crate::Generator`]), all in one allocation, so that every product of a decoding step streams its weights in the order the
 //! kernel reads them, and the projections that read the same input (q, k, v; gate, up) make one
 //! product.
 
@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 
 use crate::flex;
 use crate::host::to_f32_vec;
-use crate::linear::{PackedWeight, base_weight};
+use crate::linear::{PackedWeight, Unpacked, base_weight};
 
 /// The packed weights of one block.
 #[derive(Debug, Clone)]
@@ -33,47 +33,83 @@ pub struct DecodeWeights {
     pub head: PackedWeight,
 }
 
-/// The base weights of `layers` (which read the same input) packed side by side; `None` unless
-/// they are f32 tensors on flex. Contiguous weights are read in place, others copied first.
-pub fn pack_layers(layers: &[&Linear]) -> Option<PackedWeight> {
-    let weights: Vec<Tensor<2>> = layers.iter().map(|l| base_weight(l)).collect();
-    if !weights.iter().all(flex::is_flex_f32) {
-        return None;
+/// The output head a model decodes with.
+pub enum Head {
+    /// A head `[hidden, vocab]` as the model applies it (a LoRA adapter merged in: the head's
+    /// packed product has no activation path for it).
+    Weight(Tensor<2>),
+    /// A head tied to the token embedding `[vocab, hidden]` (its transpose).
+    TiedTo(Tensor<2>),
+}
+
+impl DecodeWeights {
+    /// The base weights of `blocks` (per block: q, k, v; o; gate and up, or up; down) and the
+    /// `head` packed one after the other into one allocation, in the order a decoding step
+    /// reads them; `None` unless all of them are f32 tensors on flex. Contiguous weights are
+    /// read in place, others copied first.
+    pub fn pack(blocks: &[[Vec<&Linear>; 4]], head: Head) -> Option<Self> {
+        let (head_tensor, transposed) = match head {
+            Head::Weight(weight) => (weight, false),
+            Head::TiedTo(embedding) => (embedding, true),
+        };
+        let groups: Vec<Vec<Tensor<2>>> = blocks
+            .iter()
+            .flatten()
+            .map(|layers| layers.iter().map(|l| base_weight(l)).collect())
+            .collect();
+        if !groups
+            .iter()
+            .flatten()
+            .chain([&head_tensor])
+            .all(flex::is_flex_f32)
+        {
+            return None;
+        }
+        let values: Vec<Vec<(HostValues, usize)>> = groups
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .map(|w| (HostValues::of(w), w.dims()[1]))
+                    .collect()
+            })
+            .collect();
+        let head_values = HostValues::of(&head_tensor);
+        let [rows, columns] = head_tensor.dims();
+        let mut unpacked: Vec<Unpacked> = groups
+            .iter()
+            .zip(&values)
+            .map(|(group, values)| Unpacked::SideBySide {
+                parts: values.iter().map(|(v, n)| (v.as_slice(), *n)).collect(),
+                k: group[0].dims()[0],
+            })
+            .collect();
+        unpacked.push(if transposed {
+            Unpacked::Transposed {
+                values: head_values.as_slice(),
+                k: columns,
+                n: rows,
+            }
+        } else {
+            Unpacked::SideBySide {
+                parts: vec![(head_values.as_slice(), columns)],
+                k: rows,
+            }
+        });
+        let mut packed = PackedWeight::pack_all(&unpacked).into_iter();
+        let mut next = || packed.next().expect("one packed weight per product");
+        let blocks = blocks
+            .iter()
+            .map(|_| BlockWeights {
+                qkv: next(),
+                o: next(),
+                mlp_in: next(),
+                down: next(),
+            })
+            .collect();
+        let head = next();
+        Some(DecodeWeights { blocks, head })
     }
-    Some(pack_tensors(&weights))
-}
-
-/// An output head `[hidden, vocab]` packed: its weight as the model applies it (a LoRA adapter
-/// merged in, since the head's product has no activation path for it); `None` unless it is an
-/// f32 tensor on flex.
-pub fn pack_head(weight: Tensor<2>) -> Option<PackedWeight> {
-    flex::is_flex_f32(&weight).then(|| pack_tensors(&[weight]))
-}
-
-/// The `[hidden, vocab]` output head tied to `embedding` (`[vocab, hidden]`, its transpose)
-/// packed, read in place when contiguous; `None` unless the embedding is f32 on flex.
-pub fn pack_tied_head(embedding: &Tensor<2>) -> Option<PackedWeight> {
-    if !flex::is_flex_f32(embedding) {
-        return None;
-    }
-    let [vocab, hidden] = embedding.dims();
-    let values = HostValues::of(embedding);
-    Some(PackedWeight::from_transposed(
-        values.as_slice(),
-        hidden,
-        vocab,
-    ))
-}
-
-/// `weights` (f32 on flex, all `[k, _]`) packed side by side.
-fn pack_tensors(weights: &[Tensor<2>]) -> PackedWeight {
-    let k = weights[0].dims()[0];
-    let values: Vec<(HostValues, usize)> = weights
-        .iter()
-        .map(|w| (HostValues::of(w), w.dims()[1]))
-        .collect();
-    let parts: Vec<(&[f32], usize)> = values.iter().map(|(v, n)| (v.as_slice(), *n)).collect();
-    PackedWeight::side_by_side(&parts, k)
 }
 
 /// The values of an f32 flex tensor on the host: read in place when it is contiguous, else a

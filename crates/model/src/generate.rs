@@ -1,7 +1,7 @@
 //! Batched generation with the KV cache. Every sampled token comes with its log-probability
 //! under the untempered model: the behavior log-probs that BPO uses as its reference.
 
-use std::cell::OnceCell;
+use std::sync::OnceLock;
 
 use burn::tensor::Tensor;
 use rayon::prelude::*;
@@ -50,36 +50,183 @@ impl Generation {
     }
 }
 
-/// A model as a generation call runs it: on the CPU, for batches of at most [`MAX_ROWS`]
-/// sequences, with its weights packed for decoding; else with its output head laid out
-/// row-major. Either is made once, at the first step, and shared by every batch of the call.
-struct Decoder<'a> {
+/// A model prepared for generation, for any number of calls: on the CPU its weights are packed
+/// for decoding once, at the first step of the first call whose batches hold at most
+/// [`MAX_ROWS`] sequences (about 0.2 s for SmolLM2-135M: worth keeping when a model generates
+/// more than once); for larger batches, or off the CPU, its output head is laid out row-major
+/// once. [`generate`] and [`generate_ids`] make one per call.
+///
+/// The model must not change while a generator holds it (it borrows it).
+pub struct Generator<'a> {
     model: &'a Transformer,
-    /// Whether the batches are small enough for packed products.
-    pack: bool,
-    packed: OnceCell<Option<DecodeWeights>>,
-    head: OnceCell<Tensor<2>>,
+    packed: OnceLock<Option<DecodeWeights>>,
+    head: OnceLock<Tensor<2>>,
 }
 
-impl<'a> Decoder<'a> {
-    /// A decoder for batches of at most `batch_size` sequences.
-    fn new(model: &'a Transformer, batch_size: usize) -> Self {
-        Decoder {
+impl<'a> Generator<'a> {
+    /// A generator of `model`; nothing is prepared before the first call needs it.
+    pub fn new(model: &'a Transformer) -> Self {
+        Generator {
             model,
-            pack: batch_size <= MAX_ROWS,
-            packed: OnceCell::new(),
-            head: OnceCell::new(),
+            packed: OnceLock::new(),
+            head: OnceLock::new(),
         }
     }
 
-    /// Runs a chunk (appending it to `cache`) and returns its last-position logits, one `Vec`
-    /// of `vocab` values per row.
-    fn last_logits(&self, batch: &TokenBatch, cache: &mut KvCache) -> Vec<Vec<f32>> {
+    /// [`generate_ids`] with this generator's prepared weights.
+    pub fn generate_ids(
+        &self,
+        prompts: &[Vec<u32>],
+        config: &SamplingConfig,
+        stop_tokens: &[u32],
+        pad_id: u32,
+        first_index: usize,
+    ) -> Result<Vec<Generation>, ModelError> {
+        check_prompts(self.model, prompts, config, first_index)?;
+        let streams: Vec<usize> = (first_index..first_index + prompts.len()).collect();
+        let pack = prompts.len() <= MAX_ROWS;
+        self.generate_rows(prompts, &streams, config, stop_tokens, pad_id, pack)
+    }
+
+    /// [`generate`] with this generator's prepared weights.
+    pub fn generate(
+        &self,
+        tokenizer: &Tokenizer,
+        prompts: &[Vec<u32>],
+        num_samples: usize,
+        batch_size: usize,
+        config: &SamplingConfig,
+        mut on_batch: impl FnMut(usize),
+    ) -> Result<Vec<Generation>, ModelError> {
+        let samples = num_samples.max(1);
+        let batch_size = batch_size.max(1);
+        let stop: Vec<u32> = tokenizer
+            .eos_id()
+            .filter(|_| !config.ignore_eos)
+            .into_iter()
+            .collect();
+        // Batches of prompts of similar length pad less: the rows run shortest prompt first (a
+        // prompt's samples stay together), and each keeps its RNG stream, so the samples are
+        // those of any other batching (up to rounding). Row `i` is sample `i % samples` of
+        // prompt `i / samples`.
+        let total = prompts.len() * samples;
+        let mut order: Vec<usize> = (0..total).collect();
+        order.sort_by_key(|&i| prompts[i / samples].len());
+        check_prompts(self.model, prompts, config, 0)?;
+        let mut out: Vec<Option<Generation>> = vec![None; total];
+        let mut done = 0;
+        for streams in order.chunks(batch_size) {
+            let chunk: Vec<Vec<u32>> = streams
+                .iter()
+                .map(|&i| prompts[i / samples].clone())
+                .collect();
+            let pack = batch_size.min(total) <= MAX_ROWS;
+            let gens =
+                self.generate_rows(&chunk, streams, config, &stop, tokenizer.pad_id(), pack)?;
+            for (mut g, &i) in gens.into_iter().zip(streams) {
+                g.text = tokenizer.decode(&g.token_ids, true)?;
+                g.prompt_index /= samples;
+                out[i] = Some(g);
+            }
+            done += streams.len();
+            on_batch(done);
+        }
+        Ok(out
+            .into_iter()
+            .map(|g| g.expect("every row generated"))
+            .collect())
+    }
+
+    /// [`generate_ids`] of prompts that passed [`check_prompts`], row `i` with RNG stream (and
+    /// `prompt_index`) `streams[i]`; through packed weights when `pack` (see
+    /// [`Generator::last_logits`]).
+    fn generate_rows(
+        &self,
+        prompts: &[Vec<u32>],
+        streams: &[usize],
+        config: &SamplingConfig,
+        stop_tokens: &[u32],
+        pad_id: u32,
+        pack: bool,
+    ) -> Result<Vec<Generation>, ModelError> {
+        assert_eq!(streams.len(), prompts.len(), "one stream per prompt");
         let model = self.model;
-        let packed = self
-            .packed
-            .get_or_init(|| self.pack.then(|| model.decode_weights()).flatten())
-            .as_ref();
+        let mut out: Vec<Generation> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Generation {
+                prompt_index: streams[i],
+                prompt_ids: p.clone(),
+                token_ids: Vec::new(),
+                logprobs: Vec::new(),
+                text: String::new(),
+                finish: FinishReason::Length,
+            })
+            .collect();
+        if prompts.is_empty() || config.max_new_tokens == 0 {
+            return Ok(out);
+        }
+        // One RNG per cache row, kept aligned with `active` when rows finish.
+        let mut rngs: Vec<_> = (0..prompts.len()).map(|i| config.rng(streams[i])).collect();
+        let mut cache = model.new_cache();
+        // The samples of one prompt share its prompt pass: each distinct prompt runs once, then its
+        // cache row and logits are copied to every row that holds it (the same numbers up to
+        // rounding: a row's products do not depend on the other rows, but the row count can choose
+        // another product kernel).
+        let (distinct, source) = distinct_prompts(prompts);
+        let batch = TokenBatch::padded(&distinct, pad_id, PaddingSide::Left);
+        let mut logits = self.last_logits(&batch, &mut cache, pack);
+        if distinct.len() < prompts.len() {
+            cache.retain_rows(&source);
+            logits = source.iter().map(|&d| logits[d].clone()).collect();
+        }
+        // `active[r]` is the prompt index held by cache row `r`.
+        let mut active: Vec<usize> = (0..prompts.len()).collect();
+        loop {
+            let mut next = Vec::with_capacity(active.len());
+            let mut still = Vec::with_capacity(active.len());
+            // Rows sample in parallel: each draws from its own RNG stream, so the result does not
+            // depend on the thread count.
+            let picks: Vec<(u32, f32)> = logits
+                .par_iter()
+                .zip(rngs.par_iter_mut())
+                .map(|(row_logits, rng)| choose(row_logits, config, rng))
+                .collect();
+            for (row, (&i, (token, logprob))) in active.iter().zip(picks).enumerate() {
+                let g = &mut out[i];
+                g.token_ids.push(token);
+                g.logprobs.push(logprob);
+                if stop_tokens.contains(&token) {
+                    g.finish = FinishReason::Stop;
+                } else if g.token_ids.len() < config.max_new_tokens {
+                    still.push(row);
+                    next.push(token);
+                }
+            }
+            if still.is_empty() {
+                break;
+            }
+            if still.len() < active.len() {
+                cache.retain_rows(&still);
+                active = still.iter().map(|&r| active[r]).collect();
+                rngs = still.iter().map(|&r| rngs[r].clone()).collect();
+            }
+            let step = TokenBatch::single_step(&next);
+            logits = self.last_logits(&step, &mut cache, pack);
+        }
+        Ok(out)
+    }
+
+    /// Runs a chunk (appending it to `cache`) and returns its last-position logits, one `Vec`
+    /// of `vocab` values per row; through the packed weights when `pack` (the call's batches
+    /// hold at most [`MAX_ROWS`] sequences).
+    fn last_logits(&self, batch: &TokenBatch, cache: &mut KvCache, pack: bool) -> Vec<Vec<f32>> {
+        let model = self.model;
+        let packed = if pack {
+            self.packed.get_or_init(|| model.decode_weights()).as_ref()
+        } else {
+            None
+        };
         let hidden = match packed {
             Some(weights) => model.decode_hidden(batch, cache, weights),
             None => model.forward_hidden(batch, cache),
@@ -106,7 +253,8 @@ impl<'a> Decoder<'a> {
 /// Generates one continuation per prompt (all prompts in one batch), stopping a row at any of
 /// `stop_tokens` or after `config.max_new_tokens`. Row `i` samples with RNG stream
 /// `first_index + i`, so splitting a prompt list into batches does not change the results.
-/// Returned in prompt order; `text` is left empty (see [`generate`]).
+/// Returned in prompt order; `text` is left empty (see [`generate`]). Packs the model's weights
+/// for this call; [`Generator`] keeps them for many.
 pub fn generate_ids(
     model: &Transformer,
     prompts: &[Vec<u32>],
@@ -115,16 +263,7 @@ pub fn generate_ids(
     pad_id: u32,
     first_index: usize,
 ) -> Result<Vec<Generation>, ModelError> {
-    check_prompts(model, prompts, config, first_index)?;
-    let streams: Vec<usize> = (first_index..first_index + prompts.len()).collect();
-    generate_rows(
-        &Decoder::new(model, prompts.len()),
-        prompts,
-        &streams,
-        config,
-        stop_tokens,
-        pad_id,
-    )
+    Generator::new(model).generate_ids(prompts, config, stop_tokens, pad_id, first_index)
 }
 
 /// Rejects sampling settings, empty prompts (named `first_index + i`), prompts too long for
@@ -162,84 +301,6 @@ fn check_prompts(
     Ok(())
 }
 
-/// [`generate_ids`] of prompts that passed [`check_prompts`] through `decoder`, row `i` with RNG
-/// stream (and `prompt_index`) `streams[i]`.
-fn generate_rows(
-    decoder: &Decoder,
-    prompts: &[Vec<u32>],
-    streams: &[usize],
-    config: &SamplingConfig,
-    stop_tokens: &[u32],
-    pad_id: u32,
-) -> Result<Vec<Generation>, ModelError> {
-    assert_eq!(streams.len(), prompts.len(), "one stream per prompt");
-    let model = decoder.model;
-    let mut out: Vec<Generation> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Generation {
-            prompt_index: streams[i],
-            prompt_ids: p.clone(),
-            token_ids: Vec::new(),
-            logprobs: Vec::new(),
-            text: String::new(),
-            finish: FinishReason::Length,
-        })
-        .collect();
-    if prompts.is_empty() || config.max_new_tokens == 0 {
-        return Ok(out);
-    }
-    // One RNG per cache row, kept aligned with `active` when rows finish.
-    let mut rngs: Vec<_> = (0..prompts.len()).map(|i| config.rng(streams[i])).collect();
-    let mut cache = model.new_cache();
-    // The samples of one prompt share its prompt pass: each distinct prompt runs once, then its
-    // cache row and logits are copied to every row that holds it (the same numbers up to
-    // rounding: a row's products do not depend on the other rows, but the row count can choose
-    // another product kernel).
-    let (distinct, source) = distinct_prompts(prompts);
-    let batch = TokenBatch::padded(&distinct, pad_id, PaddingSide::Left);
-    let mut logits = decoder.last_logits(&batch, &mut cache);
-    if distinct.len() < prompts.len() {
-        cache.retain_rows(&source);
-        logits = source.iter().map(|&d| logits[d].clone()).collect();
-    }
-    // `active[r]` is the prompt index held by cache row `r`.
-    let mut active: Vec<usize> = (0..prompts.len()).collect();
-    loop {
-        let mut next = Vec::with_capacity(active.len());
-        let mut still = Vec::with_capacity(active.len());
-        // Rows sample in parallel: each draws from its own RNG stream, so the result does not
-        // depend on the thread count.
-        let picks: Vec<(u32, f32)> = logits
-            .par_iter()
-            .zip(rngs.par_iter_mut())
-            .map(|(row_logits, rng)| choose(row_logits, config, rng))
-            .collect();
-        for (row, (&i, (token, logprob))) in active.iter().zip(picks).enumerate() {
-            let g = &mut out[i];
-            g.token_ids.push(token);
-            g.logprobs.push(logprob);
-            if stop_tokens.contains(&token) {
-                g.finish = FinishReason::Stop;
-            } else if g.token_ids.len() < config.max_new_tokens {
-                still.push(row);
-                next.push(token);
-            }
-        }
-        if still.is_empty() {
-            break;
-        }
-        if still.len() < active.len() {
-            cache.retain_rows(&still);
-            active = still.iter().map(|&r| active[r]).collect();
-            rngs = still.iter().map(|&r| rngs[r].clone()).collect();
-        }
-        let step = TokenBatch::single_step(&next);
-        logits = decoder.last_logits(&step, &mut cache);
-    }
-    Ok(out)
-}
-
 /// The distinct prompts of `prompts` in order of first appearance, and for every prompt the
 /// index of its distinct copy.
 fn distinct_prompts(prompts: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {
@@ -261,6 +322,7 @@ fn distinct_prompts(prompts: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {
 /// `batch_size` sequences (shortest prompts first), stopping at the tokenizer's EOS, and
 /// decodes them. Results are ordered by prompt, then sample; sample `s` of prompt `p` uses RNG
 /// stream `p * num_samples + s`. `on_batch` is told how many samples are done after each batch.
+/// Packs the model's weights for this call; [`Generator`] keeps them for many.
 pub fn generate(
     model: &Transformer,
     tokenizer: &Tokenizer,
@@ -268,39 +330,14 @@ pub fn generate(
     num_samples: usize,
     batch_size: usize,
     config: &SamplingConfig,
-    mut on_batch: impl FnMut(usize),
+    on_batch: impl FnMut(usize),
 ) -> Result<Vec<Generation>, ModelError> {
-    let samples = num_samples.max(1);
-    let batch_size = batch_size.max(1);
-    let stop: Vec<u32> = tokenizer
-        .eos_id()
-        .filter(|_| !config.ignore_eos)
-        .into_iter()
-        .collect();
-    // Batches of prompts of similar length pad less: the rows run shortest prompt first (a
-    // prompt's samples stay together), and each keeps its RNG stream, so the samples are those
-    // of any other batching (up to rounding). Row `i` is sample `i % samples` of prompt
-    // `i / samples`.
-    let total = prompts.len() * samples;
-    let mut order: Vec<usize> = (0..total).collect();
-    order.sort_by_key(|&i| prompts[i / samples].len());
-    check_prompts(model, prompts, config, 0)?;
-    let decoder = Decoder::new(model, batch_size.min(total));
-    let mut out: Vec<Option<Generation>> = vec![None; total];
-    let mut done = 0;
-    for rows in order.chunks(batch_size) {
-        let chunk: Vec<Vec<u32>> = rows.iter().map(|&i| prompts[i / samples].clone()).collect();
-        let gens = generate_rows(&decoder, &chunk, rows, config, &stop, tokenizer.pad_id())?;
-        for (mut g, &i) in gens.into_iter().zip(rows) {
-            g.text = tokenizer.decode(&g.token_ids, true)?;
-            g.prompt_index /= samples;
-            out[i] = Some(g);
-        }
-        done += rows.len();
-        on_batch(done);
-    }
-    Ok(out
-        .into_iter()
-        .map(|g| g.expect("every row generated"))
-        .collect())
+    Generator::new(model).generate(
+        tokenizer,
+        prompts,
+        num_samples,
+        batch_size,
+        config,
+        on_batch,
+    )
 }

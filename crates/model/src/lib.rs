@@ -34,7 +34,7 @@ pub use cache::KvCache;
 pub use config::{ModelConfig, ModelType};
 pub use device::parse_device;
 pub use error::ModelError;
-pub use generate::{FinishReason, Generation, generate, generate_ids};
+pub use generate::{FinishReason, Generation, Generator, generate, generate_ids};
 pub use sampling::SamplingConfig;
 pub use score::{ScoredResponse, SequenceBatch, response_logprobs, score};
 pub use spec::{ModelSource, load, resolve};

@@ -2,7 +2,10 @@
 //! backward pass on flex, Burn's matmul elsewhere), and, during generation, the products of a
 //! decoding step (at most [`MAX_ROWS`] rows) through weights packed for them ([`packed`]).
 
+mod kernels;
 mod packed;
+mod pages;
+mod team;
 
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -11,7 +14,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::flex;
 use crate::host::to_f32_vec;
 
-pub use packed::{MAX_ROWS, PackedWeight};
+pub use packed::{MAX_ROWS, PackedWeight, Unpacked};
 
 /// A `[d_in, d_out]` linear layer with weights drawn (lazily) from `init` and a zero bias when
 /// `bias` is set.

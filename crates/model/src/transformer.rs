@@ -9,7 +9,7 @@ use crate::attention::Attention;
 use crate::batch::TokenBatch;
 use crate::cache::{ChunkInputs, KvCache};
 use crate::config::ModelConfig;
-use crate::decoding::{BlockWeights, DecodeWeights, pack_head, pack_layers, pack_tied_head};
+use crate::decoding::{BlockWeights, DecodeWeights, Head};
 use crate::linear;
 use crate::mlp::FeedForward;
 use crate::norm::Norm;
@@ -209,25 +209,24 @@ impl Transformer {
     /// (adapters stay on the activation path; the head's is merged in), when they are f32 tensors on the CPU (flex);
     /// `None` elsewhere, where decoding takes the plain forward pass.
     pub fn decode_weights(&self) -> Option<DecodeWeights> {
-        let blocks = self
+        let blocks: Vec<[Vec<&Linear>; 4]> = self
             .layers
             .iter()
             .map(|block| {
                 let (attn, mlp) = (&block.attn, &block.mlp);
-                let mlp_in: Vec<&Linear> = mlp.gate.iter().chain([&mlp.up]).collect();
-                Some(BlockWeights {
-                    qkv: pack_layers(&[&attn.q, &attn.k, &attn.v])?,
-                    o: pack_layers(&[&attn.o])?,
-                    mlp_in: pack_layers(&mlp_in)?,
-                    down: pack_layers(&[&mlp.down])?,
-                })
+                [
+                    vec![&attn.q, &attn.k, &attn.v],
+                    vec![&attn.o],
+                    mlp.gate.iter().chain([&mlp.up]).collect(),
+                    vec![&mlp.down],
+                ]
             })
-            .collect::<Option<Vec<_>>>()?;
+            .collect();
         let head = match &self.lm_head {
-            Some(head) => pack_head(head.weight.val())?,
-            None => pack_tied_head(&self.embed_tokens.weight.val())?,
+            Some(head) => Head::Weight(head.weight.val()),
+            None => Head::TiedTo(self.embed_tokens.weight.val()),
         };
-        Some(DecodeWeights { blocks, head })
+        DecodeWeights::pack(&blocks, head)
     }
 
     /// [`Transformer::head_weight`] laid out row-major, for many products with the same weights

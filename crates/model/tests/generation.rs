@@ -1,12 +1,12 @@
 //! Generation and scoring: seeded reproducibility, batch independence, behavior log-probs equal
 //! a fresh scoring pass, greedy decoding equals step-by-step argmax, stop tokens, decoding
-//! through packed weights equals the plain forward.
+//! through packed weights equals the plain forward, a reused generator equals fresh calls.
 
 use bpo_model::burn::tensor::Device;
 use bpo_model::host::to_f32_vec;
 use bpo_model::{
-    FinishReason, Generation, ModelType, PaddingSide, SamplingConfig, TokenBatch, Transformer,
-    generate, generate_ids, score,
+    FinishReason, Generation, Generator, ModelType, PaddingSide, SamplingConfig, TokenBatch,
+    Transformer, generate, generate_ids, score,
 };
 use bpo_testkit::{tiny_model, tokenizer};
 
@@ -265,5 +265,22 @@ fn generate_runs_prompts_shortest_first_and_keeps_each_samples_stream() {
         for (x, y) in g.logprobs.iter().zip(&alone.logprobs) {
             assert!((x - y).abs() <= 1e-4, "prompt {p}, sample {s}: {x} vs {y}");
         }
+    }
+}
+
+#[test]
+fn a_generator_reused_across_calls_equals_fresh_calls() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 17, &device);
+    let generator = Generator::new(&model);
+    let p = prompts(&model);
+    // More sequences than a packed product takes, then few: the row-major head, then the
+    // packed weights, both kept by the generator; then the small call again.
+    let many: Vec<Vec<u32>> = (0..65).map(|i| p[i % p.len()].clone()).collect();
+    for (prompts, seed) in [(&many, 7), (&p, 8), (&p, 9), (&many, 10)] {
+        let config = sampling(seed);
+        let reused = generator.generate_ids(prompts, &config, &[], 0, 3).unwrap();
+        let fresh = generate_ids(&model, prompts, &config, &[], 0, 3).unwrap();
+        assert_eq!(reused, fresh, "{} prompts, seed {seed}", prompts.len());
     }
 }

@@ -18,66 +18,149 @@
 //! depend on the thread count. `benches/decode_products.rs` times the products on SmolLM2's
 //! shapes.
 
-use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
+
+use super::kernels::Kernel;
+use super::pages::PageMemory;
+use super::team;
 
 /// Output columns per panel: four AVX-512 vectors.
-const PANEL: usize = 64;
+pub(super) const PANEL: usize = 64;
 /// The most activation rows a packed product takes; larger products are compute-bound, and
 /// there the `gemm` crate's kernels are faster.
 pub const MAX_ROWS: usize = 64;
 
-/// A `[k, n]` weight packed into panels of 64 columns (see the module doc).
+/// A `[k, n]` weight packed into panels of 64 columns (see the module doc), in memory it may
+/// share with the other weights it was packed with ([`PackedWeight::pack_all`]).
 #[derive(Debug, Clone)]
 pub struct PackedWeight {
-    data: Vec<f32>,
+    memory: Arc<PageMemory>,
+    /// Where its panels start in `memory`.
+    start: usize,
     k: usize,
     n: usize,
 }
 
-impl PackedWeight {
-    /// Packs row-major weights `[k, n_i]` (`(values, n_i)`) side by side, as one `[k, sum n_i]`.
-    pub fn side_by_side(parts: &[(&[f32], usize)], k: usize) -> Self {
-        for (i, (values, n)) in parts.iter().enumerate() {
-            assert_eq!(values.len(), k * n, "part {i} is not [{k}, {n}]");
+/// A weight to pack, as row-major values.
+#[derive(Debug, Clone)]
+pub enum Unpacked<'a> {
+    /// Weights `[k, n_i]` (`(values, n_i)`) that read the same input, side by side as one
+    /// `[k, sum n_i]`.
+    SideBySide {
+        /// Each weight's values and width.
+        parts: Vec<(&'a [f32], usize)>,
+        /// Their input width.
+        k: usize,
+    },
+    /// The `[k, n]` weight whose transpose `[n, k]` `values` holds (a tied output head is the
+    /// token embedding transposed).
+    Transposed {
+        /// The transpose's values.
+        values: &'a [f32],
+        /// Input width.
+        k: usize,
+        /// Output width.
+        n: usize,
+    },
+}
+
+impl Unpacked<'_> {
+    /// `(k, n)` of the packed weight; panics when the values do not have that shape.
+    fn shape(&self) -> (usize, usize) {
+        match self {
+            Unpacked::SideBySide { parts, k } => {
+                for (i, (values, n)) in parts.iter().enumerate() {
+                    assert_eq!(values.len(), k * n, "part {i} is not [{k}, {n}]");
+                }
+                (*k, parts.iter().map(|(_, n)| n).sum())
+            }
+            Unpacked::Transposed { values, k, n } => {
+                assert_eq!(values.len(), n * k, "the transpose is not [{n}, {k}]");
+                (*k, *n)
+            }
         }
-        let n = parts.iter().map(|(_, n)| n).sum();
-        Self::fill(k, n, |c0, out| {
-            let mut offset = 0;
-            for &(values, width) in parts {
-                let (lo, hi) = (c0.max(offset), (c0 + PANEL).min(offset + width));
-                if lo < hi {
-                    for p in 0..k {
-                        out[p * PANEL + lo - c0..p * PANEL + hi - c0].copy_from_slice(
-                            &values[p * width + lo - offset..p * width + hi - offset],
-                        );
+    }
+
+    /// Writes the panel of columns from `c0` into `out` (`[k, PANEL]`, zeros).
+    fn fill_panel(&self, c0: usize, out: &mut [f32]) {
+        match *self {
+            Unpacked::SideBySide { ref parts, k } => {
+                let mut offset = 0;
+                for &(values, width) in parts {
+                    let (lo, hi) = (c0.max(offset), (c0 + PANEL).min(offset + width));
+                    if lo < hi {
+                        for p in 0..k {
+                            out[p * PANEL + lo - c0..p * PANEL + hi - c0].copy_from_slice(
+                                &values[p * width + lo - offset..p * width + hi - offset],
+                            );
+                        }
+                    }
+                    offset += width;
+                }
+            }
+            Unpacked::Transposed { values, k, n } => {
+                let columns = values[c0 * k..(c0 + PANEL).min(n) * k].chunks_exact(k.max(1));
+                for (c, column) in columns.enumerate() {
+                    for (p, &value) in column.iter().enumerate() {
+                        out[p * PANEL + c] = value;
                     }
                 }
-                offset += width;
             }
-        })
+        }
     }
+}
 
-    /// Packs the `[k, n]` weight whose transpose `values` holds row-major (`[n, k]`: a tied
-    /// output head is the token embedding transposed).
-    pub fn from_transposed(values: &[f32], k: usize, n: usize) -> Self {
-        assert_eq!(values.len(), n * k, "the transpose is not [{n}, {k}]");
-        Self::fill(k, n, |c0, out| {
-            let columns = values[c0 * k..(c0 + PANEL).min(n) * k].chunks_exact(k.max(1));
-            for (c, column) in columns.enumerate() {
-                for (p, &value) in column.iter().enumerate() {
-                    out[p * PANEL + c] = value;
-                }
-            }
-        })
-    }
-
-    /// A `[k, n]` packed weight whose panels `fill(first column, panel)` writes, in parallel.
-    fn fill(k: usize, n: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Self {
-        let mut data = vec![0.0; n.div_ceil(PANEL) * k * PANEL];
-        data.par_chunks_mut((k * PANEL).max(1))
+impl PackedWeight {
+    /// Packs `weights` one after the other into one allocation (on huge pages where the system
+    /// gives them, [`PageMemory`]), every panel in parallel: a decoding step streams them in
+    /// this order.
+    pub fn pack_all(weights: &[Unpacked]) -> Vec<PackedWeight> {
+        let shapes: Vec<(usize, usize)> = weights.iter().map(Unpacked::shape).collect();
+        // Every panel as (weight, first column), and its length.
+        let panels: Vec<(usize, usize)> = shapes
+            .iter()
             .enumerate()
-            .for_each(|(panel, out)| fill(panel * PANEL, out));
-        PackedWeight { data, k, n }
+            .flat_map(|(i, &(_, n))| (0..n.div_ceil(PANEL)).map(move |p| (i, p * PANEL)))
+            .collect();
+        let lengths: Vec<usize> = panels.iter().map(|&(i, _)| shapes[i].0 * PANEL).collect();
+        let memory = Arc::new(PageMemory::filled(&lengths, |panel, out| {
+            let (i, c0) = panels[panel];
+            weights[i].fill_panel(c0, out);
+        }));
+        let mut start = 0;
+        shapes
+            .into_iter()
+            .map(|(k, n)| {
+                let weight = PackedWeight {
+                    memory: memory.clone(),
+                    start,
+                    k,
+                    n,
+                };
+                start += n.div_ceil(PANEL) * k * PANEL;
+                weight
+            })
+            .collect()
+    }
+
+    /// Packs row-major weights `[k, n_i]` (`(values, n_i)`) side by side, as one `[k, sum n_i]`.
+    pub fn side_by_side(parts: &[(&[f32], usize)], k: usize) -> Self {
+        let parts = parts.to_vec();
+        Self::pack_one(Unpacked::SideBySide { parts, k })
+    }
+
+    /// Packs the `[k, n]` weight whose transpose `values` holds row-major (`[n, k]`).
+    pub fn from_transposed(values: &[f32], k: usize, n: usize) -> Self {
+        Self::pack_one(Unpacked::Transposed { values, k, n })
+    }
+
+    fn pack_one(weight: Unpacked) -> Self {
+        Self::pack_all(&[weight]).pop().expect("one weight")
+    }
+
+    /// The panels, `[n / PANEL, k, PANEL]`.
+    fn panels(&self) -> &[f32] {
+        &self.memory[self.start..self.start + self.n.div_ceil(PANEL) * self.k * PANEL]
     }
 
     /// Input width `k`.
@@ -115,19 +198,21 @@ impl PackedWeight {
             })
             .filter(|(first, end)| first < end)
             .collect();
-        // Each thread fills `[m, its panels * PANEL]`, then the columns that exist are copied.
-        let parts: Vec<Vec<f32>> = ranges
-            .par_iter()
-            .map(|&(first, end)| {
-                let width = (end - first) * PANEL;
-                let mut part = vec![0.0; m * width];
-                let panels = &self.data[first * k * PANEL..end * k * PANEL];
-                kernel.panels(x, m, k, panels, &mut part);
-                part
-            })
-            .collect();
+        // Each part fills `[m, its panels * PANEL]`, then the columns that exist are copied.
+        let parts: Vec<OnceLock<Vec<f32>>> = ranges.iter().map(|_| OnceLock::new()).collect();
+        team::run(ranges.len(), &|part| {
+            let (first, end) = ranges[part];
+            let width = (end - first) * PANEL;
+            let mut out = vec![0.0; m * width];
+            let panels = &self.panels()[first * k * PANEL..end * k * PANEL];
+            kernel.panels(x, m, k, panels, &mut out);
+            parts[part].set(out).expect("each part runs once");
+        });
+        let parts = parts
+            .into_iter()
+            .map(|p| p.into_inner().expect("every part ran"));
         let mut y = vec![0.0; m * n];
-        for (&(first, end), part) in ranges.iter().zip(&parts) {
+        for (&(first, end), part) in ranges.iter().zip(parts) {
             let (c0, width) = (first * PANEL, (end - first) * PANEL);
             let used = (end * PANEL).min(n) - c0;
             for j in 0..m {
@@ -136,218 +221,6 @@ impl PackedWeight {
             }
         }
         y
-    }
-}
-
-/// The kernels this CPU can run, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    /// AVX-512F intrinsics, blocks of up to six output rows in registers.
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    /// The portable kernel compiled for AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// The portable kernel: loops the compiler vectorises.
-    Portable,
-}
-
-impl Kernel {
-    /// The best kernel of this CPU (detected once).
-    fn detect() -> Self {
-        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            Self::available()
-                .into_iter()
-                .next()
-                .unwrap_or(Kernel::Portable)
-        })
-    }
-
-    /// Every kernel this CPU runs, best first.
-    fn available() -> Vec<Kernel> {
-        let mut kernels = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                kernels.push(Kernel::Avx512);
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                kernels.push(Kernel::Avx2);
-            }
-        }
-        kernels.push(Kernel::Portable);
-        kernels
-    }
-
-    /// Adds `x @ panels` to `out` (`[m, panels * PANEL]`), `panels` packed `[_, k, PANEL]`.
-    /// `self` comes from [`Kernel::available`] (the only place that makes the x86 variants), so
-    /// the CPU has its instructions.
-    fn panels(self, x: &[f32], m: usize, k: usize, panels: &[f32], out: &mut [f32]) {
-        let count = panels.len() / (k * PANEL).max(1);
-        assert!(x.len() >= m * k && out.len() >= m * count * PANEL);
-        match self {
-            // SAFETY: `available()`, which alone makes these variants, found the features each
-            // kernel is compiled for.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => unsafe { avx512::panels(x, m, k, panels, out) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { portable::panels_avx2(x, m, k, panels, out) },
-            _ => portable::panels(x, m, k, panels, out),
-        }
-    }
-}
-
-/// The kernel in plain Rust: one output row at a time down a panel, its 64 sums in an array
-/// the compiler keeps in vector registers.
-mod portable {
-    use super::PANEL;
-
-    /// [`panels`] compiled for AVX2 with fused multiply-adds.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn panels_avx2(x: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
-        walk(x, m, k, w, out, f32::mul_add);
-    }
-
-    /// Adds `x @ w` to `out` for packed panels `w`.
-    pub(super) fn panels(x: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
-        // Without FMA (an x86-64 CPU before AVX2) a fused multiply-add is a slow library call;
-        // other targets (aarch64 above all) have the instruction.
-        #[cfg(target_arch = "x86_64")]
-        let madd = |a: f32, b: f32, c: f32| a * b + c;
-        #[cfg(not(target_arch = "x86_64"))]
-        let madd = f32::mul_add;
-        walk(x, m, k, w, out, madd);
-    }
-
-    /// Panel by panel, output row by output row; `madd(a, b, c)` is `a * b + c`.
-    #[inline(always)]
-    fn walk(
-        x: &[f32],
-        m: usize,
-        k: usize,
-        w: &[f32],
-        out: &mut [f32],
-        madd: impl Fn(f32, f32, f32) -> f32 + Copy,
-    ) {
-        let width = w.len() / (k * PANEL).max(1) * PANEL;
-        for (panel, w) in w.chunks_exact((k * PANEL).max(1)).enumerate() {
-            for j in 0..m {
-                let o = j * width + panel * PANEL;
-                let mut acc: [f32; PANEL] = out[o..o + PANEL].try_into().expect("a panel");
-                for (row, &a) in w.chunks_exact(PANEL).zip(&x[j * k..(j + 1) * k]) {
-                    for (acc, &w) in acc.iter_mut().zip(row) {
-                        *acc = madd(w, a, *acc);
-                    }
-                }
-                out[o..o + PANEL].copy_from_slice(&acc);
-            }
-        }
-    }
-}
-
-/// The kernel with AVX-512 intrinsics: a block of up to six output rows x 64 columns stays in
-/// 24 registers while it walks down a panel, four vector loads and up to 24 fused multiply-adds
-/// per weight row.
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
-    };
-
-    use super::PANEL;
-
-    /// 16-float vectors per panel row.
-    const VECTORS: usize = PANEL / 16;
-    /// Output rows kept in registers at once.
-    const ROW_BLOCK: usize = 6;
-    // `panels` names the blocks of 1 to 5 rows left over one by one.
-    const _: () = assert!(ROW_BLOCK == 6);
-
-    /// Adds `x @ w` to `out` (`[m, panels * PANEL]`) for packed panels `w`: panel by panel,
-    /// in blocks of `ROW_BLOCK` output rows and then the rows left over.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn panels(x: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
-        let count = w.len() / (k * PANEL).max(1);
-        let width = count * PANEL;
-        assert!(x.len() >= m * k && out.len() >= m * width && w.len() == count * k * PANEL);
-        for panel in 0..count {
-            let at = |j: usize| Block {
-                x: j * k,
-                w: panel * k * PANEL,
-                out: j * width + panel * PANEL,
-                k,
-                width,
-            };
-            let mut j = 0;
-            // SAFETY (every call): rows `j..j + R <= m` of `x` and `out`, this panel of `w`,
-            // and the panel's columns of `out` (asserted above).
-            while j + ROW_BLOCK <= m {
-                unsafe { block::<ROW_BLOCK>(x, w, out, at(j)) };
-                j += ROW_BLOCK;
-            }
-            match m - j {
-                0 => {}
-                1 => unsafe { block::<1>(x, w, out, at(j)) },
-                2 => unsafe { block::<2>(x, w, out, at(j)) },
-                3 => unsafe { block::<3>(x, w, out, at(j)) },
-                4 => unsafe { block::<4>(x, w, out, at(j)) },
-                5 => unsafe { block::<5>(x, w, out, at(j)) },
-                rest => unreachable!("{rest} rows left over with blocks of {ROW_BLOCK}"),
-            }
-        }
-    }
-
-    /// Where one block starts in `x`, `w` and `out`, and their row widths.
-    struct Block {
-        x: usize,
-        w: usize,
-        out: usize,
-        k: usize,
-        width: usize,
-    }
-
-    /// Adds `x[R rows from b.x] @ w[the panel at b.w]` to `out[R rows from b.out, PANEL]`.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; `R` rows of `k` floats from `b.x` in `x`, `k * PANEL` floats
-    /// from `b.w` in `w`, and `R` rows of `width` floats from
-    /// `b.out` (the first `PANEL` of each) in `out`.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn block<const R: usize>(x: &[f32], w: &[f32], out: &mut [f32], b: Block) {
-        // SAFETY: the caller's bounds (see # Safety) cover every pointer below.
-        unsafe {
-            let out = out.as_mut_ptr().add(b.out);
-            let mut acc: [[__m512; VECTORS]; R] = std::array::from_fn(|r| {
-                std::array::from_fn(|v| _mm512_loadu_ps(out.add(r * b.width + 16 * v)))
-            });
-            let (x, w) = (x.as_ptr().add(b.x), w.as_ptr().add(b.w));
-            for p in 0..b.k {
-                let row = w.add(p * PANEL);
-                let weights: [__m512; VECTORS] =
-                    std::array::from_fn(|v| _mm512_loadu_ps(row.add(16 * v)));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let a = _mm512_set1_ps(*x.add(r * b.k + p));
-                    for (acc, &weight) in acc.iter_mut().zip(&weights) {
-                        *acc = _mm512_fmadd_ps(weight, a, *acc);
-                    }
-                }
-            }
-            for (r, acc) in acc.iter().enumerate() {
-                for (v, &acc) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(out.add(r * b.width + 16 * v), acc);
-                }
-            }
-        }
     }
 }
 
@@ -400,7 +273,7 @@ mod tests {
             let transpose: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
             let packed = PackedWeight::side_by_side(&[(&w, n)], k);
             let from_transposed = PackedWeight::from_transposed(&transpose, k, n);
-            assert_eq!(from_transposed.data, packed.data, "{k}x{n}");
+            assert_eq!(from_transposed.panels(), packed.panels(), "{k}x{n}");
             assert_eq!((from_transposed.k(), from_transposed.n()), (k, n));
         }
     }
@@ -434,5 +307,45 @@ mod tests {
             }
             c0 += width;
         }
+    }
+
+    #[test]
+    fn weights_packed_together_equal_each_packed_alone() {
+        let (a, b, c) = (
+            hashed_values(70 * 130, 5),
+            hashed_values(3 * 5, 6),
+            hashed_values(64 * 64, 7),
+        );
+        let weights = [
+            Unpacked::SideBySide {
+                parts: vec![(&a, 130)],
+                k: 70,
+            },
+            Unpacked::Transposed {
+                values: &b,
+                k: 5,
+                n: 3,
+            },
+            Unpacked::SideBySide {
+                parts: vec![(&c, 64)],
+                k: 64,
+            },
+        ];
+        let together = PackedWeight::pack_all(&weights);
+        assert_eq!(together.len(), 3);
+        for (packed, weight) in together.iter().zip(&weights) {
+            let alone = PackedWeight::pack_all(std::slice::from_ref(weight)).remove(0);
+            assert_eq!((packed.k(), packed.n()), (alone.k(), alone.n()));
+            assert_eq!(
+                packed.panels(),
+                alone.panels(),
+                "{}x{}",
+                alone.k(),
+                alone.n()
+            );
+            let x = hashed_values(2 * packed.k(), 8);
+            assert_eq!(packed.product(&x, 2), alone.product(&x, 2));
+        }
+        assert!(PackedWeight::pack_all(&[]).is_empty());
     }
 }
