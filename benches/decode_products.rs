@@ -5,7 +5,8 @@
 //! `bpo_model::linear::PackedWeight`) against the `gemm` crate's product
 //! (`bpo_model::flex::matmul`) on the same weights.
 //!
-//! Also the time to pack all of them, which a generation call pays once.
+//! Also the time to pack all of them, which a model pays once for generation (per
+//! `Generator`, or per one-off `generate` call).
 //!
 //! `cargo bench --bench decode_products`; set `RAYON_NUM_THREADS` to pin the thread count.
 
@@ -96,7 +97,7 @@ fn decode_products(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_products");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(bytes as u64));
-    // What a generation call pays once: packing every weight.
+    // What a model pays once for generation: packing every weight.
     group.bench_function("pack", |b| b.iter(|| pack(&host)));
     for rows in [1, 8, 32, 64] {
         let inputs: Vec<Tensor<2>> = [HIDDEN, FFN]

@@ -310,6 +310,8 @@ pub fn evaluate(
                 &sampling,
                 |_| {},
             )?;
+            // The packed weights are no longer needed: free them before scoring.
+            drop(generator);
             let pairs: Vec<(Vec<u32>, Vec<u32>)> = samples
                 .iter()
                 .map(|g| (g.prompt_ids.clone(), g.token_ids.clone()))

@@ -75,6 +75,23 @@ impl TokenBatch {
     }
 }
 
+/// The distinct sequences of `sequences` in order of first appearance, and for every sequence
+/// the index of its distinct copy.
+pub(crate) fn distinct_rows(sequences: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let mut index: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+    let mut distinct = Vec::new();
+    let source = sequences
+        .iter()
+        .map(|s| {
+            *index.entry(s).or_insert_with(|| {
+                distinct.push(s.clone());
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, source)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

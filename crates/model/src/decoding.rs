@@ -1,7 +1,7 @@
 //! A model's weights packed for decoding ([`PackedWeight`]): made once on the CPU (per
-//! generation call, or once for many with [`crate::Generator`]), all in one allocation, so that every product of a decoding step streams its weights in the order the
-//! kernel reads them, and the projections that read the same input (q, k, v; gate, up) make one
-//! product.
+//! generation call, or once for many with [`crate::Generator`]), all in one allocation, so that
+//! every product of a decoding step streams its weights in the order the kernel reads them, and
+//! the projections that read the same input (q, k, v; gate, up) make one product.
 
 use burn::backend::flex::FlexTensor;
 use burn::nn::Linear;
@@ -33,7 +33,21 @@ pub struct DecodeWeights {
     pub head: PackedWeight,
 }
 
+/// The layers of one block, grouped by the products a decoding step makes.
+#[derive(Debug, Clone)]
+pub struct BlockLayers<'a> {
+    /// q, k and v.
+    pub qkv: [&'a Linear; 3],
+    /// The attention's output projection.
+    pub o: &'a Linear,
+    /// gate and up (SwiGLU), or up alone (GPT-2).
+    pub mlp_in: Vec<&'a Linear>,
+    /// The MLP's down projection.
+    pub down: &'a Linear,
+}
+
 /// The output head a model decodes with.
+#[derive(Debug, Clone)]
 pub enum Head {
     /// A head `[hidden, vocab]` as the model applies it (a LoRA adapter merged in: the head's
     /// packed product has no activation path for it).
@@ -43,18 +57,17 @@ pub enum Head {
 }
 
 impl DecodeWeights {
-    /// The base weights of `blocks` (per block: q, k, v; o; gate and up, or up; down) and the
-    /// `head` packed one after the other into one allocation, in the order a decoding step
-    /// reads them; `None` unless all of them are f32 tensors on flex. Contiguous weights are
-    /// read in place, others copied first.
-    pub fn pack(blocks: &[[Vec<&Linear>; 4]], head: Head) -> Option<Self> {
+    /// The base weights of `blocks` and the `head` packed one after the other into one
+    /// allocation, in the order a decoding step reads them; `None` unless all of them are f32
+    /// tensors on flex. Contiguous weights are read in place, others copied first.
+    pub fn pack(blocks: &[BlockLayers], head: Head) -> Option<Self> {
         let (head_tensor, transposed) = match head {
             Head::Weight(weight) => (weight, false),
             Head::TiedTo(embedding) => (embedding, true),
         };
         let groups: Vec<Vec<Tensor<2>>> = blocks
             .iter()
-            .flatten()
+            .flat_map(|b| [b.qkv.to_vec(), vec![b.o], b.mlp_in.clone(), vec![b.down]])
             .map(|layers| layers.iter().map(|l| base_weight(l)).collect())
             .collect();
         if !groups

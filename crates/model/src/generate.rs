@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use crate::batch::{PaddingSide, TokenBatch};
+use crate::batch::{PaddingSide, TokenBatch, distinct_rows};
 use crate::cache::KvCache;
 use crate::decoding::DecodeWeights;
 use crate::error::ModelError;
@@ -52,11 +52,12 @@ impl Generation {
 
 /// A model prepared for generation, for any number of calls: on the CPU its weights are packed
 /// for decoding once, at the first step of the first call whose batches hold at most
-/// [`MAX_ROWS`] sequences (about 0.2 s for SmolLM2-135M: worth keeping when a model generates
-/// more than once); for larger batches, or off the CPU, its output head is laid out row-major
-/// once. [`generate`] and [`generate_ids`] make one per call.
+/// [`MAX_ROWS`] sequences (about 0.1 s and a second copy of the weights for SmolLM2-135M: worth
+/// keeping when a model generates more than once); for larger batches, or off the CPU, its
+/// output head is laid out row-major once. [`generate`] and [`generate_ids`] make one per call.
 ///
 /// The model must not change while a generator holds it (it borrows it).
+#[derive(Debug)]
 pub struct Generator<'a> {
     model: &'a Transformer,
     packed: OnceLock<Option<DecodeWeights>>,
@@ -173,7 +174,7 @@ impl<'a> Generator<'a> {
         // cache row and logits are copied to every row that holds it (the same numbers up to
         // rounding: a row's products do not depend on the other rows, but the row count can choose
         // another product kernel).
-        let (distinct, source) = distinct_prompts(prompts);
+        let (distinct, source) = distinct_rows(prompts);
         let batch = TokenBatch::padded(&distinct, pad_id, PaddingSide::Left);
         let mut logits = self.last_logits(&batch, &mut cache, pack);
         if distinct.len() < prompts.len() {
@@ -299,23 +300,6 @@ fn check_prompts(
         )));
     }
     Ok(())
-}
-
-/// The distinct prompts of `prompts` in order of first appearance, and for every prompt the
-/// index of its distinct copy.
-fn distinct_prompts(prompts: &[Vec<u32>]) -> (Vec<Vec<u32>>, Vec<usize>) {
-    let mut index: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
-    let mut distinct = Vec::new();
-    let source = prompts
-        .iter()
-        .map(|p| {
-            *index.entry(p).or_insert_with(|| {
-                distinct.push(p.clone());
-                distinct.len() - 1
-            })
-        })
-        .collect();
-    (distinct, source)
 }
 
 /// Generates `num_samples` continuations of each tokenised prompt in batches of at most

@@ -36,7 +36,7 @@ pub use device::parse_device;
 pub use error::ModelError;
 pub use generate::{FinishReason, Generation, Generator, generate, generate_ids};
 pub use sampling::SamplingConfig;
-pub use score::{ScoredResponse, SequenceBatch, response_logprobs, score};
+pub use score::{ScoredResponse, SequenceBatch, response_logprobs, score, shared_prompt_logprobs};
 pub use spec::{ModelSource, load, resolve};
 pub use tokenizer::{ChatMessage, Tokenizer};
 pub use transformer::Transformer;

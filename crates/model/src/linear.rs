@@ -45,7 +45,7 @@ pub fn forward(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
 }
 
 /// The forward passes of `layers`, which read the same input: with `packed` (their base
-/// weights packed side by side, [`PackedWeight::side_by_side`]) one product for all of them,
+/// weights packed side by side, [`Unpacked::SideBySide`]) one product for all of them,
 /// then each layer's adapter and bias; without it, or for more than [`MAX_ROWS`] rows,
 /// [`forward`] layer by layer.
 pub fn forward_together(

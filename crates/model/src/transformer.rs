@@ -9,7 +9,7 @@ use crate::attention::Attention;
 use crate::batch::TokenBatch;
 use crate::cache::{ChunkInputs, KvCache};
 use crate::config::ModelConfig;
-use crate::decoding::{BlockWeights, DecodeWeights, Head};
+use crate::decoding::{BlockLayers, BlockWeights, DecodeWeights, Head};
 use crate::linear;
 use crate::mlp::FeedForward;
 use crate::norm::Norm;
@@ -206,20 +206,20 @@ impl Transformer {
     }
 
     /// This model's projections packed for decoding, the frozen bases of LoRA-adapted weights
-    /// (adapters stay on the activation path; the head's is merged in), when they are f32 tensors on the CPU (flex);
-    /// `None` elsewhere, where decoding takes the plain forward pass.
+    /// (adapters stay on the activation path; the head's is merged in), when they are f32
+    /// tensors on the CPU (flex); `None` elsewhere, where decoding takes the plain forward pass.
     pub fn decode_weights(&self) -> Option<DecodeWeights> {
-        let blocks: Vec<[Vec<&Linear>; 4]> = self
+        let blocks: Vec<BlockLayers> = self
             .layers
             .iter()
             .map(|block| {
                 let (attn, mlp) = (&block.attn, &block.mlp);
-                [
-                    vec![&attn.q, &attn.k, &attn.v],
-                    vec![&attn.o],
-                    mlp.gate.iter().chain([&mlp.up]).collect(),
-                    vec![&mlp.down],
-                ]
+                BlockLayers {
+                    qkv: [&attn.q, &attn.k, &attn.v],
+                    o: &attn.o,
+                    mlp_in: mlp.gate.iter().chain([&mlp.up]).collect(),
+                    down: &mlp.down,
+                }
             })
             .collect();
         let head = match &self.lm_head {

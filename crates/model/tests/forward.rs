@@ -1,9 +1,12 @@
 //! The forward pass: cached decoding equals the full forward, padding does not change results,
-//! and the CPU backends agree.
+//! the CPU backends agree, and prompts shared by several rows run once for the same numbers.
 
 use bpo_model::burn::tensor::{Device, Tensor};
 use bpo_model::host::to_f32_vec;
-use bpo_model::{ModelType, PaddingSide, TokenBatch, Transformer};
+use bpo_model::{
+    ModelType, PaddingSide, SequenceBatch, TokenBatch, Transformer, response_logprobs,
+    shared_prompt_logprobs,
+};
 use bpo_testkit::{max_abs_diff, tiny_model};
 
 const ARCHS: [ModelType; 3] = [ModelType::Llama, ModelType::Qwen2, ModelType::Gpt2];
@@ -152,5 +155,46 @@ fn flex_and_ndarray_give_the_same_logits() {
         let batch = TokenBatch::padded(&seqs, 0, PaddingSide::Right);
         let diff = max_abs_diff(&values(a.forward(&batch)), &values(b.forward(&batch)));
         assert!(diff <= 1e-4, "{arch:?}: flex vs ndarray {diff}");
+    }
+}
+
+#[test]
+fn shared_prompt_logprobs_equal_the_full_sequences_and_their_gradients() {
+    let device = Device::flex().autodiff();
+    for arch in ARCHS {
+        let model = tiny_model(arch, 21, &device);
+        let vocab = model.config.vocab_size as u32;
+        // Two pairs (chosen rows, then rejected rows) with prompts of different lengths, and a
+        // prompt of its own; responses of 1 to 6 tokens, one empty.
+        let (p0, p1, p2) = (
+            tokens(5, 1, vocab),
+            tokens(2, 2, vocab),
+            tokens(3, 3, vocab),
+        );
+        let rows = vec![
+            (p0.clone(), tokens(4, 4, vocab)),
+            (p1.clone(), tokens(1, 5, vocab)),
+            (p0, tokens(6, 6, vocab)),
+            (p1, Vec::new()),
+            (p2, tokens(3, 7, vocab)),
+        ];
+        let batch = SequenceBatch::new(&rows, 0).unwrap();
+        let (full, _) = response_logprobs(&model, &batch);
+        let (shared, mask) = shared_prompt_logprobs(&model, &batch);
+        assert_eq!(mask.dims(), [rows.len(), 6]);
+        let (full_sums, shared_sums) = (full.clone().sum_dim(1), shared.clone().sum_dim(1));
+        let diff = max_abs_diff(&values(shared_sums), &values(full_sums));
+        assert!(diff <= 1e-4, "{arch:?}: sums differ by {diff}");
+        let weight = model.embed_tokens.weight.val();
+        let full_grad = weight.grad(&full.sum().backward()).map(to_f32_vec).unwrap();
+        let shared_grad = weight
+            .grad(&shared.sum().backward())
+            .map(to_f32_vec)
+            .unwrap();
+        let diff = max_abs_diff(&shared_grad, &full_grad);
+        assert!(
+            diff <= 1e-4,
+            "{arch:?}: embedding gradients differ by {diff}"
+        );
     }
 }

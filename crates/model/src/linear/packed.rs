@@ -144,16 +144,19 @@ impl PackedWeight {
     }
 
     /// Packs row-major weights `[k, n_i]` (`(values, n_i)`) side by side, as one `[k, sum n_i]`.
-    pub fn side_by_side(parts: &[(&[f32], usize)], k: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn side_by_side(parts: &[(&[f32], usize)], k: usize) -> Self {
         let parts = parts.to_vec();
         Self::pack_one(Unpacked::SideBySide { parts, k })
     }
 
     /// Packs the `[k, n]` weight whose transpose `values` holds row-major (`[n, k]`).
-    pub fn from_transposed(values: &[f32], k: usize, n: usize) -> Self {
+    #[cfg(test)]
+    fn from_transposed(values: &[f32], k: usize, n: usize) -> Self {
         Self::pack_one(Unpacked::Transposed { values, k, n })
     }
 
+    #[cfg(test)]
     fn pack_one(weight: Unpacked) -> Self {
         Self::pack_all(&[weight]).pop().expect("one weight")
     }
@@ -174,12 +177,13 @@ impl PackedWeight {
     }
 
     /// `x @ w` for `x` `[m, k]` row-major (`m <= MAX_ROWS`), as `[m, n]` row-major; the panels
-    /// split over the rayon pool.
+    /// split over the threads of the product team (`team.rs`).
     pub fn product(&self, x: &[f32], m: usize) -> Vec<f32> {
-        self.product_with(Kernel::detect(), x, m)
+        self.product_with(Kernel::detect(), x, m, team::size())
     }
 
-    fn product_with(&self, kernel: Kernel, x: &[f32], m: usize) -> Vec<f32> {
+    /// The product in `parts` runs of whole panels.
+    fn product_with(&self, kernel: Kernel, x: &[f32], m: usize, parts: usize) -> Vec<f32> {
         let (k, n) = (self.k, self.n);
         assert!(
             m <= MAX_ROWS,
@@ -187,15 +191,10 @@ impl PackedWeight {
         );
         assert_eq!(x.len(), m * k, "x is not [{m}, {k}]");
         let panels = n.div_ceil(PANEL);
-        let threads = rayon::current_num_threads().clamp(1, panels.max(1));
-        let per_thread = panels.div_ceil(threads).max(1);
-        let ranges: Vec<(usize, usize)> = (0..threads)
-            .map(|t| {
-                (
-                    (t * per_thread).min(panels),
-                    ((t + 1) * per_thread).min(panels),
-                )
-            })
+        let parts = parts.clamp(1, panels.max(1));
+        let per_part = panels.div_ceil(parts).max(1);
+        let ranges: Vec<(usize, usize)> = (0..parts)
+            .map(|t| ((t * per_part).min(panels), ((t + 1) * per_part).min(panels)))
             .filter(|(first, end)| first < end)
             .collect();
         // Each part fills `[m, its panels * PANEL]`, then the columns that exist are copied.
@@ -230,7 +229,7 @@ mod tests {
     use bpo_testkit::{hashed_values, max_abs_diff, reference_product};
 
     #[test]
-    fn every_kernel_equals_the_reference_product_for_any_shape_and_thread_count() {
+    fn every_kernel_equals_the_reference_product_for_any_shape_and_part_count() {
         for (m, k, n) in [
             (1, 1, 1),
             (1, 7, 3),
@@ -248,19 +247,15 @@ mod tests {
             let packed = PackedWeight::side_by_side(&[(&w, n)], k);
             for kernel in Kernel::available() {
                 let mut first = None;
-                for threads in [1, 2, 3, 7] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let y = pool.install(|| packed.product_with(kernel, &x, m));
+                for parts in [1, 2, 3, 7] {
+                    let y = packed.product_with(kernel, &x, m, parts);
                     let diff = max_abs_diff(&y, &expected);
                     assert!(
                         diff <= 1e-4,
-                        "{kernel:?} {m}x{k}x{n}, {threads} threads: {diff}"
+                        "{kernel:?} {m}x{k}x{n}, {parts} parts: {diff}"
                     );
                     let first = first.get_or_insert_with(|| y.clone());
-                    assert_eq!(&y, first, "{kernel:?} {m}x{k}x{n}: {threads} threads");
+                    assert_eq!(&y, first, "{kernel:?} {m}x{k}x{n}: {parts} parts");
                 }
             }
         }

@@ -3,10 +3,12 @@
 //!
 //! A decoding step streams every packed weight from memory once. On 4 KiB pages that stream
 //! crosses a page every 4 KiB, each a TLB entry to walk and a boundary the hardware prefetcher
-//! stops at; on 2 MiB pages it crosses 512 times fewer. A C loop summing 538 MB with two threads
-//! on this project's 2-core VM read 50-57 GB/s from huge pages against 38-42 GB/s from 4 KiB
-//! pages in the same run. Elsewhere (other systems, or where the kernel declines the advice) the
-//! memory is ordinary.
+//! stops at; on 2 MiB pages it crosses 512 times fewer. On this project's 2-core VM a throwaway
+//! C loop that summed 538 MB with two threads read 50-57 GB/s from huge pages against 38-42 GB/s
+//! from 4 KiB pages, alternating in one process; so did one streaming SmolLM2's packed decoding
+//! weights panel by panel (15.1-16.2 ms against 17.6-19.6 ms a pass). Faulting in huge pages
+//! also halves packing (`decode_products/pack`). Buffers under 2 MiB, other systems, or a
+//! kernel that declines the advice get ordinary memory.
 
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
 use std::mem::MaybeUninit;
@@ -45,7 +47,11 @@ impl PageMemory {
         let Some(ptr) = NonNull::new(raw.cast::<f32>()) else {
             handle_alloc_error(layout)
         };
-        advise_huge_pages(raw, layout.size());
+        // Owned from here: a panic below frees the allocation.
+        let memory = PageMemory { ptr, len };
+        if layout.size() >= HUGE_PAGE {
+            advise_huge_pages(raw, layout.size());
+        }
         // SAFETY: the allocation holds `len` (uninitialised) f32 values.
         let mut rest =
             unsafe { std::slice::from_raw_parts_mut(raw.cast::<MaybeUninit<f32>>(), len) };
@@ -63,7 +69,7 @@ impl PageMemory {
             };
             init(i, values);
         });
-        PageMemory { ptr, len }
+        memory
     }
 
     /// The layout of `len` values; `None` when empty.

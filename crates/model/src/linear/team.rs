@@ -10,17 +10,24 @@
 //! works on the product too and waits for the others spinning.
 //!
 //! Parts are claimed from a counter, so a product may have any number of parts whatever the
-//! number of helpers; which thread runs a part does not change what it computes.
+//! number of helpers; which thread runs a part does not change what it computes. Callers on
+//! several threads take turns (one product at a time); a part that runs a product itself runs
+//! it on its own thread.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-/// How long a helper spins for the next product before it parks.
+/// How long a helper waits for the next product before it parks: spinning at first, then
+/// yielding its core to any other runnable thread (rayon's workers run Burn's operations between
+/// the products) after [`SPIN_ONLY`].
 const SPIN: Duration = Duration::from_millis(2);
+/// How long a wait spins before it yields between checks.
+const SPIN_ONLY: Duration = Duration::from_micros(50);
 
 /// The work of one product: `work(part)` for every part of `0..parts`.
 struct Job<'a> {
@@ -42,13 +49,14 @@ struct Shared {
     inside: AtomicUsize,
     /// Helpers parked or about to park.
     parked: AtomicUsize,
-    /// The first panic of a part on a helper.
+    /// The first panic of a part of the current job.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     /// Serialises callers: one job at a time.
     caller: Mutex<()>,
 }
 
-/// The process's team: as many threads as rayon's pool has (the caller included).
+/// The process's team: as many threads as rayon's global pool has by default (the caller
+/// included): `RAYON_NUM_THREADS`, else the available cores.
 struct Team {
     shared: Arc<Shared>,
     helpers: Vec<Thread>,
@@ -57,8 +65,12 @@ struct Team {
 /// Runs `work(part)` for every part of `0..parts`, on the calling thread and the team's
 /// helpers; returns when all are done (a part's panic is raised here).
 pub(super) fn run(parts: usize, work: &(dyn Fn(usize) + Sync)) {
+    if parts <= 1 || IN_PART.get() {
+        (0..parts).for_each(work);
+        return;
+    }
     let team = TEAM.get_or_init(Team::start);
-    if parts <= 1 || team.helpers.is_empty() {
+    if team.helpers.is_empty() {
         (0..parts).for_each(work);
         return;
     }
@@ -66,6 +78,27 @@ pub(super) fn run(parts: usize, work: &(dyn Fn(usize) + Sync)) {
 }
 
 static TEAM: OnceLock<Team> = OnceLock::new();
+
+/// The number of threads a product runs on: the caller and the helpers.
+pub(super) fn size() -> usize {
+    TEAM.get_or_init(Team::start).helpers.len() + 1
+}
+
+thread_local! {
+    /// Set on a thread while it runs a part: a product inside a part runs on that thread alone
+    /// (the team is busy with the outer one).
+    static IN_PART: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The team's size: rayon's default for its global pool.
+fn team_size() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .or_else(|| thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+}
 
 impl Team {
     fn start() -> Team {
@@ -79,7 +112,7 @@ impl Team {
             panic: Mutex::new(None),
             caller: Mutex::new(()),
         });
-        let helpers = (1..rayon::current_num_threads())
+        let helpers = (1..team_size())
             .filter_map(|i| {
                 let shared = shared.clone();
                 thread::Builder::new()
@@ -107,37 +140,46 @@ impl Team {
         if shared.parked.load(SeqCst) > 0 {
             self.helpers.iter().for_each(Thread::unpark);
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| claim(shared, &job)));
-        while shared.done.load(SeqCst) < parts {
-            std::hint::spin_loop();
-        }
+        claim(shared, &job);
+        wait_until(|| shared.done.load(SeqCst) == parts);
         shared.epoch.fetch_add(1, SeqCst);
-        while shared.inside.load(SeqCst) > 0 {
-            std::hint::spin_loop();
-        }
+        wait_until(|| shared.inside.load(SeqCst) == 0);
         shared.job.store(std::ptr::null_mut(), SeqCst);
-        if let Err(panic) = mine {
-            resume_unwind(panic);
-        }
-        let helper_panic = shared
+        let panic = shared
             .panic
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(panic) = helper_panic {
+        if let Some(panic) = panic {
             resume_unwind(panic);
         }
     }
 }
 
-/// Claims and runs parts of `job` until none is left.
+/// Spins until `done()`, yielding the core between checks after [`SPIN_ONLY`] (a helper
+/// holding a part may have been preempted).
+fn wait_until(done: impl Fn() -> bool) {
+    let since = Instant::now();
+    let mut spins = 0u32;
+    while !done() {
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(256) && since.elapsed() > SPIN_ONLY {
+            thread::yield_now();
+        }
+    }
+}
+
+/// Claims and runs parts of `job` until none is left; a part's panic is kept for the caller.
 fn claim(shared: &Shared, job: &Job) {
     loop {
         let part = shared.next.fetch_add(1, SeqCst);
         if part >= job.parts {
             return;
         }
+        IN_PART.set(true);
         let result = catch_unwind(AssertUnwindSafe(|| (job.work)(part)));
+        IN_PART.set(false);
         if let Err(panic) = result {
             shared
                 .panic
@@ -169,8 +211,8 @@ fn help(shared: &Shared) {
     }
 }
 
-/// Waits until an epoch other than `served` is open (odd) and returns it: spinning for
-/// [`SPIN`], then parked until the next job's caller unparks the helpers.
+/// Waits until an epoch other than `served` is open (odd) and returns it: spinning, then
+/// yielding, for [`SPIN`], then parked until the next job's caller unparks the helpers.
 fn wait_for_job(shared: &Shared, served: usize) -> usize {
     let open = |epoch: usize| !epoch.is_multiple_of(2) && epoch != served;
     let mut since = Instant::now();
@@ -182,7 +224,13 @@ fn wait_for_job(shared: &Shared, served: usize) -> usize {
         }
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1024) && since.elapsed() > SPIN {
+        if !spins.is_multiple_of(256) {
+            continue;
+        }
+        let waited = since.elapsed();
+        if waited > SPIN_ONLY && waited <= SPIN {
+            thread::yield_now();
+        } else if waited > SPIN {
             shared.parked.fetch_add(1, SeqCst);
             // A job published after this check unparks us (the token makes `park` return).
             if !open(shared.epoch.load(SeqCst)) {
@@ -222,6 +270,37 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn helpers_take_parts_also_after_parking_and_a_nested_product_runs_inline() {
+        let caller = thread::current().id();
+        for job in 0..3 {
+            if job > 0 {
+                // Past the helpers' spinning: they park and must be woken.
+                thread::sleep(SPIN * 3);
+            }
+            let threads = Mutex::new(Vec::new());
+            run(8, &|_| {
+                thread::sleep(Duration::from_millis(1));
+                threads.lock().unwrap().push(thread::current().id());
+            });
+            let threads = threads.into_inner().unwrap();
+            assert_eq!(threads.len(), 8, "job {job}");
+            if team_size() > 1 {
+                assert!(
+                    threads.iter().any(|&t| t != caller),
+                    "job {job}: no helper ran"
+                );
+            }
+        }
+        let inner = Mutex::new(Vec::new());
+        run(3, &|outer| {
+            run(2, &|part| inner.lock().unwrap().push((outer, part)));
+        });
+        let mut inner = inner.into_inner().unwrap();
+        inner.sort_unstable();
+        assert_eq!(inner, vec![(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]);
     }
 
     #[test]
