@@ -65,16 +65,13 @@ struct Team {
 /// Runs `work(part)` for every part of `0..parts`, on the calling thread and the team's
 /// helpers; returns when all are done (a part's panic is raised here).
 pub(super) fn run(parts: usize, work: &(dyn Fn(usize) + Sync)) {
-    if parts <= 1 || IN_PART.get() {
-        (0..parts).for_each(work);
-        return;
+    if parts > 1 && !IN_PART.get() {
+        let team = TEAM.get_or_init(Team::start);
+        if !team.helpers.is_empty() {
+            return team.run(parts, work);
+        }
     }
-    let team = TEAM.get_or_init(Team::start);
-    if team.helpers.is_empty() {
-        (0..parts).for_each(work);
-        return;
-    }
-    team.run(parts, work);
+    (0..parts).for_each(work);
 }
 
 static TEAM: OnceLock<Team> = OnceLock::new();
