@@ -12,7 +12,9 @@
 //! front to back, and a panel (147 KiB for 576 rows) stays in the L2 cache while every block
 //! of output rows walks down it. (Tiles of 64 or 128 rows kept in L1 were slower, 9-12% at 32
 //! rows, measured with `benches/decode_products.rs`.) Several weights that read the same input
-//! (q, k, v; gate, up) pack side by side into one, so that they make one product.
+//! (q, k, v; gate, up) pack side by side into one, so that they make one product; a model's
+//! weights pack into one allocation ([`PackedWeight::pack_all`], on huge pages: `pages.rs`).
+//! The panels split over the product team (`team.rs`), the kernels are in `kernels.rs`.
 //!
 //! Each output is a sum over `p = 0..k` in order, computed by one thread: the numbers do not
 //! depend on the thread count. `benches/decode_products.rs` times the products on SmolLM2's
