@@ -1,6 +1,6 @@
 //! Linear layers: their products through [`flex::matmul`] (our gemm product with its own
 //! backward pass on flex, Burn's matmul elsewhere), and, during generation, the products of a
-//! decoding step (at most [`MAX_ROWS`] rows) through weights packed for them ([`packed`]).
+//! decoding step (at most [`MAX_ROWS`] rows) through weights packed for them (`linear/packed.rs`).
 
 mod kernels;
 mod packed;

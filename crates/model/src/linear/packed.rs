@@ -114,7 +114,7 @@ impl Unpacked<'_> {
 
 impl PackedWeight {
     /// Packs `weights` one after the other into one allocation (on huge pages where the system
-    /// gives them, [`PageMemory`]), every panel in parallel: a decoding step streams them in
+    /// gives them, `PageMemory`), every panel in parallel: a decoding step streams them in
     /// this order.
     pub fn pack_all(weights: &[Unpacked]) -> Vec<PackedWeight> {
         let shapes: Vec<(usize, usize)> = weights.iter().map(Unpacked::shape).collect();
