@@ -124,13 +124,15 @@ pub fn shared_prompt_logprobs(
     // Left padding: every prompt's last position is the chunk's last.
     let prompt_batch = TokenBatch::padded(&distinct, 0, PaddingSide::Left);
     let prompt_hidden = model.forward_hidden(&prompt_batch, &mut cache);
-    let index: Vec<i32> = source.iter().map(|&d| d as i32).collect();
-    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows]), &device);
     // The last prompt position predicts each row's first response token.
-    let last = prompt_hidden
-        .narrow(1, prompt_batch.seq_len - 1, 1)
-        .select(0, index);
-    cache.retain_rows(&source);
+    let mut last = prompt_hidden.narrow(1, prompt_batch.seq_len - 1, 1);
+    if distinct.len() < rows {
+        // Each row gets its prompt's cache rows and last hidden state.
+        let index: Vec<i32> = source.iter().map(|&d| d as i32).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows]), &device);
+        last = last.select(0, index);
+        cache.retain_rows(&source);
+    }
     let response_batch = TokenBatch::padded(&responses, 0, PaddingSide::Right);
     let width = response_batch.seq_len;
     assert!(width > 0, "no row has a response");
