@@ -75,7 +75,7 @@ fn bench_step(
     };
     let optim = OptimConfig::default();
     let out = tempfile::tempdir().expect("temp dir");
-    let dir = RunDir::create(out.path(), &name, 1).expect("run dir");
+    let dir = RunDir::create(out.path(), &name, 1, &[]).expect("run dir");
     let (mut trainer, _) = Trainer::start::<()>(
         Policy::single(policy, &optim),
         Schedule {

@@ -24,6 +24,8 @@ use bpo::model::{ModelType, PaddingSide, SamplingConfig, TokenBatch, generate, l
 use bpo_testkit::{tiny_model, tokenizer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: the first statement of `main`, before any other thread exists.
+    unsafe { bpo::model::device::prepare_environment() };
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str| {
         args.iter()
@@ -90,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..OptimConfig::default()
         };
         let out = std::env::temp_dir().join(format!("bpo-backend-swap-run-{name}"));
-        let run_dir = RunDir::create(&out, &name, 1)?;
+        let run_dir = RunDir::create(&out, &name, 1, &[])?;
         let (mut trainer, _) = Trainer::start::<()>(
             Policy::single(policy, &optim),
             Schedule {

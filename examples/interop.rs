@@ -1,6 +1,7 @@
 //! Writes what the Python tools must load back (CI checks them with
-//! `scripts/check_interop.py`): a tiny Llama (`base/`), a LoRA `bpo train` run on it
-//! (`train/model/`, merged, Hugging Face layout; `train/adapter/`, PEFT layout), the merged
+//! `scripts/check_interop.py`): a tiny Llama with an untied output head (`base/`), a LoRA
+//! `bpo train` run on it, the head adapted too (`train/model/`, merged, Hugging Face layout;
+//! `train/adapter/`, PEFT layout, `lm_head` among its modules), the merged
 //! model's logits on a few token sequences (`logits.json`), and the pairs of a tiny online run
 //! (`online/pairs/phase-01.jsonl`, TRL's prompt/chosen/rejected columns plus `meta`).
 //!
@@ -15,16 +16,18 @@ use bpo::data::{Content, PreferencePair, PromptRecord, write_all};
 use bpo::model::burn::tensor::Device;
 use bpo::model::host::to_f32_vec;
 use bpo::model::spec::save_hf;
-use bpo::model::{ModelType, PaddingSide, TokenBatch, load};
-use bpo_testkit::{tiny_model, tokenizer};
+use bpo::model::{ModelType, PaddingSide, TokenBatch, Transformer, load};
+use bpo_testkit::{tiny_config, tokenizer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::args().nth(1).ok_or("usage: interop OUT_DIR")?);
     std::fs::create_dir_all(&out)?;
     let base = out.join("base");
+    let mut config = tiny_config(ModelType::Llama);
+    config.tie_word_embeddings = false;
     save_hf(
         &base,
-        &tiny_model(ModelType::Llama, 5, &Device::flex()),
+        &Transformer::init_with_std(&config, 0.2, 5, &Device::flex()),
         &tokenizer(),
     )?;
     let base_spec = base.display().to_string();
@@ -46,6 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dtype: Default::default(),
         lora: Some(LoraConfig {
             rank: 4,
+            targets: ["q", "k", "v", "o", "gate", "up", "down", "lm_head"]
+                .map(String::from)
+                .to_vec(),
             ..LoraConfig::default()
         }),
         data: DataConfig {

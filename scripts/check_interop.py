@@ -109,8 +109,12 @@ def cmd_peft(args) -> None:
     if not (named and os.path.isdir(named)):
         print(f"adapter names base {named!r}, not a local directory: using {args.base_dir}")
     config.base_model_name_or_path = args.base_dir
+    targets = sorted(getattr(config, 'target_modules', []) or [])
     print(f"adapter: {config.peft_type} r={getattr(config, 'r', '?')} "
-          f"alpha={getattr(config, 'lora_alpha', '?')} targets={sorted(getattr(config, 'target_modules', []) or [])}")
+          f"alpha={getattr(config, 'lora_alpha', '?')} targets={targets}")
+    missing_modules = sorted(set(args.expect_modules) - set(targets))
+    if missing_modules:
+        fail(f"the adapter does not target {missing_modules}")
 
     base = load_causal_lm(args.base_dir)
     vocab = base.config.get_text_config().vocab_size
@@ -122,7 +126,9 @@ def cmd_peft(args) -> None:
     # Every tensor of the file must have landed in a LoRA parameter: a name PEFT does not map
     # (e.g. a target module the architecture lacks) is otherwise only a warning.
     stored = load_file(os.path.join(args.adapter_dir, "adapter_model.safetensors"))
-    loaded = get_peft_model_state_dict(adapted)
+    # The LoRA parameters only: with `lm_head` among the targets PEFT would also count the
+    # head's base weight ("embedding layers"), which an adapter file need not carry.
+    loaded = get_peft_model_state_dict(adapted, save_embedding_layers=False)
     missing = sorted(set(stored) - set(loaded))
     if missing:
         fail(f"{len(missing)} adapter tensors were not loaded by peft, e.g. {missing[:3]}")
@@ -314,6 +320,8 @@ def main() -> None:
     p.add_argument("adapter_dir")
     p.add_argument("merged_dir")
     p.add_argument("--atol", type=float, default=1e-4)
+    p.add_argument("--expect-modules", nargs="*", default=[],
+                   help="module names the adapter must target (e.g. lm_head)")
     p.set_defaults(run=cmd_peft)
     p = sub.add_parser("trl-pairs")
     p.add_argument("pair_jsonl")

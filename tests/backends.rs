@@ -12,6 +12,7 @@
 //! are equal unless a draw falls within ~1e-5 of a cumulative-probability boundary; the fixed
 //! seed here does not, and the test asserts equality.
 
+use std::io::Write;
 use std::path::Path;
 
 mod common;
@@ -32,17 +33,28 @@ use common::{dpo_step, tokens};
 const TOLERANCE: f32 = 2e-4;
 
 /// The wgpu device, or `None` (with the reason printed) when this machine has no adapter.
+/// `--device wgpu` takes a Vulkan, Metal or DX12 adapter (lavapipe included), never OpenGL:
+/// on a machine with only Mesa's GL software renderer these tests would take minutes, so they
+/// run there only when asked, with `BPO_WGPU_DEVICE=gl`. The adapter is printed once, past
+/// the test harness's capture.
 fn wgpu() -> Option<Device> {
-    match select_device("wgpu") {
+    static ANNOUNCED: std::sync::Once = std::sync::Once::new();
+    let spec = std::env::var("BPO_WGPU_DEVICE").unwrap_or_else(|_| "wgpu".into());
+    let announce = |line: String| {
+        ANNOUNCED.call_once(|| {
+            let _ = writeln!(std::io::stderr(), "tests/backends.rs: {line}");
+        })
+    };
+    match select_device(&spec) {
         Ok(selected) => {
-            eprintln!("wgpu device: {}", selected.description);
+            announce(format!("--device {spec} is {}", selected.description));
             Some(selected.device)
         }
         Err(e) if std::env::var_os("BPO_REQUIRE_WGPU").is_some() => {
             panic!("BPO_REQUIRE_WGPU is set but wgpu is unusable: {e}")
         }
         Err(e) => {
-            eprintln!("skipped: {e}");
+            announce(format!("skipped: {e}"));
             None
         }
     }

@@ -54,7 +54,7 @@ pub fn dpo_step(model: Transformer, out: &Path) -> (f64, f64, Transformer) {
         total_steps: 1,
         ..Schedule::default()
     };
-    let dir = RunDir::create(out, &"dpo-step", 1).unwrap();
+    let dir = RunDir::create(out, &"dpo-step", 1, &[]).unwrap();
     let policy = Policy::single(model, &optim);
     let (mut trainer, _) =
         Trainer::start::<()>(policy, schedule, dir, None, None, &mut Silent).unwrap();

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use bpo_data::{PromptRecord, Truncation, tokenize_prompt};
+use bpo_data::{Content, PromptRecord, Truncation, tokenize_prompt};
 use bpo_model::{FinishReason, Generator, SamplingConfig, Tokenizer, Transformer, score};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -222,11 +222,11 @@ fn ends_a_sentence(text: &str) -> bool {
 /// Win (1) when the response beats the reference, else 0 (ties lose).
 fn wins(
     annotator: &mut dyn Annotator,
-    prompts: &[&str],
+    prompts: &[&Content],
     responses: &[String],
     references: &[String],
 ) -> Result<(Vec<f64>, f64, f64), AlgoError> {
-    let items: Vec<(&str, &str)> = prompts
+    let items: Vec<(&Content, &str)> = prompts
         .iter()
         .zip(responses)
         .map(|(p, r)| (*p, r.as_str()))
@@ -237,7 +237,7 @@ fn wins(
                 .map(|(p, r)| (*p, r.as_str())),
         )
         .collect();
-    let scores = annotator.score(&items)?;
+    let scores = annotator.score_prompts(&items)?;
     let (ours, theirs) = scores.split_at(prompts.len());
     let wins = ours
         .iter()
@@ -278,10 +278,11 @@ pub fn evaluate(
         generator.generate(tokenizer, &ids, 1, settings.batch_size, &greedy, |_| {})?;
     let responses: Vec<String> = generations.iter().map(|g| g.text.clone()).collect();
     let texts: Vec<&str> = prompts.iter().map(|p| prompt_text(&p.prompt)).collect();
-    let (gold_wins, gold_score, reference_score) = wins(gold, &texts, &responses, &references)?;
+    let contents: Vec<&Content> = prompts.iter().map(|p| &p.prompt).collect();
+    let (gold_wins, gold_score, reference_score) = wins(gold, &contents, &responses, &references)?;
     let (heldout, heldout_wins) = match heldout {
         Some(judge) => {
-            let (w, _, _) = wins(judge, &texts, &responses, &references)?;
+            let (w, _, _) = wins(judge, &contents, &responses, &references)?;
             let interval = bootstrap_mean(&w, settings.bootstrap, settings.seed ^ 1);
             (Some((judge.name(), interval)), w)
         }

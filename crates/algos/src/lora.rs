@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use bpo_model::arch::Arch;
-use bpo_model::burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup};
+use bpo_model::burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use bpo_model::burn::tensor::Tensor;
 use bpo_model::fsutil::write_atomic;
 use bpo_model::host::to_f32_vec;
@@ -21,20 +21,71 @@ pub fn apply_lora(
     config: &LoraConfig,
     seed: u64,
 ) -> Result<Transformer, AlgoError> {
+    let group = check_targets(&model, config)?;
+    let device = model.device();
+    Ok(bpo_model::seed::seeded_init(&device, seed, || {
+        model.apply_lora(Lora::new(config.rank, config.alpha).set_param_group(group))
+    }))
+}
+
+/// Checks `config` against `model` without changing it, so that a run can refuse bad targets
+/// before any data is read or any model runs: the targets must match at least one weight, and
+/// each weight they match must be one PEFT can name (a block's linear layer or `lm_head`), or
+/// the adapters could not be written. Returns the parameter group of the matched weights.
+pub fn check_targets(model: &Transformer, config: &LoraConfig) -> Result<ParamGroup, AlgoError> {
     config.validate()?;
     let group = ParamGroup::from_any_regexes(config.patterns())
         .map_err(|e| AlgoError::Config(format!("lora.targets: {e:?}")))?;
-    let device = model.device();
-    let model = bpo_model::seed::seeded_init(&device, seed, || {
-        model.apply_lora(Lora::new(config.rank, config.alpha).set_param_group(group))
-    });
-    if adapters(&model).is_empty() {
+    let mut weights = MatrixPaths::default();
+    model.visit(&mut weights);
+    let matched: Vec<&String> = weights
+        .found
+        .iter()
+        .filter(|(id, path)| group.matches(id, Some(path)))
+        .map(|(_, path)| path)
+        .collect();
+    if matched.is_empty() {
+        let tied = if model.config.tie_word_embeddings {
+            " (this model ties its output head to the token embedding: it has no separate \
+             `lm_head` weight)"
+        } else {
+            ""
+        };
         return Err(AlgoError::Config(format!(
-            "lora.targets {:?} matched no weight of this model",
+            "lora.targets {:?} matched no weight of this model{tied}",
             config.targets
         )));
     }
-    Ok(model)
+    let arch = Arch::of(model.config.model_type);
+    if let Some(path) = matched.iter().find(|p| arch.peft_module(p).is_none()) {
+        return Err(AlgoError::Config(format!(
+            "lora.targets {:?} select `{path}`, which has no PEFT LoRA layer of this layout: \
+             adapt the blocks' linear layers (q k v o gate up down) or `lm_head`",
+            config.targets
+        )));
+    }
+    Ok(group)
+}
+
+/// The ids and paths of a module's matrices (what LoRA can adapt).
+#[derive(Default)]
+struct MatrixPaths {
+    path: ModulePath,
+    found: Vec<(ParamId, String)>,
+}
+
+impl ModuleVisitor for MatrixPaths {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if D == 2 {
+            self.found.push((param.id, self.path.joined()));
+        }
+    }
 }
 
 /// One adapter: the adapted weight's module path and its factors in Burn's layout
@@ -97,10 +148,13 @@ pub fn adapters(model: &Transformer) -> Vec<Adapter> {
 
 /// PEFT's module name of an adapted weight (from the architecture's table): e.g.
 /// `layers.3.attn.q.weight` -> `base_model.model.model.layers.3.self_attn.q_proj`.
-fn peft_module(path: &str, model_type: ModelType) -> String {
-    Arch::of(model_type)
-        .peft_module(path)
-        .unwrap_or_else(|| panic!("adapted weight `{path}` is in the architecture table"))
+fn peft_module(path: &str, model_type: ModelType) -> Result<String, AlgoError> {
+    Arch::of(model_type).peft_module(path).ok_or_else(|| {
+        AlgoError::Config(format!(
+            "the adapter on `{path}` has no PEFT name (lora.targets are checked when a run \
+             starts; this model was adapted some other way)"
+        ))
+    })
 }
 
 /// Writes the adapters of `model` to `dir` in PEFT's layout: `adapter_model.safetensors`
@@ -116,7 +170,7 @@ pub fn save_adapters(
     let mut map = TensorMap::new(dir.display().to_string());
     let mut modules = std::collections::BTreeSet::new();
     for adapter in adapters(model) {
-        let name = peft_module(&adapter.path, model.config.model_type);
+        let name = peft_module(&adapter.path, model.config.model_type)?;
         modules.insert(name.rsplit('.').next().unwrap_or_default().to_owned());
         map.insert(format!("{name}.lora_A.weight"), adapter.a.transposed());
         map.insert(format!("{name}.lora_B.weight"), adapter.b.transposed());
@@ -148,7 +202,7 @@ pub fn load_adapters(model: Transformer, dir: &Path) -> Result<Transformer, Algo
     safetensors::read_into(&file, &mut map)?;
     let mut values = std::collections::HashMap::new();
     for adapter in adapters(&model) {
-        let name = peft_module(&adapter.path, model.config.model_type);
+        let name = peft_module(&adapter.path, model.config.model_type)?;
         let (a, b) = (&adapter.a.shape, &adapter.b.shape);
         let lora_a = map.take(&format!("{name}.lora_A.weight"), &[a[1], a[0]])?;
         let lora_b = map.take(&format!("{name}.lora_B.weight"), &[b[1], b[0]])?;

@@ -17,6 +17,7 @@ use crate::metrics::{MetricsRecord, TRAINING_PLOTS, plot_training};
 use crate::reference::{Reference, cached_reference};
 use crate::trainer::{
     Merge, Objective, Observer, Policy, RunDir, Schedule, Trainer, load_for_training, plan_steps,
+    remaining,
 };
 
 /// What a finished run produced.
@@ -137,9 +138,19 @@ pub fn train_dap(
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
-    let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let (model, tokenizer) =
-        load_for_training(&config.model, &config.device, config.dtype, observer)?;
+    let dir = RunDir::create(
+        &config.run.out,
+        config,
+        config.run.keep_checkpoints,
+        &config.data.files(),
+    )?;
+    let (model, tokenizer) = load_for_training(
+        &config.model,
+        &config.device,
+        config.dtype,
+        config.lora.as_ref(),
+        observer,
+    )?;
     let pad_id = tokenizer.pad_id();
     let (pairs, truncated, skipped) =
         read_pairs(&config.data.train, &config.data, &tokenizer, &model.config)?;
@@ -211,8 +222,13 @@ pub(crate) fn train_offline(
     let epochs = run.epochs as f64;
     let tags =
         |step: usize| MetricsRecord::from([("epoch".into(), step as f64 * epochs / total as f64)]);
-    let start = trainer.step;
-    let progress = trainer.run(objective, &steps[start..], &tags, &|_| (), observer)?;
+    let progress = trainer.run(
+        objective,
+        remaining(&steps, trainer.step)?,
+        &tags,
+        &|_| (),
+        observer,
+    )?;
     let out = run.out.clone();
     let final_model = trainer.policy.merged();
     let model_dir = out.join("model");

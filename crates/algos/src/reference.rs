@@ -213,10 +213,31 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The cache file of `model` (by fingerprint) on `pairs`.
-pub fn cache_path(dir: &Path, model_fingerprint: &str, pairs: &[TokenizedPair]) -> PathBuf {
+/// Version of the code that computes reference log-probs: raise it when scoring changes (the
+/// forward pass, the log-prob head, batching), so that entries written before are not reused.
+const SCORING_VERSION: u32 = 2;
+
+/// What, besides the weights and the pairs, decides a frozen model's log-probs: the dtype it
+/// computes in, the device (backends reduce in different orders), and bpo's scoring code.
+pub fn scoring_fingerprint(model: &Transformer) -> String {
+    format!(
+        "dtype {:?}; device {:?}; bpo {} scoring v{SCORING_VERSION}",
+        model.embed_tokens.weight.val().dtype(),
+        model.device(),
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// The cache file of reference log-probs on `pairs`, for a model with the given weight
+/// fingerprint ([`model_fingerprint`]) and scoring fingerprint ([`scoring_fingerprint`]).
+pub fn cache_path(
+    dir: &Path,
+    model_fingerprint: &str,
+    scoring: &str,
+    pairs: &[TokenizedPair],
+) -> PathBuf {
     let key = hex(&Sha256::digest(format!(
-        "{model_fingerprint}:{}",
+        "{model_fingerprint}:{scoring}:{}",
         pairs_fingerprint(pairs)
     )));
     dir.join(format!("reference-{}.json", &key[..32]))
@@ -232,7 +253,12 @@ pub fn cached_reference(
     cache_dir: &Path,
     on_batch: impl FnMut(usize),
 ) -> Result<(ReferenceLogps, bool), AlgoError> {
-    let path = cache_path(cache_dir, &model_fingerprint(model), pairs);
+    let path = cache_path(
+        cache_dir,
+        &model_fingerprint(model),
+        &scoring_fingerprint(model),
+        pairs,
+    );
     if let Ok(text) = std::fs::read_to_string(&path)
         && let Ok(cached) = serde_json::from_str::<ReferenceLogps>(&text)
         && cached.chosen.len() == pairs.len()
@@ -244,4 +270,75 @@ pub fn cached_reference(
     let text = serde_json::to_string(&computed).expect("json");
     write_atomic(&path, text.as_bytes())?;
     Ok((computed, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use bpo_model::burn::module::{ModuleMapper, Param};
+    use bpo_model::burn::tensor::{FloatDType, Tensor};
+    use bpo_model::{ModelType, Transformer};
+    use bpo_testkit::tiny_model;
+
+    use super::*;
+
+    /// Casts every float parameter to its dtype.
+    struct Cast(FloatDType);
+
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|t| t.cast(self.0))
+        }
+    }
+
+    fn pairs() -> Vec<TokenizedPair> {
+        vec![TokenizedPair {
+            prompt: vec![1, 2, 3],
+            chosen: vec![4, 5],
+            rejected: vec![6],
+            chosen_logps: None,
+            rejected_logps: None,
+            truncated: false,
+        }]
+    }
+
+    #[test]
+    #[allow(deprecated)] // ndarray: a second CPU device to key on
+    fn the_cache_is_keyed_by_dtype_device_and_weights() {
+        // Weights that f16 holds exactly, as f16 and as f32: the same values.
+        let half: Transformer =
+            tiny_model(ModelType::Llama, 0, &Device::flex()).map(&mut Cast(FloatDType::F16));
+        let full: Transformer = half.clone().map(&mut Cast(FloatDType::F32));
+        assert_eq!(model_fingerprint(&half), model_fingerprint(&full));
+        let elsewhere = full.clone().to_device(&Device::ndarray());
+        let other_weights = tiny_model(ModelType::Llama, 1, &Device::flex());
+        let dir = tempfile::tempdir().unwrap();
+        let pairs = pairs();
+        let path = |m: &Transformer| {
+            cache_path(
+                dir.path(),
+                &model_fingerprint(m),
+                &scoring_fingerprint(m),
+                &pairs,
+            )
+        };
+        let paths = [&full, &half, &elsewhere, &other_weights].map(path);
+        for (i, a) in paths.iter().enumerate() {
+            for b in &paths[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        let cached = |m: &Transformer| cached_reference(m, &pairs, 4, 0, dir.path(), |_| {});
+        let (first, hit) = cached(&full).unwrap();
+        assert!(!hit);
+        let (again, hit) = cached(&full).unwrap();
+        assert!(hit);
+        assert_eq!(first.chosen, again.chosen);
+        // (An f16 forward needs an f16-configured device, one per process: the paths above
+        // show its entry is another file.)
+        let (_, hit) = cached(&elsewhere).unwrap();
+        assert!(
+            !hit,
+            "an ndarray run read the flex run's reference log-probs"
+        );
+    }
 }

@@ -144,9 +144,19 @@ pub fn train_sft(
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
-    let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let (model, tokenizer) =
-        load_for_training(&config.model, &config.device, config.dtype, observer)?;
+    let dir = RunDir::create(
+        &config.run.out,
+        config,
+        config.run.keep_checkpoints,
+        &config.data.files(),
+    )?;
+    let (model, tokenizer) = load_for_training(
+        &config.model,
+        &config.device,
+        config.dtype,
+        config.lora.as_ref(),
+        observer,
+    )?;
     let examples = read_examples(&config.data.train, config, &tokenizer, &model.config)?;
     observer.message(&format!("{} training examples", examples.len()));
     let dev = config

@@ -289,6 +289,16 @@ fn resume_mid_run_ends_like_an_uninterrupted_run() {
             train_online(&other, Some(&out), &mut Silent),
             Err(AlgoError::Checkpoint { .. })
         ));
+        // So is a changed prompt file, by name.
+        prompt_file(dir.path(), 52);
+        let err = train_online(&c, Some(&out), &mut Silent)
+            .err()
+            .expect("resuming on other prompts must fail")
+            .to_string();
+        assert!(
+            err.contains("prompts") && err.contains("prompts.jsonl") && err.contains("changed"),
+            "{err}"
+        );
     }
 }
 

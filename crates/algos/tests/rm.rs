@@ -2,14 +2,15 @@
 
 use std::path::Path;
 
-use bpo_algos::annotate::AnnotatorConfig;
+use bpo_algos::annotate::{Annotator, AnnotatorConfig, RewardModelAnnotator};
 use bpo_algos::config::{DataConfig, RunConfig};
-use bpo_algos::rm::{RewardModelConfig, train_reward_model};
+use bpo_algos::rm::{RewardModel, RewardModelConfig, train_reward_model};
 use bpo_algos::{AlgoError, Silent};
-use bpo_data::{Content, PreferencePair, write_all};
-use bpo_model::ModelType;
+use bpo_data::{Content, PreferencePair, Truncation, tokenize_pair, write_all};
 use bpo_model::burn::tensor::Device;
+use bpo_model::host::to_f32_vec;
 use bpo_model::spec::save_hf;
+use bpo_model::{ChatMessage, ModelType, PaddingSide, TokenBatch};
 use bpo_testkit::{tiny_model, tokenizer};
 
 const LIKED: [&str; 6] = ["see", "tree", "green", "free", "three", "sleep"];
@@ -88,6 +89,7 @@ fn a_reward_model_learns_a_preference_and_annotates() {
         .unwrap();
     assert!(scores[0] > scores[1], "{scores:?}");
     assert!(annotator.name().contains("reward model"));
+    scores_as_training_tokenised(&outcome.model_dir);
     // A missing model directory is a clear error.
     let missing = AnnotatorConfig::RewardModel {
         path: dir.path().join("nothing"),
@@ -99,6 +101,49 @@ fn a_reward_model_learns_a_preference_and_annotates() {
         missing,
         Err(AlgoError::Model(_) | AlgoError::Io { .. })
     ));
+}
+
+/// The annotator scores a conversation through the chat template and a response past the
+/// model's positions (truncated, no panic) exactly as the rewards of the token ids that
+/// training would have built (`tokenize_pair`, then `data.max_length` = the positions).
+fn scores_as_training_tokenised(model_dir: &Path) {
+    let (model, tokenizer) = RewardModel::load(model_dir, &Device::flex()).unwrap();
+    let chat = Content::Chat(vec![
+        ChatMessage::new("system", "Be kind."),
+        ChatMessage::new("user", "note 7:"),
+    ]);
+    let long = " green tree".repeat(200);
+    let cases = [(chat.clone(), " green tree sleep"), (chat, long.as_str())];
+    let mut annotator = RewardModelAnnotator::load(model_dir, "flex", 2).unwrap();
+    let items: Vec<(&Content, &str)> = cases.iter().map(|(p, r)| (p, *r)).collect();
+    let scores = annotator.score_prompts(&items).unwrap();
+    let fit = Truncation {
+        max_length: Some(model.backbone.config.max_position_embeddings),
+        ..Truncation::default()
+    };
+    for ((prompt, response), score) in cases.iter().zip(&scores) {
+        let pair = PreferencePair {
+            prompt: prompt.clone(),
+            chosen: Content::text(*response),
+            rejected: Content::text(*response),
+            meta: Default::default(),
+        };
+        let tokens = tokenize_pair(&pair, &tokenizer, &fit).unwrap();
+        let ids = [tokens.prompt, tokens.chosen].concat();
+        assert!(ids.len() <= model.backbone.config.max_position_embeddings);
+        let batch = TokenBatch::padded(&[ids], tokenizer.pad_id(), PaddingSide::Right);
+        let expected = to_f32_vec(model.forward(&batch))[0] as f64;
+        assert_eq!(*score, expected, "{response:.20}");
+    }
+    // The plain-text interface is the text prompt's case of the same.
+    let text = annotator
+        .score(&[("note 7:", " green tree sleep")])
+        .unwrap();
+    let same = annotator
+        .score_prompts(&[(&Content::text("note 7:"), " green tree sleep")])
+        .unwrap();
+    assert_eq!(text, same);
+    assert_ne!(text[0], scores[0], "the chat template made no difference");
 }
 
 #[test]
@@ -152,4 +197,20 @@ fn reward_model_training_resumes_bit_exactly() {
     assert_eq!(resumed.last["step"], steps as f64);
     assert!(std::fs::read(resumed.model_dir.join("head.json")).unwrap() == head);
     assert!(std::fs::read(resumed.model_dir.join("model/model.safetensors")).unwrap() == body);
+
+    // Resuming on a shortened pair file is refused, naming the file (it used to slice past the
+    // end of the new, shorter plan and panic).
+    pairs(&config.data.train, 8, 0);
+    let err = train_reward_model(
+        &config,
+        Some(&out.join("checkpoints/step-000002")),
+        &mut Silent,
+    )
+    .err()
+    .expect("resuming on other data must fail")
+    .to_string();
+    assert!(
+        err.contains("data.train") && err.contains("train.jsonl") && err.contains("changed"),
+        "{err}"
+    );
 }

@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 #[command(name = "bpo", version, about)]
 struct Cli {
     /// Compute device: auto (CUDA if compiled in and present, else a real GPU through wgpu,
-    /// else the CPU) | flex (CPU) | ndarray | wgpu | vulkan | metal | cuda[:N]. Default auto;
-    /// for commands with a config file, the config's `device` unless given here.
+    /// else the CPU) | flex (CPU) | ndarray | wgpu (Vulkan, Metal or DX12) | vulkan | metal |
+    /// dx12 | gl (OpenGL, only when named) | cuda[:N]. Default auto; for commands with a config
+    /// file, the config's `device` unless given here.
     #[arg(long, global = true)]
     device: Option<String>,
     /// Float precision: f32 (default) | f16 | bf16, where the device supports it (bf16 and
@@ -85,6 +86,8 @@ const ONLINE_HELP: &str = "\
 Choosing the method (TOML; override any with --set KEY=VALUE):
   reference.mode = \"behavior\"     BPO: the model that sampled each pair is the reference (default)
   reference.mode = \"initial\"      online DAP: the initial model is the reference
+  reference.mode = \"ema\"          a moving average of the policy (reference.ema_alpha = 0.99)
+  reference.mode = \"none\"         no reference: the loss sees the policy's log-probs alone
   phases = 2                       collection phases F (1 = offline DAP from the initial model)
   budget = 256                     annotated comparisons in total, split evenly over the phases
 Most-used fields:
@@ -123,13 +126,9 @@ fn parse_dtype(s: &str) -> Result<Precision, String> {
 }
 
 fn main() {
-    // Burn creates a resumed optimizer's state on its default device, which with a GPU backend
-    // compiled in is that backend: on a machine without a GPU driver that would panic. The
-    // state moves to the training device at the next step, so the CPU is always right here.
-    if std::env::var_os("BURN_DEVICE").is_none() {
-        // SAFETY: the first statement of `main`, before any other thread exists.
-        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
-    }
+    // Burn's default device on the CPU, and a quiet GPU probe on headless machines.
+    // SAFETY: the first statement of `main`, before any other thread exists.
+    unsafe { bpo_model::device::prepare_environment() };
     // Every user error exits with 1, flag errors included (clap's own convention is 2).
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -89,6 +89,48 @@ fn user_errors_exit_non_zero_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model `gpt-5`"));
 }
 
+#[test]
+fn online_help_lists_every_reference_mode() {
+    let help = stdout(&bpo(&["online", "--help"]));
+    for mode in bpo_algos::ReferenceMode::ALL {
+        let name = serde_json::to_string(&mode).unwrap();
+        let line = format!("reference.mode = {name}");
+        assert!(help.contains(&line), "`{line}` missing from:\n{help}");
+    }
+}
+
+/// On a headless machine with Mesa (no display, `XDG_RUNTIME_DIR` unset) the default device
+/// probe used to print libwayland's "error: XDG_RUNTIME_DIR is invalid" twice through wgpu's
+/// OpenGL probe, then run on the CPU. A successful run prints no `error`.
+#[test]
+fn the_default_device_probe_prints_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    for args in [
+        &[
+            "generate",
+            "--model",
+            &model,
+            "--prompt",
+            "x",
+            "--max-new-tokens",
+            "2",
+        ][..],
+        &["info", "--devices"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bpo"))
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DISPLAY")
+            .output()
+            .unwrap();
+        stdout(&out);
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(!err.contains("error"), "{args:?}: {err}");
+    }
+}
+
 fn data_fixture(name: &str) -> String {
     format!(
         "{}/../data/tests/fixtures/{name}",

@@ -312,3 +312,27 @@ fn a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result() {
     assert_eq!(after.lines().take(12).collect::<Vec<_>>(), kept);
     assert_eq!(after.lines().count(), 150 * 2);
 }
+
+/// A write that fails names the path the user gave, never the temporary file or directory
+/// bpo writes through (`/proc/.forbidden.tmp-25218-0` before).
+#[test]
+fn failed_writes_name_the_users_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let tok = dir.path().join("tokenizer.gguf");
+    let target = "/proc/forbidden";
+    for args in [
+        &[
+            "init",
+            "--tokenizer",
+            tok.to_str().unwrap(),
+            "--out",
+            target,
+        ][..],
+        &["export", "--model", &model, "--out", target][..],
+    ] {
+        let err = fails(args);
+        assert!(err.contains(&format!("{target}:")), "{args:?}: {err}");
+        assert!(!err.contains(".tmp-"), "{args:?}: {err}");
+    }
+}

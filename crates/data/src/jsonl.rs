@@ -302,7 +302,8 @@ impl Writer {
             std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
         }
         let tmp = bpo_model::fsutil::sibling(path, "tmp");
-        let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        // Errors name `path`: the temporary file is an implementation detail.
+        let file = File::create(&tmp).map_err(|e| DataError::io(path, e))?;
         Ok(Writer {
             out: Some(BufWriter::new(file)),
             tmp,
@@ -315,21 +316,28 @@ impl Writer {
     pub fn write<T: Record>(&mut self, record: &T) -> Result<(), DataError> {
         let out = self.out.as_mut().expect("writer not finished");
         serde_json::to_writer(&mut *out, &record.to_json())
-            .map_err(|e| DataError::io(&self.tmp, e.into()))?;
+            .map_err(|e| DataError::io(&self.path, e.into()))?;
         out.write_all(b"\n")
-            .map_err(|e| DataError::io(&self.tmp, e))?;
+            .map_err(|e| DataError::io(&self.path, e))?;
         self.count += 1;
         Ok(())
     }
 
-    /// Flushes and moves the file into place; returns the number of records written.
+    /// Flushes, syncs and moves the file into place (the directory synced after, so the rename
+    /// survives a power loss); returns the number of records written.
     pub fn finish(mut self) -> Result<usize, DataError> {
         let out = self.out.take().expect("writer not finished");
-        let file = out
+        let placed = out
             .into_inner()
-            .map_err(|e| DataError::io(&self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| DataError::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| DataError::io(&self.path, e))?;
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&self.tmp, &self.path))
+            .map_err(|e| DataError::io(&self.path, e));
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        placed?;
+        bpo_model::fsutil::sync_parent(&self.path)?;
         Ok(self.count)
     }
 }

@@ -259,11 +259,18 @@ impl Arch {
         top.chain(blocks).collect()
     }
 
-    /// PEFT's module name of the adapted block weight at our `path` (`layers.3.attn.q.weight`
-    /// -> `base_model.model.model.layers.3.self_attn.q_proj`). A weight the checkpoint fuses
-    /// with others (GPT-2's q, k, v in `c_attn`) keeps our field name, as PEFT has no
-    /// equivalent.
+    /// PEFT's module name of the adapted weight at our `path` (`layers.3.attn.q.weight`
+    /// -> `base_model.model.model.layers.3.self_attn.q_proj`, `lm_head.weight` ->
+    /// `base_model.model.lm_head`). A block weight the checkpoint fuses with others (GPT-2's
+    /// q, k, v in `c_attn`) keeps our field name, as PEFT has no equivalent. `None` for a
+    /// weight outside the blocks that is not a linear layer (the embeddings: PEFT's LoRA for
+    /// them has another layout).
     pub fn peft_module(&self, path: &str) -> Option<String> {
+        if let Some(top) = self.top.iter().find(|e| e.ours == [path]) {
+            let module = top.hf.strip_suffix(".weight")?;
+            return (top.hf_layout == Layout::Transposed)
+                .then(|| format!("base_model.model.{module}"));
+        }
         let (layer, rel) = path.strip_prefix("layers.")?.split_once('.')?;
         let entry = self.block.iter().find(|e| e.ours.contains(&rel))?;
         let module = match entry.ours.len() {
@@ -299,6 +306,14 @@ mod tests {
         assert_eq!(
             peft(ModelType::Gpt2, "layers.2.attn.k.weight"),
             "base_model.model.transformer.h.2.attn.k"
+        );
+        assert_eq!(
+            peft(ModelType::Qwen2, "lm_head.weight"),
+            "base_model.model.lm_head"
+        );
+        assert_eq!(
+            Arch::of(ModelType::Llama).peft_module("embed_tokens.weight"),
+            None
         );
     }
 

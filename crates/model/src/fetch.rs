@@ -106,7 +106,7 @@ pub fn fetch(model: &KnownModel, dir: &Path) -> Result<PathBuf, ModelError> {
     }
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let download = sibling(&dir.join("download"), "tmp");
-    std::fs::create_dir_all(&download).map_err(|e| ModelError::io(&download, e))?;
+    std::fs::create_dir_all(&download).map_err(|e| ModelError::io(dir, e))?;
     let status = pip_command()?
         .args([
             "download",

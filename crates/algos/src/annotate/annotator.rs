@@ -1,9 +1,11 @@
 //! The annotator interface: scores of (prompt, response) pairs, and the pairwise preference
 //! they imply.
 
+use bpo_data::Content;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AlgoError;
+use crate::online::prompt_text;
 
 /// The outcome of comparing two responses to one prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +40,15 @@ pub trait Annotator {
 
     /// One score per `(prompt, response)`, higher is better.
     fn score(&mut self, items: &[(&str, &str)]) -> Result<Vec<f64>, AlgoError>;
+
+    /// One score per `(prompt, response)` where the prompt is a record's whole prompt (a
+    /// conversation keeps its turns): what online collection and evaluation call. By default
+    /// [`Annotator::score`] sees the prompt's plain text (a conversation's last message);
+    /// annotators that tokenise prompts (reward models) see them as their training did.
+    fn score_prompts(&mut self, items: &[(&Content, &str)]) -> Result<Vec<f64>, AlgoError> {
+        let texts: Vec<(&str, &str)> = items.iter().map(|(p, r)| (prompt_text(p), *r)).collect();
+        self.score(&texts)
+    }
 
     /// Which of two responses to `prompt` is better.
     fn compare(

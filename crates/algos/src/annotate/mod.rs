@@ -13,6 +13,7 @@ mod vader;
 
 use std::time::Duration;
 
+use bpo_data::Content;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -38,9 +39,24 @@ impl Annotator for Weighted {
     }
 
     fn score(&mut self, items: &[(&str, &str)]) -> Result<Vec<f64>, AlgoError> {
-        let mut total = vec![0.0; items.len()];
+        self.sum(|annotator| annotator.score(items), items.len())
+    }
+
+    fn score_prompts(&mut self, items: &[(&Content, &str)]) -> Result<Vec<f64>, AlgoError> {
+        self.sum(|annotator| annotator.score_prompts(items), items.len())
+    }
+}
+
+impl Weighted {
+    /// The weighted sum of what `score` gives for each part.
+    fn sum(
+        &mut self,
+        mut score: impl FnMut(&mut dyn Annotator) -> Result<Vec<f64>, AlgoError>,
+        len: usize,
+    ) -> Result<Vec<f64>, AlgoError> {
+        let mut total = vec![0.0; len];
         for (weight, annotator) in &mut self.parts {
-            for (t, s) in total.iter_mut().zip(annotator.score(items)?) {
+            for (t, s) in total.iter_mut().zip(score(annotator.as_mut())?) {
                 *t += *weight * s;
             }
         }

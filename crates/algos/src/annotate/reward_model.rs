@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use bpo_data::Content;
 use bpo_data::tokenize::{tokenize_prompt_content, tokenize_response};
+use bpo_data::{Content, Truncation};
 use bpo_model::host::to_f32_vec;
 use bpo_model::{PaddingSide, TokenBatch, Tokenizer, parse_device};
 
@@ -11,8 +11,12 @@ use crate::annotate::annotator::Annotator;
 use crate::error::AlgoError;
 use crate::rm::RewardModel;
 
-/// A reward model as an annotator: the prompt text and response are tokenised as in training
-/// (the response ends with EOS) and scored `batch_size` at a time.
+/// A reward model as an annotator: each (prompt, response) is tokenised exactly as
+/// `bpo rm train` tokenised its pairs (the prompt as text with the tokenizer's special tokens,
+/// or a conversation through the chat template; the response ended with EOS) and scored
+/// `batch_size` at a time. A sequence longer than the model's positions is truncated as
+/// `data.max_length` truncates training pairs: the response keeps its start (down to one token),
+/// then the prompt keeps its end.
 pub struct RewardModelAnnotator {
     model: RewardModel,
     tokenizer: Tokenizer,
@@ -31,6 +35,20 @@ impl RewardModelAnnotator {
             batch_size: batch_size.max(1),
         })
     }
+
+    /// The token ids the model scores for `prompt` and `response`.
+    fn tokenize(&self, prompt: &Content, response: &str) -> Result<Vec<u32>, AlgoError> {
+        let fit = Truncation {
+            max_length: Some(self.model.backbone.config.max_position_embeddings),
+            ..Truncation::default()
+        };
+        let mut ids = tokenize_prompt_content(prompt, &self.tokenizer)?;
+        let mut response = tokenize_response(&Content::text(response), &self.tokenizer)?;
+        fit.prompt(&mut ids);
+        fit.response(ids.len(), &mut response, None);
+        ids.extend(response);
+        Ok(ids)
+    }
 }
 
 impl Annotator for RewardModelAnnotator {
@@ -39,17 +57,19 @@ impl Annotator for RewardModelAnnotator {
     }
 
     fn score(&mut self, items: &[(&str, &str)]) -> Result<Vec<f64>, AlgoError> {
+        let prompts: Vec<Content> = items.iter().map(|(p, _)| Content::text(*p)).collect();
+        let items: Vec<(&Content, &str)> =
+            prompts.iter().zip(items).map(|(p, i)| (p, i.1)).collect();
+        self.score_prompts(&items)
+    }
+
+    fn score_prompts(&mut self, items: &[(&Content, &str)]) -> Result<Vec<f64>, AlgoError> {
         let mut scores = Vec::with_capacity(items.len());
         for chunk in items.chunks(self.batch_size) {
-            let mut rows = Vec::with_capacity(chunk.len());
-            for (prompt, response) in chunk {
-                let mut ids = tokenize_prompt_content(&Content::text(*prompt), &self.tokenizer)?;
-                ids.extend(tokenize_response(
-                    &Content::text(*response),
-                    &self.tokenizer,
-                )?);
-                rows.push(ids);
-            }
+            let rows = chunk
+                .iter()
+                .map(|(prompt, response)| self.tokenize(prompt, response))
+                .collect::<Result<Vec<_>, _>>()?;
             let batch = TokenBatch::padded(&rows, self.tokenizer.pad_id(), PaddingSide::Right);
             scores.extend(
                 to_f32_vec(self.model.forward(&batch))

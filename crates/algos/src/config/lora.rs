@@ -16,8 +16,10 @@ pub struct LoraConfig {
     /// dropout yet).
     pub dropout: f64,
     /// Modules to adapt, by name: any of `q k v o gate up down` (Llama) / `q k v o up down`
-    /// (GPT-2, where `up` is `c_fc`), or regexes on parameter paths when they contain a `\` or
-    /// `.`. Default: all linear layers of the blocks.
+    /// (GPT-2, where `up` is `c_fc`) in the blocks, `lm_head` (an untied output head), or
+    /// regexes on parameter paths when they contain a `\` or `.`. Only weights PEFT can name
+    /// may be selected (a run checks this before it reads data). Default: all linear layers
+    /// of the blocks.
     pub targets: Vec<String>,
     /// Adapt only these blocks (0-based), e.g. the last few: frozen blocks below the lowest
     /// adapted one need no backward pass. Default: all blocks.
@@ -76,6 +78,8 @@ impl LoraConfig {
             .map(|t| {
                 if t.contains('\\') || t.contains('.') {
                     t.clone()
+                } else if t == "lm_head" {
+                    "^lm_head\\.weight$".to_owned()
                 } else {
                     let field = match t.as_str() {
                         "q" | "k" | "v" | "o" => format!("attn\\.{t}"),
@@ -118,6 +122,11 @@ mod tests {
         let p = l.patterns();
         assert_eq!(p[0], "^layers\\.\\d+\\.attn\\.q\\.weight$");
         assert_eq!(p[4], "^layers\\.\\d+\\.mlp\\.gate\\.weight$");
+        let head = LoraConfig {
+            targets: vec!["lm_head".into()],
+            ..LoraConfig::default()
+        };
+        assert_eq!(head.patterns(), vec!["^lm_head\\.weight$"]);
         let mut bad = l.clone();
         bad.dropout = 0.1;
         assert!(bad.validate().is_err());

@@ -41,6 +41,13 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
+    /// The files of this data with their config fields (what a run fingerprints).
+    pub fn files(&self) -> Vec<(&'static str, &std::path::Path)> {
+        let mut files = vec![("data.train", self.train.as_path())];
+        files.extend(self.dev.as_deref().map(|dev| ("data.dev", dev)));
+        files
+    }
+
     /// The truncation policy of this data.
     pub fn truncation(&self) -> bpo_data::Truncation {
         bpo_data::Truncation {
@@ -129,6 +136,16 @@ pub enum ReferenceMode {
     Ema,
     /// No reference (log-probs of zero).
     None,
+}
+
+impl ReferenceMode {
+    /// Every mode, in the order the help lists them.
+    pub const ALL: [ReferenceMode; 4] = [
+        ReferenceMode::Behavior,
+        ReferenceMode::Initial,
+        ReferenceMode::Ema,
+        ReferenceMode::None,
+    ];
 }
 
 /// The reference policy.

@@ -216,7 +216,7 @@ fn time_units(config: &ExperimentConfig, evaluator: &Evaluator) -> Result<Unit, 
         eval_batch_size: online.run.eval_batch_size,
     };
     let scratch = config.out.join(".calibration");
-    let dir = RunDir::create(&scratch, &"calibration", 1)?;
+    let dir = RunDir::create(&scratch, &"calibration", 1, &[])?;
     let schedule = Schedule {
         optim: online.optim.clone(),
         total_steps: 1,

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use crate::annotate::{Annotator, Preference, noisy_preference};
 use crate::error::AlgoError;
 use crate::online::config::OnlineSampling;
-use crate::online::prompts::prompt_text;
 
 /// What collecting one phase's pairs found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,16 +97,11 @@ pub fn collect_pairs(
     for (i, g) in generations.iter().enumerate() {
         groups[g.prompt_index].push(i);
     }
-    let items: Vec<(&str, &str)> = generations
+    let items: Vec<(&Content, &str)> = generations
         .iter()
-        .map(|g| {
-            (
-                prompt_text(&prompts[g.prompt_index].1.prompt),
-                g.text.as_str(),
-            )
-        })
+        .map(|g| (&prompts[g.prompt_index].1.prompt, g.text.as_str()))
         .collect();
-    let scores = annotator.score(&items)?;
+    let scores = annotator.score_prompts(&items)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006e_6f69_7365);
     let mut stats = PhaseCollection {
         prompts: prompts.len(),

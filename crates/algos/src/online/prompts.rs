@@ -11,6 +11,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::AlgoError;
 
+/// The file a prompt spec names (`None` for the embedded `sentiment:<split>`).
+pub fn prompt_file(spec: &str) -> Option<&Path> {
+    (!spec.starts_with("sentiment:")).then_some(Path::new(spec))
+}
+
 /// Reads prompts: `sentiment:<split>` or a JSONL/JSON file of prompt records.
 pub fn load_prompts(spec: &str) -> Result<Vec<PromptRecord>, AlgoError> {
     if let Some(split) = spec.strip_prefix("sentiment:") {

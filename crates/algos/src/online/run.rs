@@ -17,7 +17,7 @@ use crate::lora::{apply_lora, load_adapters, save_adapters};
 use crate::metrics::{JsonlLog, TRAINING_PLOTS, plot_training};
 use crate::online::config::OnlineConfig;
 use crate::online::phase::PhaseRecord;
-use crate::online::prompts::load_prompts;
+use crate::online::prompts::{load_prompts, prompt_file};
 use crate::online::train_phase::{PhaseContext, PhasePrompt, Position, train_phase};
 use crate::trainer::{Observer, Policy, RunDir, Schedule, Trainer, load_for_training};
 
@@ -101,11 +101,25 @@ pub fn train_online(
     observer: &mut dyn Observer,
 ) -> Result<OnlineOutcome, AlgoError> {
     config.validate()?;
-    let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
+    let prompt_files: Vec<(&str, &Path)> = prompt_file(&config.prompts)
+        .map(|file| ("prompts", file))
+        .into_iter()
+        .collect();
+    let dir = RunDir::create(
+        &config.run.out,
+        config,
+        config.run.keep_checkpoints,
+        &prompt_files,
+    )?;
     let out = dir.out.clone();
     std::fs::create_dir_all(out.join("pairs")).map_err(|e| AlgoError::io(out.join("pairs"), e))?;
-    let (base, tokenizer) =
-        load_for_training(&config.model, &config.device, config.dtype, observer)?;
+    let (base, tokenizer) = load_for_training(
+        &config.model,
+        &config.device,
+        config.dtype,
+        config.lora.as_ref(),
+        observer,
+    )?;
     let mut annotator = config.annotator.build()?;
     observer.message(&format!("annotator: {}", annotator.name()));
     let prompts = phase_prompts(config, &tokenizer)?;

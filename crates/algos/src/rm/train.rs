@@ -20,6 +20,7 @@ use crate::offline::{read_pairs, save_final_checkpoint};
 use crate::rm::RewardModel;
 use crate::trainer::{
     Objective, Observer, Policy, RunDir, Schedule, Trainer, load_for_training, plan_steps,
+    remaining,
 };
 
 /// `bpo rm train`.
@@ -157,9 +158,19 @@ pub fn train_reward_model(
     observer: &mut dyn Observer,
 ) -> Result<RewardModelOutcome, AlgoError> {
     config.validate()?;
-    let dir = RunDir::create(&config.run.out, config, config.run.keep_checkpoints)?;
-    let (body, tokenizer) =
-        load_for_training(&config.model, &config.device, config.dtype, observer)?;
+    let dir = RunDir::create(
+        &config.run.out,
+        config,
+        config.run.keep_checkpoints,
+        &config.data.files(),
+    )?;
+    let (body, tokenizer) = load_for_training(
+        &config.model,
+        &config.device,
+        config.dtype,
+        config.lora.as_ref(),
+        observer,
+    )?;
     let pad_id = tokenizer.pad_id();
     let (pairs, _, _) = read_pairs(&config.data.train, &config.data, &tokenizer, &body.config)?;
     let dev = config
@@ -184,10 +195,9 @@ pub fn train_reward_model(
     };
     let policy = Policy::single(RewardModel::new(body, run.seed), &config.optim);
     let (mut trainer, _) = Trainer::start::<()>(policy, schedule, dir, resume, None, observer)?;
-    let start = trainer.step;
     let progress = trainer.run(
         &mut objective,
-        &steps[start..],
+        remaining(&steps, trainer.step)?,
         &|_| MetricsRecord::new(),
         &|_| (),
         observer,

@@ -24,9 +24,9 @@ use serde::de::DeserializeOwned;
 
 pub use objective::{Objective, mean_record, weighted_mean};
 pub use observer::{Observer, Silent, load_for_training, open_device};
-pub use plan::{StepBatches, plan_steps};
+pub use plan::{StepBatches, plan_steps, remaining};
 pub use policy::{Member, Merge, MergeRule, Policy};
-pub use run_dir::{RunDir, RunState};
+pub use run_dir::{DataFile, RunDir, RunState};
 
 use crate::config::OptimConfig;
 use crate::error::AlgoError;
@@ -203,6 +203,7 @@ impl<M: Merge> Trainer<M> {
             total_steps: self.schedule.total_steps,
             config: self.dir.config.clone(),
             position,
+            data: self.dir.data.clone(),
         };
         self.dir.save(&state, &self.policy, state_model)?;
         Ok(())

@@ -5,7 +5,9 @@ use bpo_model::burn::tensor::Device;
 use bpo_model::device::Precision;
 use bpo_model::{Tokenizer, Transformer, load};
 
+use crate::config::LoraConfig;
 use crate::error::AlgoError;
+use crate::lora::check_targets;
 use crate::metrics::MetricsRecord;
 
 /// Receives progress while a run goes on.
@@ -39,16 +41,22 @@ pub fn open_device(
 }
 
 /// Opens the device `spec` names at `precision` for training (autodiff) and loads `model` and
-/// its tokenizer there, telling the observer what it does.
+/// its tokenizer there, telling the observer what it does; checks the `lora` targets against
+/// the model right away, before a run reads data or runs the model.
 pub fn load_for_training(
     model: &str,
     spec: &str,
     precision: Precision,
+    lora: Option<&LoraConfig>,
     observer: &mut dyn Observer,
 ) -> Result<(Transformer, Tokenizer), AlgoError> {
     let device = open_device(spec, precision, observer)?.autodiff();
     observer.message(&format!("loading {model}"));
-    Ok(load(model, &device)?)
+    let (model, tokenizer) = load(model, &device)?;
+    if let Some(lora) = lora {
+        check_targets(&model, lora)?;
+    }
+    Ok((model, tokenizer))
 }
 
 /// An observer that ignores everything.

@@ -4,6 +4,7 @@
 use bpo_data::bucketed_batches;
 
 use crate::config::RunConfig;
+use crate::error::AlgoError;
 
 /// The micro-batches (example indices) of one optimizer step.
 pub type StepBatches = Vec<Vec<usize>>;
@@ -25,4 +26,16 @@ pub fn plan_steps(lengths: &[usize], run: &RunConfig) -> Vec<StepBatches> {
         steps.truncate(max);
     }
     steps
+}
+
+/// The steps left after `done` of a resumed run; an error when the run had already made more
+/// steps than these data plan (a guard: resuming checks the data files first).
+pub fn remaining(steps: &[StepBatches], done: usize) -> Result<&[StepBatches], AlgoError> {
+    steps.get(done..).ok_or_else(|| {
+        AlgoError::Config(format!(
+            "the checkpoint is at step {done} but these data plan {} steps: resume on the data \
+             the run started on",
+            steps.len()
+        ))
+    })
 }

@@ -1,13 +1,16 @@
 //! A run's directory: `config.json`, `metrics.jsonl` (one line per optimizer step) and
 //! `checkpoints/step-N/` (every member's weights and optimizer, the objective's state model,
-//! and the position to continue from), for any trained model type.
+//! the position to continue from and the fingerprints of the data files), for any trained
+//! model type.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bpo_model::burn::module::Module;
 use bpo_model::fsutil::write_atomic;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::checkpoint;
 use crate::error::AlgoError;
@@ -36,6 +39,70 @@ pub struct RunState<P> {
     pub config: serde_json::Value,
     /// Where the caller stands (online: the phase and its collection; offline: nothing).
     pub position: P,
+    /// The data files the run read, as they were when it started; resuming checks them
+    /// (checkpoints written before bpo recorded them have none).
+    #[serde(default)]
+    pub data: Vec<DataFile>,
+}
+
+/// A data file a run reads, fingerprinted by size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// What the file is to the run: its config field (`data.train`, `prompts`).
+    pub field: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of its content, hex.
+    pub sha256: String,
+}
+
+impl DataFile {
+    /// Fingerprints the file of config field `field` (read in blocks: any size).
+    pub fn read(field: &str, path: &Path) -> Result<Self, AlgoError> {
+        let io = |e| AlgoError::io(path, e);
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut block = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = file.read(&mut block).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&block[..n]);
+            bytes += n as u64;
+        }
+        let sha256 = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(DataFile {
+            field: field.to_owned(),
+            path: path.to_path_buf(),
+            bytes,
+            sha256,
+        })
+    }
+
+    /// Why resuming on `self` (the file now) is wrong, if the run started on `then`.
+    fn changed_since(&self, then: &DataFile) -> Option<String> {
+        (self.bytes != then.bytes || self.sha256 != then.sha256).then(|| {
+            format!(
+                "{} `{}` changed since the run started (then {} bytes, sha256 {}; now {} bytes, \
+                 sha256 {}): resuming needs the data the run started on; to train on the new \
+                 file, start a new run (another run.out)",
+                self.field,
+                self.path.display(),
+                then.bytes,
+                &then.sha256[..12.min(then.sha256.len())],
+                self.bytes,
+                &self.sha256[..12],
+            )
+        })
+    }
 }
 
 /// The output directory of a run and its configuration.
@@ -46,20 +113,29 @@ pub struct RunDir {
     pub config: serde_json::Value,
     /// Checkpoints kept (oldest removed first).
     pub keep_checkpoints: usize,
+    /// The data files the run reads (each with its config field), fingerprinted now.
+    pub data: Vec<DataFile>,
 }
 
 impl RunDir {
-    /// Creates `out` (if needed) for a run of `config`.
+    /// Creates `out` (if needed) for a run of `config` that reads the data files `data`
+    /// (config field, path), which are fingerprinted here: a missing file is the first error.
     pub fn create(
         out: &Path,
         config: &impl Serialize,
         keep_checkpoints: usize,
+        data: &[(&str, &Path)],
     ) -> Result<Self, AlgoError> {
+        let data = data
+            .iter()
+            .map(|(field, path)| DataFile::read(field, path))
+            .collect::<Result<_, _>>()?;
         std::fs::create_dir_all(out).map_err(|e| AlgoError::io(out, e))?;
         Ok(RunDir {
             out: out.to_path_buf(),
             config: serde_json::to_value(config).expect("json"),
             keep_checkpoints,
+            data,
         })
     }
 
@@ -76,8 +152,8 @@ impl RunDir {
     }
 
     /// The checkpoint `path` names (a checkpoint or the run's latest) and its state, checked
-    /// against this run's configuration. Temporary directories of interrupted checkpoint
-    /// writes are removed.
+    /// against this run's configuration and data files. Temporary directories of interrupted
+    /// checkpoint writes are removed.
     pub fn read_checkpoint<P: DeserializeOwned>(
         &self,
         path: &Path,
@@ -90,6 +166,12 @@ impl RunDir {
                 path: dir,
                 message: "the configuration differs from the one the run started with".into(),
             });
+        }
+        for now in &self.data {
+            let then = state.data.iter().find(|d| d.field == now.field);
+            if let Some(message) = then.and_then(|then| now.changed_since(then)) {
+                return Err(AlgoError::Checkpoint { path: dir, message });
+            }
         }
         Ok((dir, state))
     }

@@ -1,10 +1,10 @@
-//! The `--device` flag: `auto | flex | ndarray | wgpu | vulkan | metal | cuda[:N]` to a Burn
-//! device, with a line saying what was picked (every command prints it once at start).
+//! The `--device` flag: `auto | flex | ndarray | wgpu | vulkan | metal | dx12 | gl | cuda[:N]`
+//! to a Burn device, with a line saying what was picked (every command prints it once at start).
 //!
 //! `auto` (the default everywhere) takes CUDA when it is compiled in and a device is present,
-//! else a wgpu adapter that is a real GPU (discrete, integrated or virtual; on Vulkan, Metal,
-//! DX12 or GL), else the CPU (`flex`). A software adapter such as Mesa's lavapipe is never
-//! chosen by `auto`, but `--device wgpu` takes it when it is all there is.
+//! else a wgpu adapter that is a real GPU (discrete, integrated or virtual; on Vulkan, Metal or
+//! DX12), else the CPU (`flex`). A software adapter such as Mesa's lavapipe is never chosen by
+//! `auto`, but `--device wgpu` takes it when it is all there is. OpenGL only runs when named.
 
 #[cfg(feature = "wgpu")]
 mod wgpu;
@@ -16,8 +16,39 @@ use crate::error::ModelError;
 
 /// The device names `--device` accepts, in the order they are listed to users.
 pub const DEVICE_NAMES: &[&str] = &[
-    "auto", "flex", "ndarray", "wgpu", "vulkan", "metal", "cuda[:N]",
+    "auto", "flex", "ndarray", "wgpu", "vulkan", "metal", "dx12", "gl", "cuda[:N]",
 ];
+
+/// Sets what a process that uses bpo needs in its environment before Burn or a GPU driver
+/// starts; a value the user set wins.
+///
+/// - `BURN_DEVICE=flex`: Burn creates a resumed optimizer's state on its default device, which
+///   with a GPU backend compiled in is that backend, a panic on a machine without a GPU driver.
+///   The state moves to the training device at the next step, so the CPU is always right.
+/// - `NODEVICE_SELECT=1` when no display session is set (`XDG_RUNTIME_DIR` unset): Mesa's
+///   implicit Vulkan layer `VK_LAYER_MESA_device_select` connects to Wayland while adapters are
+///   enumerated (wgpu enables the Wayland surface extension), and on a headless machine
+///   libwayland prints `error: XDG_RUNTIME_DIR is invalid or not set` to stderr. The layer
+///   only orders GPUs by the display they drive; there is none, and bpo ranks adapters itself.
+///
+/// # Safety
+/// Changes the process environment: call it first in `main`, while no other thread exists.
+pub unsafe fn prepare_environment() {
+    let defaults = [
+        ("BURN_DEVICE", "flex", true),
+        (
+            "NODEVICE_SELECT",
+            "1",
+            std::env::var_os("XDG_RUNTIME_DIR").is_none(),
+        ),
+    ];
+    for (name, value, wanted) in defaults {
+        if wanted && std::env::var_os(name).is_none() {
+            // SAFETY: the caller guarantees that no other thread exists.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
+}
 
 /// The device spec of a config that names none: `auto`.
 pub fn default_spec() -> String {
@@ -149,7 +180,7 @@ pub fn select_device(spec: &str) -> Result<SelectedDevice, ModelError> {
         "auto" => Ok(auto()),
         "flex" | "cpu" => Ok(flex()),
         "ndarray" => ndarray(),
-        "wgpu" | "vulkan" | "metal" => gpu_api(&name),
+        "wgpu" | "vulkan" | "metal" | "dx12" | "gl" => gpu_api(&name),
         "cuda" => cuda(index.unwrap_or(0)),
         _ => Err(ModelError::Device(format!(
             "unknown device `{spec}` (one of: {})",

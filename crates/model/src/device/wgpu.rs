@@ -1,12 +1,12 @@
-//! wgpu adapters: probing them without panicking, telling real GPUs from software renderers
-//! (lavapipe, llvmpipe, WARP), and describing the one a device runs on.
+//! wgpu adapters: probing them without panicking (and without the windowing system: OpenGL is
+//! probed only when asked for), telling real GPUs from software renderers (lavapipe, llvmpipe,
+//! WARP), and describing the one a device runs on.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use burn::backend::{CubeDevice, DispatchDevice, WgpuDeviceKind};
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
-use burn::tensor::{Device, DeviceKind, DeviceType};
+use burn::tensor::{Device, DeviceKind};
 
 use crate::device::SelectedDevice;
 use crate::error::ModelError;
@@ -56,61 +56,93 @@ fn device_type(t: wgpu::DeviceType) -> &'static str {
     }
 }
 
-/// `--device wgpu | vulkan | metal`: the best adapter on any (or the named) graphics API,
-/// software renderers included.
-pub fn named(name: &str) -> Result<SelectedDevice, ModelError> {
-    let api = match name {
-        "vulkan" => WgpuBackend::Vulkan,
-        "metal" => WgpuBackend::Metal,
-        _ => WgpuBackend::Auto,
-    };
-    open(DeviceKind::DefaultDevice, api).map_err(|e| {
-        ModelError::Device(format!(
-            "device `{name}`: no usable wgpu adapter ({e}). A GPU needs its Vulkan (Linux, \
-             Windows), Metal (macOS) or DX12 driver; without a GPU, `--device flex` runs on the \
-             CPU (or install Mesa's lavapipe, e.g. `apt-get install mesa-vulkan-drivers`)"
-        ))
-    })
-}
-
-/// The first real GPU among the adapters (discrete, then integrated, then virtual), opened.
-pub fn real_gpu() -> Option<SelectedDevice> {
-    let kinds: Vec<WgpuDeviceKind> = Device::enumerate(DeviceType::Wgpu)
-        .iter()
-        .filter_map(|d| match d.as_dispatch() {
-            DispatchDevice::Cube(CubeDevice::Wgpu(w)) => Some(w.kind.clone()),
-            _ => None,
-        })
-        .collect();
-    let wanted = [
-        (WgpuDeviceKind::DiscreteGpu(0), DeviceKind::DiscreteGpu(0)),
-        (
-            WgpuDeviceKind::IntegratedGpu(0),
-            DeviceKind::IntegratedGpu(0),
-        ),
-        (WgpuDeviceKind::VirtualGpu(0), DeviceKind::VirtualGpu(0)),
-    ];
-    wanted
-        .into_iter()
-        .filter(|(w, _)| kinds.contains(w))
-        .find_map(|(_, kind)| open(kind, WgpuBackend::Auto).ok())
-}
-
-/// One line per adapter wgpu sees on this machine (any graphics API).
-pub fn adapters() -> Vec<String> {
-    let backends = wgpu::Backends::PRIMARY | wgpu::Backends::SECONDARY;
+/// The adapters of the native compute APIs (Vulkan, Metal, DX12), best first: discrete, then
+/// integrated, virtual, unknown, software. OpenGL is never probed here: its probe goes through
+/// EGL and the windowing system, and wgpu's GL compute is a last resort that runs only when
+/// asked for (`--device gl`). (On a headless Linux machine Mesa's Vulkan device-selection layer
+/// connects to Wayland too: see [`super::prepare_environment`].)
+fn native_adapters() -> Vec<wgpu::AdapterInfo> {
+    let backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends,
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
-    let adapters = burn::tensor::read_sync(instance.enumerate_adapters(backends));
-    if adapters.is_empty() {
-        return vec!["wgpu: no adapter (no Vulkan, Metal, DX12 or GL driver found)".into()];
+    let mut infos: Vec<wgpu::AdapterInfo> =
+        burn::tensor::read_sync(instance.enumerate_adapters(backends))
+            .iter()
+            .map(wgpu::Adapter::get_info)
+            .collect();
+    infos.sort_by_key(|info| rank(info.device_type));
+    infos
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
     }
-    adapters
+}
+
+/// Opens the adapter `info` describes (the first of its type on its API).
+fn open_adapter(info: &wgpu::AdapterInfo) -> Result<SelectedDevice, String> {
+    let api = match info.backend {
+        wgpu::Backend::Vulkan => WgpuBackend::Vulkan,
+        wgpu::Backend::Metal => WgpuBackend::Metal,
+        wgpu::Backend::Dx12 => WgpuBackend::Dx12,
+        other => return Err(format!("{other:?} is not a native compute API")),
+    };
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(0),
+        wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(0),
+        wgpu::DeviceType::VirtualGpu => DeviceKind::VirtualGpu(0),
+        wgpu::DeviceType::Cpu => DeviceKind::Cpu,
+        wgpu::DeviceType::Other => DeviceKind::DefaultDevice,
+    };
+    open(kind, api)
+}
+
+/// `--device wgpu | vulkan | metal | dx12 | gl`: `wgpu` is the best adapter of the native
+/// compute APIs (Vulkan, Metal, DX12), software renderers such as lavapipe included; the
+/// others pin their API. OpenGL runs only when named.
+pub fn named(name: &str) -> Result<SelectedDevice, ModelError> {
+    let opened = match name {
+        "vulkan" => open(DeviceKind::DefaultDevice, WgpuBackend::Vulkan),
+        "metal" => open(DeviceKind::DefaultDevice, WgpuBackend::Metal),
+        "dx12" => open(DeviceKind::DefaultDevice, WgpuBackend::Dx12),
+        "gl" => open(DeviceKind::DefaultDevice, WgpuBackend::Gl),
+        _ => match native_adapters().first() {
+            Some(best) => open_adapter(best),
+            None => Err("no Vulkan, Metal or DX12 adapter".into()),
+        },
+    };
+    opened.map_err(|e| {
+        ModelError::Device(format!(
+            "device `{name}`: no usable wgpu adapter ({e}). A GPU needs its Vulkan (Linux, \
+             Windows), Metal (macOS) or DX12 driver; without a GPU, `--device flex` runs on the \
+             CPU (or install Mesa's lavapipe, e.g. `apt-get install mesa-vulkan-drivers`; an \
+             OpenGL-only machine can ask for `--device gl`)"
+        ))
+    })
+}
+
+/// The first real GPU among the native adapters (discrete, then integrated, then virtual),
+/// opened; never a software renderer, never OpenGL.
+pub fn real_gpu() -> Option<SelectedDevice> {
+    native_adapters()
         .iter()
-        .map(|a| {
-            let info = a.get_info();
+        .filter(|info| rank(info.device_type) < 3)
+        .find_map(|info| open_adapter(info).ok())
+}
+
+/// One line per adapter of the native compute APIs on this machine, and a line on OpenGL.
+pub fn adapters() -> Vec<String> {
+    let infos = native_adapters();
+    let mut lines: Vec<String> = infos
+        .iter()
+        .map(|info| {
             let how = match info.device_type {
                 wgpu::DeviceType::Cpu => "--device wgpu; never picked by auto",
                 _ => "--device wgpu or auto",
@@ -122,5 +154,10 @@ pub fn adapters() -> Vec<String> {
                 device_type(info.device_type)
             )
         })
-        .collect()
+        .collect();
+    if infos.is_empty() {
+        lines.push("wgpu: no Vulkan, Metal or DX12 adapter".into());
+    }
+    lines.push("wgpu: OpenGL adapters are not probed [--device gl opens one]".into());
+    lines
 }
