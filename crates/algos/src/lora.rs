@@ -21,31 +21,50 @@ pub fn apply_lora(
     config: &LoraConfig,
     seed: u64,
 ) -> Result<Transformer, AlgoError> {
-    let group = check_targets(&model, config)?;
+    let group = check_targets(&model, config)?.group;
     let device = model.device();
     Ok(bpo_model::seed::seeded_init(&device, seed, || {
         model.apply_lora(Lora::new(config.rank, config.alpha).set_param_group(group))
     }))
 }
 
+/// What `lora.targets` select in a model.
+pub struct Targets {
+    /// The parameter group of the selected weights (what `apply_lora` adapts).
+    pub group: ParamGroup,
+    /// The paths of the selected weights, in module order.
+    pub weights: Vec<String>,
+    /// Targets that select nothing in this model (e.g. `gate` on GPT-2, whose MLP has none).
+    pub unmatched: Vec<String>,
+}
+
 /// Checks `config` against `model` without changing it, so that a run can refuse bad targets
-/// before any data is read or any model runs: the targets must match at least one weight, and
-/// each weight they match must be one PEFT can name (a block's linear layer or `lm_head`), or
-/// the adapters could not be written. Returns the parameter group of the matched weights.
-pub fn check_targets(model: &Transformer, config: &LoraConfig) -> Result<ParamGroup, AlgoError> {
+/// before it parses data or runs a model: the targets together must select at least one
+/// weight, and each selected weight must be one PEFT can name (a block's linear layer or
+/// `lm_head`), or the adapters could not be written.
+pub fn check_targets(model: &Transformer, config: &LoraConfig) -> Result<Targets, AlgoError> {
     config.validate()?;
-    let group = ParamGroup::from_any_regexes(config.patterns())
-        .map_err(|e| AlgoError::Config(format!("lora.targets: {e:?}")))?;
-    let mut weights = MatrixPaths::default();
-    model.visit(&mut weights);
-    let matched: Vec<&String> = weights
-        .found
-        .iter()
-        .filter(|(id, path)| group.matches(id, Some(path)))
-        .map(|(_, path)| path)
-        .collect();
-    if matched.is_empty() {
-        let tied = if model.config.tie_word_embeddings {
+    let regexes = |patterns: Vec<String>| {
+        ParamGroup::from_any_regexes(patterns)
+            .map_err(|e| AlgoError::Config(format!("lora.targets: {e:?}")))
+    };
+    let mut matrices = MatrixPaths::default();
+    model.visit(&mut matrices);
+    let selects = |group: &ParamGroup| -> Vec<String> {
+        let found = matrices.found.iter();
+        let matched = found.filter(|(id, path)| group.matches(id, Some(path)));
+        matched.map(|(_, path)| path.clone()).collect()
+    };
+    let mut unmatched = Vec::new();
+    for (target, pattern) in config.targets.iter().zip(config.patterns()) {
+        if selects(&regexes(vec![pattern])?).is_empty() {
+            unmatched.push(target.clone());
+        }
+    }
+    let group = regexes(config.patterns())?;
+    let weights = selects(&group);
+    if weights.is_empty() {
+        let tied = if model.config.tie_word_embeddings && unmatched.iter().any(|t| t == "lm_head") {
             " (this model ties its output head to the token embedding: it has no separate \
              `lm_head` weight)"
         } else {
@@ -57,14 +76,18 @@ pub fn check_targets(model: &Transformer, config: &LoraConfig) -> Result<ParamGr
         )));
     }
     let arch = Arch::of(model.config.model_type);
-    if let Some(path) = matched.iter().find(|p| arch.peft_module(p).is_none()) {
+    if let Some(path) = weights.iter().find(|p| arch.peft_module(p).is_none()) {
         return Err(AlgoError::Config(format!(
             "lora.targets {:?} select `{path}`, which has no PEFT LoRA layer of this layout: \
              adapt the blocks' linear layers (q k v o gate up down) or `lm_head`",
             config.targets
         )));
     }
-    Ok(group)
+    Ok(Targets {
+        group,
+        weights,
+        unmatched,
+    })
 }
 
 /// The ids and paths of a module's matrices (what LoRA can adapt).

@@ -133,7 +133,11 @@ fn scores_as_training_tokenised(model_dir: &Path) {
         assert!(ids.len() <= model.backbone.config.max_position_embeddings);
         let batch = TokenBatch::padded(&[ids], tokenizer.pad_id(), PaddingSide::Right);
         let expected = to_f32_vec(model.forward(&batch))[0] as f64;
-        assert_eq!(*score, expected, "{response:.20}");
+        // Alone or in a padded batch: equal up to the order of f32 sums.
+        assert!(
+            (score - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+            "{response:.20}"
+        );
     }
     // The plain-text interface is the text prompt's case of the same.
     let text = annotator
@@ -203,7 +207,7 @@ fn reward_model_training_resumes_bit_exactly() {
     pairs(&config.data.train, 8, 0);
     let err = train_reward_model(
         &config,
-        Some(&out.join("checkpoints/step-000002")),
+        Some(&out.join("checkpoints/step-000004")),
         &mut Silent,
     )
     .err()

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use bpo_algos::config::{DataConfig, LoraConfig, ReferenceConfig, RunConfig};
 use bpo_algos::lora::{adapters, load_adapters};
-use bpo_algos::{LossConfig, Silent, TrainConfig, train_dap};
+use bpo_algos::{LossConfig, Observer, Silent, TrainConfig, train_dap};
 use bpo_data::{Content, PreferencePair, write_all};
 use bpo_model::burn::tensor::Device;
 use bpo_model::spec::save_hf;
@@ -167,4 +167,66 @@ fn resuming_on_a_changed_pair_file_is_refused_by_name() {
     pair_file(&pairs, 8);
     let resumed = train_dap(&c, Some(&out), &mut Silent).unwrap();
     assert_eq!(resumed.steps, 4);
+    // A checkpoint written before bpo recorded its data files still resumes; on a shorter
+    // file the step count guards the plan.
+    let state = out.join("checkpoints/step-000004/state.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("data");
+    std::fs::write(&state, json.to_string()).unwrap();
+    train_dap(&c, Some(&out), &mut Silent).unwrap();
+    pair_file(&pairs, 4);
+    let err = train_dap(&c, Some(&out), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("at step 4") && err.contains("plan 2 steps"),
+        "{err}"
+    );
+}
+
+/// Collects the observer's messages.
+#[derive(Default)]
+struct Messages(Vec<String>);
+
+impl Observer for Messages {
+    fn message(&mut self, text: &str) {
+        self.0.push(text.to_owned());
+    }
+}
+
+#[test]
+fn a_target_that_selects_nothing_beside_others_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gpt2");
+    save_hf(
+        &path,
+        &tiny_model(ModelType::Gpt2, 4, &Device::flex()),
+        &tokenizer(),
+    )
+    .unwrap();
+    let pairs = pair_file(&dir.path().join("pairs.jsonl"), 2);
+    // The default targets name `gate`, which GPT-2's MLP lacks.
+    let mut c = config(
+        &path.display().to_string(),
+        &pairs,
+        &dir.path().join("run"),
+        &[],
+    );
+    c.lora = Some(LoraConfig {
+        rank: 2,
+        ..LoraConfig::default()
+    });
+    let mut messages = Messages::default();
+    train_dap(&c, None, &mut messages).unwrap();
+    let reported: Vec<&String> = messages
+        .0
+        .iter()
+        .filter(|m| m.contains("lora.targets"))
+        .collect();
+    assert_eq!(reported.len(), 1, "{:?}", messages.0);
+    assert!(
+        reported[0].contains("`gate` selects no weight"),
+        "{reported:?}"
+    );
 }

@@ -50,6 +50,16 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// `fsync` of a file written before (Windows flushes only through a handle with write access).
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    let file = if cfg!(unix) {
+        File::open(path)?
+    } else {
+        std::fs::OpenOptions::new().write(true).open(path)?
+    };
+    file.sync_all()
+}
+
 /// `fsync` of every file and directory under `dir`, `dir` last.
 fn sync_tree(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -58,7 +68,7 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
         if kind.is_dir() {
             sync_tree(&entry.path())?;
         } else if kind.is_file() {
-            File::open(entry.path())?.sync_all()?;
+            sync_file(&entry.path())?;
         }
     }
     sync_dir(dir)
@@ -101,16 +111,28 @@ pub fn write_dir_atomic(
     }
     let old = sibling(dir, "old");
     let had_old = dir.exists();
+    let moved_aside = if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(dir, &old)
+    } else {
+        Ok(())
+    };
+    let placed = moved_aside.and_then(|()| {
+        std::fs::rename(&tmp, dir).inspect_err(|_| {
+            // Put the old directory back: a failed write leaves `dir` as it was.
+            if had_old {
+                let _ = std::fs::rename(&old, dir);
+            }
+        })
+    });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(ModelError::io(dir, e));
+    }
     if had_old {
         let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
     }
-    std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
-    sync_parent(dir)?;
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    Ok(())
+    sync_parent(dir)
 }
 
 /// `error` with a path under `tmp` renamed to the same path under `dir`.

@@ -18,8 +18,8 @@ pub struct LoraConfig {
     /// Modules to adapt, by name: any of `q k v o gate up down` (Llama) / `q k v o up down`
     /// (GPT-2, where `up` is `c_fc`) in the blocks, `lm_head` (an untied output head), or
     /// regexes on parameter paths when they contain a `\` or `.`. Only weights PEFT can name
-    /// may be selected (a run checks this before it reads data). Default: all linear layers
-    /// of the blocks.
+    /// may be selected (a run checks this right after loading the model). Default: all linear
+    /// layers of the blocks.
     pub targets: Vec<String>,
     /// Adapt only these blocks (0-based), e.g. the last few: frozen blocks below the lowest
     /// adapted one need no backward pass. Default: all blocks.

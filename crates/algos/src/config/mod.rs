@@ -261,6 +261,20 @@ mod tests {
     const MINIMAL: &str = "model = \"m.gguf\"\n[data]\ntrain = \"pairs.jsonl\"\n";
 
     #[test]
+    fn every_reference_mode_is_in_all() {
+        // A new mode fails to compile here until it has a place in `ALL`.
+        let place = |mode| match mode {
+            ReferenceMode::Behavior => 0,
+            ReferenceMode::Initial => 1,
+            ReferenceMode::Ema => 2,
+            ReferenceMode::None => 3,
+        };
+        for (i, mode) in ReferenceMode::ALL.into_iter().enumerate() {
+            assert_eq!(place(mode), i);
+        }
+    }
+
+    #[test]
     fn defaults_fill_missing_sections() {
         let c: TrainConfig = parse_config(MINIMAL, "c.toml", &[]).unwrap();
         assert_eq!(c.optim, OptimConfig::default());

@@ -18,8 +18,8 @@ pub fn prompt_file(spec: &str) -> Option<&Path> {
 
 /// Reads prompts: `sentiment:<split>` or a JSONL/JSON file of prompt records.
 pub fn load_prompts(spec: &str) -> Result<Vec<PromptRecord>, AlgoError> {
-    if let Some(split) = spec.strip_prefix("sentiment:") {
-        let split = match split {
+    let Some(file) = prompt_file(spec) else {
+        let split = match spec.trim_start_matches("sentiment:") {
             "train" => Split::Train,
             "dev" => Split::Dev,
             "test" => Split::Test,
@@ -30,8 +30,8 @@ pub fn load_prompts(spec: &str) -> Result<Vec<PromptRecord>, AlgoError> {
             }
         };
         return Ok(sentiment_prompts(split)?);
-    }
-    let records = read_all::<PromptRecord>(Path::new(spec), ReadOptions::default())?.records;
+    };
+    let records = read_all::<PromptRecord>(file, ReadOptions::default())?.records;
     if records.is_empty() {
         return Err(AlgoError::Config(format!("{spec}: no prompts")));
     }

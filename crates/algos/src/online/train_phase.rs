@@ -18,7 +18,7 @@ use crate::online::collect::{PhaseCollection, collect_pairs, pairs_path, tokeniz
 use crate::online::config::OnlineConfig;
 use crate::online::phase::{Drift, PhaseRecord};
 use crate::reference::{Reference, behavior_reference, compute_reference};
-use crate::trainer::{Objective, Observer, Progress, Trainer, plan_steps};
+use crate::trainer::{Objective, Observer, Progress, Trainer, plan_steps, remaining};
 
 /// A prompt of a phase: its index in the prompt file, the record, its token ids.
 pub(crate) type PhasePrompt = (usize, PromptRecord, Vec<u32>);
@@ -183,7 +183,7 @@ pub(crate) fn train_phase(
     let start = position.clone();
     let progress = trainer.run(
         &mut objective,
-        &steps[start.phase_step..],
+        remaining(&steps, start.phase_step)?,
         &tags,
         &|p| start.after(p),
         observer,

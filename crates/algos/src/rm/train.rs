@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{DataConfig, LoraConfig, OptimConfig, RunConfig};
 use crate::error::AlgoError;
-use crate::lora::apply_lora;
+use crate::lora::{apply_lora, check_targets};
 use crate::metrics::MetricsRecord;
 use crate::offline::{read_pairs, save_final_checkpoint};
 use crate::rm::RewardModel;
@@ -171,6 +171,18 @@ pub fn train_reward_model(
         config.lora.as_ref(),
         observer,
     )?;
+    if let Some(lora) = &config.lora
+        && check_targets(&body, lora)?
+            .weights
+            .iter()
+            .any(|w| w == "lm_head.weight")
+    {
+        return Err(AlgoError::Config(
+            "lora.targets select `lm_head`, which a reward model does not use (its scalar \
+             head is trained in full)"
+                .into(),
+        ));
+    }
     let pad_id = tokenizer.pad_id();
     let (pairs, _, _) = read_pairs(&config.data.train, &config.data, &tokenizer, &body.config)?;
     let dev = config

@@ -42,7 +42,9 @@ pub fn open_device(
 
 /// Opens the device `spec` names at `precision` for training (autodiff) and loads `model` and
 /// its tokenizer there, telling the observer what it does; checks the `lora` targets against
-/// the model right away, before a run reads data or runs the model.
+/// the model right away, before a run parses data or runs the model (a target that selects
+/// nothing while others do is reported, not refused: the default names `gate`, which GPT-2
+/// lacks).
 pub fn load_for_training(
     model: &str,
     spec: &str,
@@ -54,7 +56,12 @@ pub fn load_for_training(
     observer.message(&format!("loading {model}"));
     let (model, tokenizer) = load(model, &device)?;
     if let Some(lora) = lora {
-        check_targets(&model, lora)?;
+        let targets = check_targets(&model, lora)?;
+        for target in targets.unmatched {
+            observer.message(&format!(
+                "lora.targets: `{target}` selects no weight of this model (ignored)"
+            ));
+        }
     }
     Ok((model, tokenizer))
 }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::checkpoint;
 use crate::error::AlgoError;
+use crate::reference::hex;
 use crate::trainer::policy::{Member, Policy};
 
 /// Checkpoint file of the objective's state model (the EMA reference).
@@ -74,11 +75,7 @@ impl DataFile {
             hasher.update(&block[..n]);
             bytes += n as u64;
         }
-        let sha256 = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = hex(&hasher.finalize());
         Ok(DataFile {
             field: field.to_owned(),
             path: path.to_path_buf(),
@@ -97,7 +94,7 @@ impl DataFile {
                 self.field,
                 self.path.display(),
                 then.bytes,
-                &then.sha256[..12.min(then.sha256.len())],
+                then.sha256.get(..12).unwrap_or(&then.sha256),
                 self.bytes,
                 &self.sha256[..12],
             )

@@ -113,10 +113,17 @@ pub fn named(name: &str) -> Result<SelectedDevice, ModelError> {
         "metal" => open(DeviceKind::DefaultDevice, WgpuBackend::Metal),
         "dx12" => open(DeviceKind::DefaultDevice, WgpuBackend::Dx12),
         "gl" => open(DeviceKind::DefaultDevice, WgpuBackend::Gl),
-        _ => match native_adapters().first() {
-            Some(best) => open_adapter(best),
-            None => Err("no Vulkan, Metal or DX12 adapter".into()),
-        },
+        _ => {
+            // The best adapter that opens; the reason of the last failure otherwise.
+            let mut failed = Err("no Vulkan, Metal or DX12 adapter".to_owned());
+            for info in native_adapters() {
+                match open_adapter(&info) {
+                    Ok(selected) => return Ok(selected),
+                    Err(e) => failed = Err(e),
+                }
+            }
+            failed
+        }
     };
     opened.map_err(|e| {
         ModelError::Device(format!(
