@@ -14,109 +14,10 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
+use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::ModelError;
 use crate::fsutil::write_atomic;
 use crate::weights::gguf::{GgufFile, MetaValue};
-
-/// One chat message: a role (`system`, `user`, `assistant`) and its text.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ChatMessage {
-    /// Who speaks.
-    pub role: String,
-    /// What they say.
-    pub content: String,
-}
-
-impl ChatMessage {
-    /// A message from `role`.
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-}
-
-/// The chat formats we can render (the model's Jinja template is recognised, not interpreted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChatFormat {
-    /// `<|im_start|>role\ncontent<|im_end|>\n`, with the system prompt the template inserts
-    /// when the conversation has none (SmolLM2, Qwen2).
-    ChatMl {
-        /// System prompt added when the first message is not a system message.
-        default_system: Option<String>,
-    },
-    /// Llama 3: `<|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>`.
-    Llama3,
-}
-
-impl ChatFormat {
-    /// Recognises the format of a Jinja chat template.
-    pub fn detect(template: &str) -> Option<Self> {
-        if template.contains("<|im_start|>") {
-            Some(ChatFormat::ChatMl {
-                default_system: default_chatml_system(template),
-            })
-        } else if template.contains("<|start_header_id|>") {
-            Some(ChatFormat::Llama3)
-        } else {
-            None
-        }
-    }
-
-    /// Renders `messages`, ending with the assistant header when `add_generation_prompt`.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> String {
-        let mut out = String::new();
-        match self {
-            ChatFormat::ChatMl { default_system } => {
-                if let Some(system) = default_system
-                    && messages.first().is_none_or(|m| m.role != "system")
-                {
-                    out.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
-                }
-                for m in messages {
-                    out.push_str(&format!(
-                        "<|im_start|>{}\n{}<|im_end|>\n",
-                        m.role, m.content
-                    ));
-                }
-                if add_generation_prompt {
-                    out.push_str("<|im_start|>assistant\n");
-                }
-            }
-            ChatFormat::Llama3 => {
-                out.push_str("<|begin_of_text|>");
-                for m in messages {
-                    out.push_str(&format!(
-                        "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
-                        m.role,
-                        m.content.trim()
-                    ));
-                }
-                if add_generation_prompt {
-                    out.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
-                }
-            }
-        }
-        out
-    }
-}
-
-/// The system prompt a ChatML template inserts by itself, e.g. SmolLM2's
-/// "You are a helpful AI assistant named SmolLM, trained by Hugging Face".
-fn default_chatml_system(template: &str) -> Option<String> {
-    for marker in ["<|im_start|>system\\n", "<|im_start|>system\n"] {
-        if let Some(start) = template.find(marker) {
-            let rest = &template[start + marker.len()..];
-            let end = rest.find("<|im_end|>")?;
-            let text = &rest[..end];
-            if !text.contains("{{") && !text.contains('\'') && !text.is_empty() {
-                return Some(text.to_owned());
-            }
-        }
-    }
-    None
-}
 
 /// A tokenizer with its special tokens and chat template.
 #[derive(Clone)]
@@ -305,8 +206,10 @@ impl Tokenizer {
         ))
     }
 
-    /// Loads `tokenizer.json` and, when present, the special tokens and chat template of
-    /// `tokenizer_config.json` in the same directory.
+    /// Loads `tokenizer.json` and, when present, the special tokens of `tokenizer_config.json`
+    /// in the same directory and the chat template: `chat_template.jinja` (where transformers 5
+    /// writes it), else `tokenizer_config.json`'s `chat_template` (a string, or the list of
+    /// named templates, whose `default` is taken).
     pub fn from_dir(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join("tokenizer.json");
         let inner = tokenizers::Tokenizer::from_file(&path)
@@ -322,7 +225,13 @@ impl Tokenizer {
             Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(str::to_owned),
             _ => None,
         };
-        let template = match config.get("chat_template") {
+        let jinja = dir.join("chat_template.jinja");
+        let from_file = match std::fs::read_to_string(&jinja) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ModelError::io(&jinja, e)),
+        };
+        let template = from_file.or_else(|| match config.get("chat_template") {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Array(list)) => list
                 .iter()
@@ -331,7 +240,7 @@ impl Tokenizer {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             _ => None,
-        };
+        });
         Ok(Tokenizer::new(
             inner,
             token("bos_token"),
@@ -416,15 +325,13 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special).map_err(tok_err)
     }
 
-    /// The chat format of the model's template.
-    pub fn chat_format(&self) -> Result<ChatFormat, ModelError> {
-        let template = self
+    /// The model's chat template with its special tokens.
+    pub fn chat_template(&self) -> Result<ChatTemplate, ModelError> {
+        let source = self
             .chat_template
             .as_deref()
             .ok_or_else(|| ModelError::Tokenizer("the model declares no chat template".into()))?;
-        ChatFormat::detect(template).ok_or_else(|| {
-            ModelError::Tokenizer("the model's chat template is neither ChatML nor Llama 3".into())
-        })
+        ChatTemplate::new(source, self.bos_token.clone(), self.eos_token.clone())
     }
 
     /// Renders a conversation with the model's chat template.
@@ -433,7 +340,8 @@ impl Tokenizer {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, ModelError> {
-        Ok(self.chat_format()?.render(messages, add_generation_prompt))
+        self.chat_template()?
+            .render(messages, add_generation_prompt, &Value::Null)
     }
 
     /// The prompt text for `prompt`: rendered as one user turn when `chat`, verbatim otherwise.
@@ -450,44 +358,5 @@ impl Tokenizer {
         let text = self.prompt_text(prompt, chat)?;
         // A chat template writes its own special tokens.
         self.encode(&text, !chat)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-    #[test]
-    fn chatml_with_the_default_system_prompt_of_smollm2() {
-        let format = ChatFormat::detect(SMOLLM2_TEMPLATE).unwrap();
-        let text = format.render(&[ChatMessage::new("user", "Hi")], true);
-        assert_eq!(
-            text,
-            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-        );
-        let own_system = format.render(
-            &[
-                ChatMessage::new("system", "Be brief."),
-                ChatMessage::new("user", "Hi"),
-            ],
-            false,
-        );
-        assert_eq!(
-            own_system,
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-        );
-    }
-
-    #[test]
-    fn chatml_without_default_system() {
-        let format = ChatFormat::detect("{{'<|im_start|>' + message['role'] + '\\n'}}").unwrap();
-        assert_eq!(
-            format,
-            ChatFormat::ChatMl {
-                default_system: None
-            }
-        );
     }
 }

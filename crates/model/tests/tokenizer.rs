@@ -1,7 +1,8 @@
 //! The tokenizer built from GGUF metadata: round trips, pre-tokenisation, special tokens, chat
 //! template, and `tokenizer.json` save/load.
 
-use bpo_model::tokenizer::{ChatMessage, Tokenizer};
+use bpo_model::ChatMessage;
+use bpo_model::tokenizer::Tokenizer;
 use bpo_testkit::tokenizer;
 
 const TEXTS: &[&str] = &[
@@ -80,4 +81,42 @@ fn saved_tokenizer_json_loads_to_the_same_tokenizer() {
     }
     assert_eq!(back.chat_template, tok.chat_template);
     assert_eq!((back.bos_id(), back.eos_id()), (Some(1), Some(2)));
+}
+
+/// Where transformers keeps the template: `chat_template.jinja` beside the tokenizer
+/// (transformers 5 writes no `chat_template` key), or `tokenizer_config.json` as a string or
+/// as a list of named templates (the `default` one is taken).
+#[test]
+fn the_chat_template_is_found_where_transformers_writes_it() {
+    let tok = tokenizer();
+    let dir = tempfile::tempdir().unwrap();
+    tok.save(dir.path()).unwrap();
+    let config_path = dir.path().join("tokenizer_config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let write = |config: &serde_json::Value| {
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        Tokenizer::from_dir(dir.path()).unwrap().chat_template
+    };
+    config["chat_template"] = serde_json::json!([
+        {"name": "tool_use", "template": "tools"},
+        {"name": "default", "template": "the default"},
+    ]);
+    assert_eq!(write(&config).as_deref(), Some("the default"));
+    config.as_object_mut().unwrap().remove("chat_template");
+    assert_eq!(write(&config), None);
+    let mut none = tok.clone();
+    none.chat_template = None;
+    let message = none.apply_chat_template(&[], true).unwrap_err().to_string();
+    assert!(message.contains("declares no chat template"), "{message}");
+    std::fs::write(
+        dir.path().join("chat_template.jinja"),
+        "{{ messages[0].content }}!",
+    )
+    .unwrap();
+    let back = Tokenizer::from_dir(dir.path()).unwrap();
+    let text = back
+        .apply_chat_template(&[ChatMessage::new("user", "hi")], false)
+        .unwrap();
+    assert_eq!(text, "hi!");
 }

@@ -39,10 +39,10 @@ pub fn run(args: Args) -> Result<()> {
     let source = resolve(spec)?;
     let (model, tok) = load_source(&source, &Device::flex())?;
     let c = &model.config;
-    let chat = tok
-        .chat_format()
-        .map(|f| format!("{f:?}"))
-        .unwrap_or_else(|_| "none".into());
+    let chat = match tok.chat_template() {
+        Ok(t) => format!("yes ({} characters of Jinja)", t.source().len()),
+        Err(e) => e.to_string(),
+    };
     let info = serde_json::json!({
         "source": source.path().display().to_string(),
         "architecture": c.model_type.hf_name(),
@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<()> {
             "bos": tok.bos_token,
             "eos": tok.eos_token,
             "pad_id": tok.pad_id(),
-            "chat_format": chat,
+            "chat_template": chat,
         },
     });
     if args.json {

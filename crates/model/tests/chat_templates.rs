@@ -1,0 +1,53 @@
+//! Real chat templates (SmolLM2, Qwen2.5, Qwen3, Llama 3.1/3.2, Gemma 3, Mistral v0.3, Phi-3;
+//! `fixtures/chat_templates/SOURCES.md` says where each came from) rendered by bpo equal, byte
+//! for byte, what transformers renders for the same conversations (`expected.json`, written by
+//! `scripts/render_chat_templates.py`, which CI reruns against the committed file). A template
+//! that raises is an error carrying the template's message in both.
+
+use std::path::PathBuf;
+
+use bpo_model::{ChatMessage, ChatTemplate};
+use serde_json::Value;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat_templates")
+}
+
+fn read_json(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture().join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn every_template_renders_every_conversation_as_transformers_does() {
+    let spec = read_json("cases.json");
+    let expected = read_json("expected.json");
+    let token = |t: &Value, key: &str| t[key].as_str().map(str::to_owned);
+    let mut compared = 0;
+    for t in spec["templates"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let source = std::fs::read_to_string(fixture().join(t["file"].as_str().unwrap())).unwrap();
+        let template = ChatTemplate::new(source, token(t, "bos_token"), token(t, "eos_token"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for case in spec["cases"].as_array().unwrap() {
+            let case_name = case["name"].as_str().unwrap();
+            let messages: Vec<ChatMessage> =
+                serde_json::from_value(case["messages"].clone()).unwrap();
+            let generation = case["add_generation_prompt"].as_bool().unwrap();
+            let ours = template.render(&messages, generation, &spec["extra"]);
+            let theirs = &expected[name][case_name];
+            match (&ours, theirs["text"].as_str(), theirs["error"].as_str()) {
+                (Ok(text), Some(want), _) => assert_eq!(text, want, "{name} / {case_name}"),
+                (Err(e), _, Some(message)) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.contains(message),
+                        "{name} / {case_name}: {e} lacks {message}"
+                    );
+                }
+                _ => panic!("{name} / {case_name}: bpo {ours:?}, transformers {theirs}"),
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 9 * 10);
+}
