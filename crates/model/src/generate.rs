@@ -101,11 +101,10 @@ impl<'a> Generator<'a> {
     ) -> Result<Vec<Generation>, ModelError> {
         let samples = num_samples.max(1);
         let batch_size = batch_size.max(1);
-        let stop: Vec<u32> = tokenizer
-            .eos_id()
-            .filter(|_| !config.ignore_eos)
-            .into_iter()
-            .collect();
+        let stop: Vec<u32> = match config.ignore_eos {
+            true => Vec::new(),
+            false => tokenizer.stop_ids(),
+        };
         // Batches of prompts of similar length pad less: the rows run shortest prompt first (a
         // prompt's samples stay together), and each keeps its RNG stream, so the samples are
         // those of any other batching (up to rounding). Row `i` is sample `i % samples` of

@@ -22,7 +22,8 @@ pub struct SamplingConfig {
     /// Seed of the sampling RNG; sequence `i` of a call uses stream `i`, so results do not
     /// depend on how the prompts are batched.
     pub seed: u64,
-    /// Keep generating past the end-of-sequence token (benchmarks, fixed-length samples).
+    /// Keep generating past the stop tokens (EOS, the model's other end-of-sequence ids, the
+    /// template's end of turn): benchmarks, fixed-length samples.
     #[serde(default)]
     pub ignore_eos: bool,
 }

@@ -31,6 +31,9 @@ pub struct Tokenizer {
     pub pad_token: Option<String>,
     /// The model's Jinja chat template, kept verbatim for export.
     pub chat_template: Option<String>,
+    /// Tokens besides EOS that end a generation: the model's other end-of-sequence ids and the
+    /// token its chat template ends an assistant turn with.
+    extra_stop_ids: Vec<u32>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -46,6 +49,36 @@ impl std::fmt::Debug for Tokenizer {
 
 fn tok_err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Tokenizer(e.to_string())
+}
+
+/// The `eos_token_id`s of `config.json` and `generation_config.json` in `dir` (an id or a list:
+/// Llama 3 Instruct lists `<|end_of_text|>`, `<|eom_id|>` and `<|eot_id|>`).
+fn declared_eos_ids(dir: &Path) -> Result<Vec<u32>, ModelError> {
+    let mut ids = Vec::new();
+    for name in ["config.json", "generation_config.json"] {
+        let path = dir.join(name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
+        let bad = |v: &Value| {
+            ModelError::Config(format!(
+                "{}: `eos_token_id` must be a token id or a list of them, found {v}",
+                path.display()
+            ))
+        };
+        match value.get("eos_token_id") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for v in list {
+                    ids.push(v.as_u64().ok_or_else(|| bad(v))? as u32);
+                }
+            }
+            Some(v) => ids.push(v.as_u64().ok_or_else(|| bad(v))? as u32),
+        }
+    }
+    Ok(ids)
 }
 
 /// Regexes of the pre-tokenizers llama.cpp names in `tokenizer.ggml.pre`.
@@ -101,7 +134,8 @@ fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>, ModelError> {
 }
 
 impl Tokenizer {
-    /// Wraps a `tokenizers` tokenizer with its special tokens and template.
+    /// Wraps a `tokenizers` tokenizer with its special tokens and template; the token the
+    /// template ends an assistant turn with stops generation too.
     pub fn new(
         inner: tokenizers::Tokenizer,
         bos_token: Option<String>,
@@ -109,13 +143,50 @@ impl Tokenizer {
         pad_token: Option<String>,
         chat_template: Option<String>,
     ) -> Self {
-        Tokenizer {
+        let mut tokenizer = Tokenizer {
             inner,
             bos_token,
             eos_token,
             pad_token,
             chat_template,
+            extra_stop_ids: Vec::new(),
+        };
+        tokenizer.extra_stop_ids.extend(tokenizer.end_of_turn());
+        tokenizer
+    }
+
+    /// Adds end-of-sequence ids the model declares besides its tokenizer's EOS (the list of
+    /// `generation_config.json`'s `eos_token_id`, llama.cpp's `eot_token_id`).
+    pub fn with_stop_ids(mut self, ids: impl IntoIterator<Item = u32>) -> Self {
+        self.extra_stop_ids.extend(ids);
+        self
+    }
+
+    /// Every token that ends a generation: EOS, the model's other end-of-sequence ids, and the
+    /// template's end of an assistant turn (Llama 3 Instruct's `<|eot_id|>`, Gemma's
+    /// `<end_of_turn>`), without repeats.
+    pub fn stop_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.eos_id().into_iter().collect();
+        for &id in &self.extra_stop_ids {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         }
+        ids
+    }
+
+    /// The special token that the chat template writes right after an assistant message's
+    /// text, if any.
+    fn end_of_turn(&self) -> Option<u32> {
+        const PROBE: &str = "bpo probes the end of a turn";
+        let messages = [
+            ChatMessage::new("user", "Hi"),
+            ChatMessage::new("assistant", PROBE),
+        ];
+        let text = self.apply_chat_template(&messages, false).ok()?;
+        let rest = &text[text.find(PROBE)? + PROBE.len()..];
+        let id = *self.encode(rest, false).ok()?.first()?;
+        self.decode(&[id], true).ok()?.is_empty().then_some(id)
     }
 
     /// Builds the byte-level BPE tokenizer stored in GGUF metadata (`tokenizer.ggml.*`).
@@ -197,13 +268,17 @@ impl Tokenizer {
             .meta("tokenizer.chat_template")
             .and_then(MetaValue::as_str)
             .map(str::to_owned);
+        let end_of_turn = file
+            .meta("tokenizer.ggml.eot_token_id")
+            .and_then(MetaValue::as_u64);
         Ok(Tokenizer::new(
             inner,
             bos,
             token("tokenizer.ggml.eos_token_id"),
             token("tokenizer.ggml.padding_token_id"),
             template,
-        ))
+        )
+        .with_stop_ids(end_of_turn.map(|id| id as u32)))
     }
 
     /// Loads `tokenizer.json` and, when present, the special tokens of `tokenizer_config.json`
@@ -247,7 +322,8 @@ impl Tokenizer {
             token("eos_token"),
             token("pad_token"),
             template,
-        ))
+        )
+        .with_stop_ids(declared_eos_ids(dir)?))
     }
 
     /// Writes `tokenizer.json` and `tokenizer_config.json` into `dir`.

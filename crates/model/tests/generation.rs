@@ -284,3 +284,26 @@ fn a_generator_reused_across_calls_equals_fresh_calls() {
         assert_eq!(reused, fresh, "{} prompts, seed {seed}", prompts.len());
     }
 }
+
+/// `generate` stops on each of the tokenizer's stop ids (declared end-of-sequence ids, the
+/// template's end of turn), not only on EOS; `ignore_eos` ignores them all.
+#[test]
+fn generate_stops_on_every_stop_id_of_the_tokenizer() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 16, &device);
+    let prompt = vec![tokenizer().encode_prompt("the good", true).unwrap()];
+    let greedy = SamplingConfig::greedy(6);
+    let free = generate(&model, &tokenizer(), &prompt, 1, 1, &greedy, |_| {}).unwrap();
+    let first = free[0].token_ids[0];
+    assert!(!tokenizer().stop_ids().contains(&first));
+    let tok = tokenizer().with_stop_ids([first]);
+    let stopped = generate(&model, &tok, &prompt, 1, 1, &greedy, |_| {}).unwrap();
+    assert_eq!(stopped[0].token_ids, vec![first]);
+    assert_eq!(stopped[0].finish, FinishReason::Stop);
+    let ignoring = SamplingConfig {
+        ignore_eos: true,
+        ..greedy
+    };
+    let all = generate(&model, &tok, &prompt, 1, 1, &ignoring, |_| {}).unwrap();
+    assert_eq!(all[0].token_ids.len(), 6);
+}

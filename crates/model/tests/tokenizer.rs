@@ -120,3 +120,38 @@ fn the_chat_template_is_found_where_transformers_writes_it() {
         .unwrap();
     assert_eq!(text, "hi!");
 }
+
+/// Generation stops on every end-of-sequence id the model declares and on the token its chat
+/// template ends an assistant turn with, not only on the tokenizer's EOS.
+#[test]
+fn every_declared_end_of_sequence_stops_generation() {
+    let tok = tokenizer();
+    let (end_of_text, end_of_turn) = (tok.token_id("<|endoftext|>").unwrap(), 2);
+    assert_eq!(tok.token(end_of_turn).as_deref(), Some("<|im_end|>"));
+    // EOS and the template's end of turn are one token here.
+    assert_eq!(tok.stop_ids(), vec![end_of_turn]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut other_eos = tok.clone();
+    other_eos.eos_token = Some("<|endoftext|>".into());
+    other_eos.save(dir.path()).unwrap();
+    let back = Tokenizer::from_dir(dir.path()).unwrap();
+    assert_eq!(back.stop_ids(), vec![end_of_text, end_of_turn]);
+    // A list in generation_config.json counts whole, repeats once.
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        r#"{"eos_token_id": [0, 2, 7]}"#,
+    )
+    .unwrap();
+    let back = Tokenizer::from_dir(dir.path()).unwrap();
+    assert_eq!(back.stop_ids(), vec![end_of_text, end_of_turn, 7]);
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        r#"{"eos_token_id": "two"}"#,
+    )
+    .unwrap();
+    let err = Tokenizer::from_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("generation_config.json") && err.contains("eos_token_id"),
+        "{err}"
+    );
+}

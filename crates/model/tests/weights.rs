@@ -247,6 +247,11 @@ fn permute_rows(t: &HostTensor, heads: usize) -> HostTensor {
 
 /// Writes `model` as llama.cpp would convert it.
 fn write_gguf(model: &Transformer, path: &Path) {
+    write_gguf_with(model, path, &[]);
+}
+
+/// [`write_gguf`] with `extra` tensors under their GGUF names.
+fn write_gguf_with(model: &Transformer, path: &Path, extra: &[(&str, HostTensor)]) {
     let c = &model.config;
     let gpt2 = c.model_type.is_gpt2();
     let arch = c.model_type.hf_name();
@@ -297,6 +302,9 @@ fn write_gguf(model: &Transformer, path: &Path) {
             t = permute_rows(&t, c.num_kv_heads);
         }
         w = w.tensor_f32(&g, &t);
+    }
+    for (name, t) in extra {
+        w = w.tensor_f32(name, t);
     }
     std::fs::write(path, w.to_bytes()).unwrap();
 }
@@ -364,6 +372,46 @@ fn missing_and_misshapen_tensors_are_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("`model.norm.weight` has shape [3]"), "{err}");
+}
+
+/// A tensor no parameter takes (the MLP biases of a Llama with `mlp_bias`) is refused by name
+/// instead of dropped, from safetensors and from GGUF; the buffers old checkpoints carry are
+/// not weights and load.
+#[test]
+fn checkpoint_tensors_that_no_parameter_takes_are_refused() {
+    let device = Device::flex();
+    let model = tiny_model(ModelType::Llama, 7, &device);
+    let mut map = model.to_tensor_map();
+    let hidden = model.config.hidden_size;
+    map.insert(
+        "model.layers.0.mlp.down_proj.bias",
+        HostTensor::new(vec![hidden], vec![0.5; hidden]),
+    );
+    let err = Transformer::from_tensor_map(&model.config, map, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`model.layers.0.mlp.down_proj.bias`") && err.contains("refused"),
+        "{err}"
+    );
+    let mut map = model.to_tensor_map();
+    map.insert(
+        "model.layers.0.self_attn.rotary_emb.inv_freq",
+        HostTensor::new(vec![8], vec![1.0; 8]),
+    );
+    Transformer::from_tensor_map(&model.config, map, &device).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let with_bias = dir.path().join("bias.gguf");
+    let bias = HostTensor::new(vec![hidden], vec![0.5; hidden]);
+    write_gguf_with(&model, &with_bias, &[("blk.0.ffn_down.bias", bias)]);
+    let err = load(with_bias.to_str().unwrap(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`blk.0.ffn_down.bias`") && err.contains("refused"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -46,13 +46,7 @@ impl ModelConfig {
                 eos_token_id: opt_token(obj, "eos_token_id")?,
             }
         } else {
-            if let Some(scaling) = obj.get("rope_scaling")
-                && !scaling.is_null()
-            {
-                return Err(ModelError::Config(format!(
-                    "config.json field `rope_scaling`: {scaling} is not supported yet (plain RoPE only)"
-                )));
-            }
+            refuse_unsupported(obj, model_type)?;
             if let Some(act) = opt_str(obj, "hidden_act")
                 && act != "silu"
             {
@@ -75,7 +69,7 @@ impl ModelConfig {
                 num_kv_heads: opt_usize(obj, "num_key_value_heads")?.unwrap_or(num_heads),
                 head_dim: opt_usize(obj, "head_dim")?.unwrap_or(hidden_size / num_heads.max(1)),
                 max_position_embeddings: opt_usize(obj, "max_position_embeddings")?.unwrap_or(2048),
-                rope_theta: opt_f64(obj, "rope_theta")?.unwrap_or(10000.0),
+                rope_theta: rope_theta(obj)?,
                 norm_eps: opt_f64(obj, "rms_norm_eps")?.unwrap_or(1e-6),
                 tie_word_embeddings: opt_bool(obj, "tie_word_embeddings")?.unwrap_or(false),
                 attention_bias: opt_bool(obj, "attention_bias")?
@@ -141,6 +135,87 @@ impl ModelConfig {
         let mut merged = specific.as_object().cloned().unwrap_or_default();
         merged.extend(tokens.as_object().cloned().unwrap_or_default());
         Value::Object(merged)
+    }
+}
+
+/// Options of the Llama family that bpo does not implement: computing without them would give
+/// other numbers than transformers, so a checkpoint that sets one is refused by name before any
+/// weight is read.
+fn refuse_unsupported(obj: &Map<String, Value>, model_type: ModelType) -> Result<(), ModelError> {
+    let refuse = |key: &str, value: &Value, why: &str| {
+        Err(ModelError::Config(format!(
+            "config.json field `{key}`: {value} is not supported ({why}); bpo refuses rather than \
+             compute something other than this model"
+        )))
+    };
+    if let Some(scaling) = field(obj, "rope_scaling") {
+        return refuse("rope_scaling", scaling, "plain RoPE only");
+    }
+    if let Some(params) = field(obj, "rope_parameters") {
+        let kind = params
+            .get("rope_type")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        if kind != "default" {
+            return refuse("rope_parameters", params, "plain RoPE only");
+        }
+    }
+    if let Some(bias) = field(obj, "mlp_bias")
+        && bias.as_bool() != Some(false)
+    {
+        return refuse("mlp_bias", bias, "MLP projections without biases only");
+    }
+    // Qwen2 configs carry a window that only applies with `use_sliding_window`.
+    let window_used = match model_type {
+        ModelType::Qwen2 => opt_bool(obj, "use_sliding_window")?.unwrap_or(false),
+        _ => true,
+    };
+    if let Some(window) = field(obj, "sliding_window")
+        && window_used
+    {
+        let positions = opt_usize(obj, "max_position_embeddings")?.unwrap_or(usize::MAX);
+        if window.as_u64().is_none_or(|w| (w as usize) < positions) {
+            return refuse(
+                "sliding_window",
+                window,
+                "sliding-window attention is not implemented: every token attends to all before it",
+            );
+        }
+    }
+    if let Some(types) = field(obj, "layer_types")
+        && types
+            .as_array()
+            .is_none_or(|t| t.iter().any(|t| t.as_str() != Some("full_attention")))
+    {
+        return refuse(
+            "layer_types",
+            types,
+            "every layer with full attention; sliding-window layers are not implemented",
+        );
+    }
+    for key in [
+        "num_local_experts",
+        "num_experts",
+        "attn_logit_softcapping",
+        "final_logit_softcapping",
+    ] {
+        if let Some(value) = field(obj, key) {
+            return refuse(key, value, "dense models without logit soft-capping only");
+        }
+    }
+    Ok(())
+}
+
+/// RoPE's base: `rope_theta`, or inside `rope_parameters` where transformers 5 writes it.
+fn rope_theta(obj: &Map<String, Value>) -> Result<f64, ModelError> {
+    if let Some(theta) = opt_f64(obj, "rope_theta")? {
+        return Ok(theta);
+    }
+    match field(obj, "rope_parameters").and_then(|p| p.get("rope_theta")) {
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| type_error("rope_parameters.rope_theta", "a number", v)),
+        None => Ok(10000.0),
     }
 }
 

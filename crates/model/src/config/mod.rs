@@ -277,6 +277,86 @@ mod tests {
         assert!(err.to_string().contains("bert"), "{err}");
     }
 
+    /// A config.json as transformers 5 writes it for a tiny model of `model_type`, with `extra`.
+    fn hf_config(model_type: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut config = json!({
+            "model_type": model_type, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "vocab_size": 100, "max_position_embeddings": 128, "rope_theta": null,
+            "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
+        });
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        config
+    }
+
+    #[test]
+    fn options_bpo_does_not_compute_are_refused_by_name() {
+        for (model_type, extra, key) in [
+            ("mistral", json!({"sliding_window": 8}), "sliding_window"),
+            ("llama", json!({"mlp_bias": true}), "mlp_bias"),
+            (
+                "qwen2",
+                json!({"use_sliding_window": true, "sliding_window": 16}),
+                "sliding_window",
+            ),
+            (
+                "qwen2",
+                json!({"layer_types": ["full_attention", "sliding_attention"]}),
+                "layer_types",
+            ),
+            (
+                "llama",
+                json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}),
+                "rope_scaling",
+            ),
+            (
+                "llama",
+                json!({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}),
+                "rope_parameters",
+            ),
+            (
+                "llama",
+                json!({"num_local_experts": 8}),
+                "num_local_experts",
+            ),
+        ] {
+            let err = ModelConfig::from_hf_json(&hf_config(model_type, extra.clone()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains("not supported"),
+                "{model_type} {extra}: {err}"
+            );
+        }
+        // What transformers writes for models bpo computes exactly.
+        for (model_type, extra) in [
+            ("mistral", json!({"sliding_window": null})),
+            ("mistral", json!({"sliding_window": 4096})), // no shorter than the positions (128)
+            (
+                "qwen2",
+                json!({"use_sliding_window": false, "sliding_window": 16,
+                             "layer_types": ["full_attention", "full_attention"]}),
+            ),
+            ("llama", json!({"mlp_bias": false, "rope_scaling": null})),
+        ] {
+            ModelConfig::from_hf_json(&hf_config(model_type, extra.clone()))
+                .unwrap_or_else(|e| panic!("{model_type} {extra}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rope_theta_is_read_where_transformers_5_writes_it() {
+        let extra = json!({"rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"}});
+        let config = ModelConfig::from_hf_json(&hf_config("qwen2", extra)).unwrap();
+        assert_eq!(config.rope_theta, 1e6);
+        let top = json!({"rope_theta": 500000.0, "rope_parameters": null});
+        let config = ModelConfig::from_hf_json(&hf_config("llama", top)).unwrap();
+        assert_eq!(config.rope_theta, 5e5);
+    }
+
     #[test]
     fn parameter_count_of_smollm2_135m() {
         let config = ModelConfig {

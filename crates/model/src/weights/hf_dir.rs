@@ -20,8 +20,10 @@ pub fn read_config(dir: &Path) -> Result<ModelConfig, ModelError> {
     let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
-    ModelConfig::from_hf_json(&value)
-        .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))
+    ModelConfig::from_hf_json(&value).map_err(|e| match e {
+        ModelError::Config(message) => ModelError::Config(format!("{}: {message}", path.display())),
+        other => other,
+    })
 }
 
 /// Reads all weights of a model directory (single file or shards).

@@ -123,6 +123,7 @@ impl Transformer {
             };
             values.extend(named.ours.into_iter().zip(pieces));
         }
+        refuse_unused(&map, config)?;
         let (model, unknown) = params::set(skeleton, values, device);
         assert!(
             unknown.is_empty(),
@@ -152,6 +153,39 @@ impl Transformer {
         }
         map
     }
+}
+
+/// Whether `name` is a buffer that checkpoints of older transformers versions carry and that
+/// holds no weights: RoPE's inverse frequencies, GPT-2's causal masks.
+fn is_buffer(name: &str, config: &ModelConfig) -> bool {
+    name.ends_with(".rotary_emb.inv_freq")
+        || (config.model_type.is_gpt2()
+            && (name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias")))
+}
+
+/// An error when `map` still holds tensors after every parameter took its own: a checkpoint
+/// tensor that no parameter takes (MLP biases, a second norm, RoPE frequencies) would otherwise
+/// be dropped and the model computed without it.
+fn refuse_unused(map: &TensorMap, config: &ModelConfig) -> Result<(), ModelError> {
+    let unused: Vec<&String> = map
+        .tensors
+        .keys()
+        .filter(|name| !is_buffer(name, config))
+        .collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = unused.iter().take(5).map(|s| s.as_str()).collect();
+    Err(ModelError::Weights {
+        source_name: map.source.clone(),
+        message: format!(
+            "{} tensor(s) that no parameter of this {} configuration takes, e.g. `{}`: the \
+             checkpoint has weights bpo would not compute with (refused)",
+            unused.len(),
+            config.model_type.hf_name(),
+            shown.join("`, `")
+        ),
+    })
 }
 
 #[cfg(test)]

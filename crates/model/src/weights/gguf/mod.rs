@@ -268,7 +268,8 @@ impl GgufFile {
 
     /// All weights dequantised and renamed to Hugging Face naming and layout (the q/k rows that
     /// llama.cpp permutes for its interleaved RoPE are put back in `rotate_half` order).
-    /// Tensors the architecture's table does not name are skipped.
+    /// A tensor the architecture's table does not name (e.g. Llama 3.1's `rope_freqs` for its
+    /// RoPE scaling) is an error: bpo would compute without it.
     pub fn tensor_map(&self, config: &ModelConfig) -> Result<TensorMap, ModelError> {
         let named: HashMap<String, _> = Arch::of(config.model_type)
             .named(config.num_layers)
@@ -278,7 +279,12 @@ impl GgufFile {
         let mut map = TensorMap::new(self.path.display().to_string());
         for info in &self.tensors {
             let Some(n) = named.get(&info.name) else {
-                continue;
+                return Err(self.error(format!(
+                    "tensor `{}` is not a weight of a {} model bpo computes (refused rather \
+                     than computed without it)",
+                    info.name,
+                    config.model_type.hf_name()
+                )));
             };
             let mut t = self.tensor(&info.name)?;
             if let Some(query) = n.entry.gguf_rows_per_head {
