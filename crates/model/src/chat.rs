@@ -29,31 +29,35 @@ impl ChatMessage {
     }
 }
 
-/// A model's chat template with the special tokens it may print.
+/// A model's chat template, parsed once, with the special tokens it may print.
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
     source: String,
-    bos_token: Option<String>,
-    eos_token: Option<String>,
+    tokens: Vec<(String, String)>,
+    /// The environment holding the parsed template (`TEMPLATE`).
+    env: std::sync::Arc<Environment<'static>>,
 }
 
+/// The template's name in its environment.
+const TEMPLATE: &str = "chat_template";
+
 impl ChatTemplate {
-    /// The template `source` (Jinja), printing `bos_token` / `eos_token` where it uses them;
-    /// an error names the template's syntax error.
+    /// The template `source` (Jinja) with the special tokens it may print, by variable name
+    /// (`bos_token`, `eos_token`, `pad_token`, ...: transformers passes every special token it
+    /// knows); an error names the template's syntax error.
     pub fn new(
         source: impl Into<String>,
-        bos_token: Option<String>,
-        eos_token: Option<String>,
+        tokens: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ModelError> {
-        let template = ChatTemplate {
-            source: source.into(),
-            bos_token,
-            eos_token,
-        };
-        environment()
-            .template_from_str(&template.source)
+        let source = source.into();
+        let mut env = environment();
+        env.add_template_owned(TEMPLATE, source.clone())
             .map_err(|e| template_error("does not parse", &e))?;
-        Ok(template)
+        Ok(ChatTemplate {
+            source,
+            tokens: tokens.into_iter().collect(),
+            env: std::sync::Arc::new(env),
+        })
     }
 
     /// The Jinja source.
@@ -61,38 +65,42 @@ impl ChatTemplate {
         &self.source
     }
 
+    /// Whether this is the template of `source` with `tokens`.
+    pub fn is_for(&self, source: &str, tokens: &[(String, String)]) -> bool {
+        self.source == source && self.tokens == tokens
+    }
+
     /// Renders `messages`, opening an assistant turn when `add_generation_prompt`; `extra`
     /// (a JSON object, or null) adds variables, as keyword arguments of transformers'
-    /// `apply_chat_template` do. A template that raises (e.g. roles that do not alternate)
-    /// is an error carrying its message.
+    /// `apply_chat_template` do (they win over the special tokens, as there). A template that
+    /// raises (e.g. roles that do not alternate) is an error carrying its message.
     pub fn render(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
         extra: &serde_json::Value,
     ) -> Result<String, ModelError> {
-        let env = environment();
         // minijinja's own maps keep insertion order (a message's `role` before its `content`,
         // as in Python's dicts); the context's own order does not matter.
-        let mut context: std::collections::BTreeMap<String, Value> = extra
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), Value::from_serialize(v)))
+        let mut context: std::collections::BTreeMap<String, Value> = self
+            .tokens
+            .iter()
+            .map(|(name, token)| (name.clone(), Value::from(token.as_str())))
             .collect();
-        context.insert("messages".into(), Value::from_serialize(messages));
-        context.insert("add_generation_prompt".into(), add_generation_prompt.into());
         context.insert("tools".into(), Value::from(()));
         context.insert("documents".into(), Value::from(()));
-        for (name, token) in [
-            ("bos_token", &self.bos_token),
-            ("eos_token", &self.eos_token),
-        ] {
-            if let Some(token) = token {
-                context.insert(name.into(), token.as_str().into());
-            }
-        }
-        env.render_str(&self.source, Value::from(context))
+        context.extend(
+            extra
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), Value::from_serialize(v))),
+        );
+        context.insert("messages".into(), Value::from_serialize(messages));
+        context.insert("add_generation_prompt".into(), add_generation_prompt.into());
+        self.env
+            .get_template(TEMPLATE)
+            .and_then(|t| t.render(Value::from(context)))
             .map_err(|e| template_error("failed", &e))
     }
 }
@@ -128,9 +136,10 @@ fn environment() -> Environment<'static> {
     env
 }
 
-/// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False, indent=indent,
-/// separators=separators, sort_keys=sort_keys)`.
+/// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=ensure_ascii,
+/// indent=indent, separators=separators, sort_keys=sort_keys)`, `ensure_ascii` false by default.
 fn tojson(value: Value, kwargs: Kwargs) -> Result<String, Error> {
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
     let indent: Option<usize> = kwargs.get("indent")?;
     let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
     let separators: Option<Vec<String>> = kwargs.get("separators")?;
@@ -153,6 +162,7 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<String, Error> {
         item,
         key,
         sort_keys: sort_keys.unwrap_or(false),
+        ensure_ascii: ensure_ascii.unwrap_or(false),
     };
     style.write(&value, 0, &mut out)?;
     Ok(out)
@@ -164,6 +174,7 @@ struct JsonStyle {
     item: String,
     key: String,
     sort_keys: bool,
+    ensure_ascii: bool,
 }
 
 impl JsonStyle {
@@ -172,7 +183,7 @@ impl JsonStyle {
             ValueKind::Undefined | ValueKind::None => out.push_str("null"),
             ValueKind::Bool => out.push_str(if value.is_true() { "true" } else { "false" }),
             ValueKind::Number => out.push_str(&python_number(value)),
-            ValueKind::String => json_string(value.as_str().unwrap_or_default(), out),
+            ValueKind::String => self.string(value.as_str().unwrap_or_default(), out),
             ValueKind::Seq | ValueKind::Iterable => {
                 let items: Vec<Value> = value.try_iter()?.collect();
                 self.container(out, depth, '[', ']', &items, |v, d, out| {
@@ -185,14 +196,39 @@ impl JsonStyle {
                     keys.sort_by_key(|k| k.to_string());
                 }
                 self.container(out, depth, '{', '}', &keys, |k, d, out| {
-                    json_string(&k.to_string(), out);
+                    self.string(&k.to_string(), out);
                     out.push_str(&self.key);
                     self.write(&value.get_item(k)?, d, out)
                 })?;
             }
-            _ => json_string(&value.to_string(), out),
+            _ => self.string(&value.to_string(), out),
         }
         Ok(())
+    }
+
+    /// A JSON string as `json.dumps` writes it: `\uXXXX` for controls, and for every non-ASCII
+    /// character (as UTF-16 units) when `ensure_ascii`.
+    fn string(&self, s: &str, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{08}' => out.push_str("\\b"),
+                '\u{0c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
     }
 
     fn container(
@@ -228,34 +264,34 @@ impl JsonStyle {
     }
 }
 
-/// A number as Python prints it in JSON (floats always with a fraction or exponent).
+/// A number as Python's `json.dumps` writes it: integers as they are, floats as `repr` does
+/// (always a fraction or an exponent, `1e-05` and `1e+16` style exponents).
 fn python_number(value: &Value) -> String {
-    match (i64::try_from(value.clone()), f64::try_from(value.clone())) {
-        (Ok(i), _) if !value.to_string().contains(['.', 'e', 'E']) => i.to_string(),
-        (_, Ok(f)) if f.is_finite() && f == f.trunc() && f.abs() < 1e16 => format!("{f:.1}"),
-        (_, Ok(f)) if f.is_nan() => "NaN".into(),
-        (_, Ok(f)) if f.is_infinite() => if f > 0.0 { "Infinity" } else { "-Infinity" }.into(),
-        _ => value.to_string(),
+    if let Some(i) = value.as_i64().filter(|_| value.is_integer()) {
+        return i.to_string();
     }
-}
-
-/// A JSON string as `json.dumps(..., ensure_ascii=False)` writes it.
-fn json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+    let Ok(f) = f64::try_from(value.clone()) else {
+        return value.to_string();
+    };
+    if f.is_nan() {
+        return "NaN".into();
     }
-    out.push('"');
+    if f.is_infinite() {
+        return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if f == 0.0 || (1e-4..1e16).contains(&f.abs()) {
+        let fixed = f.to_string();
+        return if fixed.contains('.') {
+            fixed
+        } else {
+            format!("{fixed}.0")
+        };
+    }
+    let scientific = format!("{f:e}");
+    let (mantissa, exp) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
 }
 
 /// `time.strftime(format)` for a UTC time `secs` after the epoch: the directives chat
@@ -384,14 +420,35 @@ mod tests {
             render("{{ [] | tojson }}{{ {} | tojson }}", Value::from(())),
             "[]{}"
         );
+        // Python's float repr and ensure_ascii (values from CPython 3.11's json.dumps).
+        let numbers = Value::from_serialize(serde_json::json!([
+            0.00001,
+            1e16,
+            123456789012345678.0,
+            0.0001,
+            1e15,
+            -2.5,
+            0.0,
+            7
+        ]));
+        assert_eq!(
+            render("{{ x | tojson }}", minijinja::context! { x => numbers }),
+            "[1e-05, 1e+16, 1.2345678901234568e+17, 0.0001, 1000000000000000.0, -2.5, 0.0, 7]"
+        );
+        assert_eq!(
+            render(
+                "{{ x | tojson(ensure_ascii=true) }}",
+                minijinja::context! { x => "é😀" }
+            ),
+            r#""\u00e9\ud83d\ude00""#
+        );
     }
 
     #[test]
     fn a_raising_template_is_an_error_with_its_message() {
         let t = ChatTemplate::new(
             "{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}ok",
-            None,
-            None,
+            [],
         )
         .unwrap();
         let err = t
@@ -403,9 +460,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("System role not supported"), "{err}");
-        let bad = ChatTemplate::new("{% if %}", None, None)
-            .unwrap_err()
-            .to_string();
+        let bad = ChatTemplate::new("{% if %}", []).unwrap_err().to_string();
         assert!(bad.contains("does not parse"), "{bad}");
     }
 }

@@ -34,6 +34,9 @@ pub struct Tokenizer {
     /// Tokens besides EOS that end a generation: the model's other end-of-sequence ids and the
     /// token its chat template ends an assistant turn with.
     extra_stop_ids: Vec<u32>,
+    /// The last parsed chat template, shared by clones (parsing costs ~25x a rendering); used
+    /// while `chat_template` and the special tokens are still the ones it was made from.
+    parsed: std::sync::Arc<std::sync::Mutex<Option<ChatTemplate>>>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -150,6 +153,7 @@ impl Tokenizer {
             pad_token,
             chat_template,
             extra_stop_ids: Vec::new(),
+            parsed: Default::default(),
         };
         tokenizer.extra_stop_ids.extend(tokenizer.end_of_turn());
         tokenizer
@@ -176,7 +180,7 @@ impl Tokenizer {
     }
 
     /// The special token that the chat template writes right after an assistant message's
-    /// text, if any.
+    /// text, if any: an added token marked special whose text starts what follows.
     fn end_of_turn(&self) -> Option<u32> {
         const PROBE: &str = "bpo probes the end of a turn";
         let messages = [
@@ -185,8 +189,13 @@ impl Tokenizer {
         ];
         let text = self.apply_chat_template(&messages, false).ok()?;
         let rest = &text[text.find(PROBE)? + PROBE.len()..];
-        let id = *self.encode(rest, false).ok()?.first()?;
-        self.decode(&[id], true).ok()?.is_empty().then_some(id)
+        self.inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, token)| token.special && !token.content.is_empty())
+            .filter(|(_, token)| rest.starts_with(&token.content))
+            .max_by_key(|(_, token)| token.content.len())
+            .map(|(id, _)| id)
     }
 
     /// Builds the byte-level BPE tokenizer stored in GGUF metadata (`tokenizer.ggml.*`).
@@ -401,13 +410,27 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special).map_err(tok_err)
     }
 
-    /// The model's chat template with its special tokens.
+    /// The model's chat template with its special tokens (parsed once, then reused).
     pub fn chat_template(&self) -> Result<ChatTemplate, ModelError> {
         let source = self
             .chat_template
             .as_deref()
             .ok_or_else(|| ModelError::Tokenizer("the model declares no chat template".into()))?;
-        ChatTemplate::new(source, self.bos_token.clone(), self.eos_token.clone())
+        let tokens: Vec<(String, String)> = [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+            ("pad_token", &self.pad_token),
+        ]
+        .into_iter()
+        .filter_map(|(name, token)| Some((name.to_owned(), token.clone()?)))
+        .collect();
+        let mut parsed = self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(template) = parsed.as_ref().filter(|t| t.is_for(source, &tokens)) {
+            return Ok(template.clone());
+        }
+        let template = ChatTemplate::new(source, tokens)?;
+        *parsed = Some(template.clone());
+        Ok(template)
     }
 
     /// Renders a conversation with the model's chat template.

@@ -21,13 +21,18 @@ fn read_json(name: &str) -> Value {
 fn every_template_renders_every_conversation_as_transformers_does() {
     let spec = read_json("cases.json");
     let expected = read_json("expected.json");
-    let token = |t: &Value, key: &str| t[key].as_str().map(str::to_owned);
+    let tokens = |t: &Value| {
+        ["bos_token", "eos_token"]
+            .into_iter()
+            .filter_map(|key| Some((key.to_owned(), t[key].as_str()?.to_owned())))
+            .collect::<Vec<_>>()
+    };
     let mut compared = 0;
     for t in spec["templates"].as_array().unwrap() {
         let name = t["name"].as_str().unwrap();
         let source = std::fs::read_to_string(fixture().join(t["file"].as_str().unwrap())).unwrap();
-        let template = ChatTemplate::new(source, token(t, "bos_token"), token(t, "eos_token"))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let template =
+            ChatTemplate::new(source, tokens(t)).unwrap_or_else(|e| panic!("{name}: {e}"));
         for case in spec["cases"].as_array().unwrap() {
             let case_name = case["name"].as_str().unwrap();
             let messages: Vec<ChatMessage> =

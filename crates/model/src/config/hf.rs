@@ -46,7 +46,7 @@ impl ModelConfig {
                 eos_token_id: opt_token(obj, "eos_token_id")?,
             }
         } else {
-            refuse_unsupported(obj, model_type)?;
+            refuse_unsupported(obj, &model_type_name)?;
             if let Some(act) = opt_str(obj, "hidden_act")
                 && act != "silu"
             {
@@ -141,23 +141,19 @@ impl ModelConfig {
 /// Options of the Llama family that bpo does not implement: computing without them would give
 /// other numbers than transformers, so a checkpoint that sets one is refused by name before any
 /// weight is read.
-fn refuse_unsupported(obj: &Map<String, Value>, model_type: ModelType) -> Result<(), ModelError> {
+fn refuse_unsupported(obj: &Map<String, Value>, model_type: &str) -> Result<(), ModelError> {
     let refuse = |key: &str, value: &Value, why: &str| {
         Err(ModelError::Config(format!(
             "config.json field `{key}`: {value} is not supported ({why}); bpo refuses rather than \
              compute something other than this model"
         )))
     };
-    if let Some(scaling) = field(obj, "rope_scaling") {
-        return refuse("rope_scaling", scaling, "plain RoPE only");
-    }
-    if let Some(params) = field(obj, "rope_parameters") {
-        let kind = params
-            .get("rope_type")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        if kind != "default" {
-            return refuse("rope_parameters", params, "plain RoPE only");
+    for key in ["rope_scaling", "rope_parameters"] {
+        if let Some(rope) = field(obj, key) {
+            let kind = rope.get("rope_type").or_else(|| rope.get("type"));
+            if kind.and_then(Value::as_str).unwrap_or("default") != "default" {
+                return refuse(key, rope, "plain RoPE only");
+            }
         }
     }
     if let Some(bias) = field(obj, "mlp_bias")
@@ -165,14 +161,18 @@ fn refuse_unsupported(obj: &Map<String, Value>, model_type: ModelType) -> Result
     {
         return refuse("mlp_bias", bias, "MLP projections without biases only");
     }
-    // Qwen2 configs carry a window that only applies with `use_sliding_window`.
-    let window_used = match model_type {
-        ModelType::Qwen2 => opt_bool(obj, "use_sliding_window")?.unwrap_or(false),
-        _ => true,
+    // Mistral's window defaults to 4096 in transformers; Qwen2's applies only with
+    // `use_sliding_window`; Llama has none (transformers ignores the key).
+    let default_window = Value::from(4096);
+    let window = match model_type {
+        "mistral" if !obj.contains_key("sliding_window") => Some(&default_window),
+        "mistral" => field(obj, "sliding_window"),
+        "qwen2" if opt_bool(obj, "use_sliding_window")?.unwrap_or(false) => {
+            field(obj, "sliding_window")
+        }
+        _ => None,
     };
-    if let Some(window) = field(obj, "sliding_window")
-        && window_used
-    {
+    if let Some(window) = window {
         let positions = opt_usize(obj, "max_position_embeddings")?.unwrap_or(usize::MAX);
         if window.as_u64().is_none_or(|w| (w as usize) < positions) {
             return refuse(
@@ -206,17 +206,15 @@ fn refuse_unsupported(obj: &Map<String, Value>, model_type: ModelType) -> Result
     Ok(())
 }
 
-/// RoPE's base: `rope_theta`, or inside `rope_parameters` where transformers 5 writes it.
+/// RoPE's base: `rope_parameters.rope_theta` where transformers 5 writes it (it wins, as in
+/// transformers 5), else `rope_theta`, else 10000.
 fn rope_theta(obj: &Map<String, Value>) -> Result<f64, ModelError> {
-    if let Some(theta) = opt_f64(obj, "rope_theta")? {
-        return Ok(theta);
-    }
-    match field(obj, "rope_parameters").and_then(|p| p.get("rope_theta")) {
-        Some(v) => v
+    if let Some(v) = field(obj, "rope_parameters").and_then(|p| p.get("rope_theta")) {
+        return v
             .as_f64()
-            .ok_or_else(|| type_error("rope_parameters.rope_theta", "a number", v)),
-        None => Ok(10000.0),
+            .ok_or_else(|| type_error("rope_parameters.rope_theta", "a number", v));
     }
+    Ok(opt_f64(obj, "rope_theta")?.unwrap_or(10000.0))
 }
 
 fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {

@@ -322,6 +322,12 @@ mod tests {
                 json!({"num_local_experts": 8}),
                 "num_local_experts",
             ),
+            // transformers' default window for Mistral is 4096, shorter than these positions.
+            (
+                "mistral",
+                json!({"max_position_embeddings": 32768}),
+                "sliding_window",
+            ),
         ] {
             let err = ModelConfig::from_hf_json(&hf_config(model_type, extra.clone()))
                 .unwrap_err()
@@ -341,6 +347,9 @@ mod tests {
                              "layer_types": ["full_attention", "full_attention"]}),
             ),
             ("llama", json!({"mlp_bias": false, "rope_scaling": null})),
+            ("llama", json!({"rope_scaling": {"rope_type": "default"}})),
+            ("llama", json!({"sliding_window": 8})), // ignored by transformers' Llama
+            ("mistral", json!({})),                  // the default window covers 128 positions
         ] {
             ModelConfig::from_hf_json(&hf_config(model_type, extra.clone()))
                 .unwrap_or_else(|e| panic!("{model_type} {extra}: {e}"));
@@ -355,6 +364,9 @@ mod tests {
         let top = json!({"rope_theta": 500000.0, "rope_parameters": null});
         let config = ModelConfig::from_hf_json(&hf_config("llama", top)).unwrap();
         assert_eq!(config.rope_theta, 5e5);
+        let both = json!({"rope_theta": 1.0, "rope_parameters": {"rope_theta": 2e4}});
+        let config = ModelConfig::from_hf_json(&hf_config("llama", both)).unwrap();
+        assert_eq!(config.rope_theta, 2e4);
     }
 
     #[test]

@@ -74,9 +74,17 @@ pub fn write(
         let config_text = serde_json::to_string_pretty(&config.to_hf_json())
             .map_err(|e| ModelError::Config(e.to_string()))?;
         write_atomic(&tmp.join("config.json"), config_text.as_bytes())?;
+        // Every id that stops generation, as Llama 3 Instruct lists them, so that transformers'
+        // `generate` stops where bpo's does.
+        let stop = tokenizer.stop_ids();
+        let eos = match stop.as_slice() {
+            [] => serde_json::json!(config.eos_token_id),
+            [one] => serde_json::json!(one),
+            many => serde_json::json!(many),
+        };
         let generation = serde_json::json!({
             "bos_token_id": config.bos_token_id,
-            "eos_token_id": config.eos_token_id,
+            "eos_token_id": eos,
         });
         write_atomic(
             &tmp.join("generation_config.json"),

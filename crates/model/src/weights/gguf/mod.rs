@@ -206,6 +206,37 @@ impl GgufFile {
         })
     }
 
+    /// Metadata that asks for something bpo does not compute (as `config.json`'s refusals):
+    /// RoPE scaling, a sliding window, RoPE on part of each head.
+    fn refuse_unsupported(&self, arch: &str, config: &ModelConfig) -> Result<(), ModelError> {
+        let key = |k: &str| format!("{arch}.{k}");
+        let refuse = |k: String, what: &str| {
+            Err(self.error(format!(
+                "metadata `{k}`: {what} is not supported; bpo refuses rather than compute \
+                 something other than this model"
+            )))
+        };
+        if let Some(kind) = self
+            .meta(&key("rope.scaling.type"))
+            .and_then(MetaValue::as_str)
+            && kind != "none"
+        {
+            return refuse(key("rope.scaling.type"), "RoPE scaling");
+        }
+        if let Some(window) = self.meta_u64(&key("attention.sliding_window"))?
+            && (window as usize) < config.max_position_embeddings
+        {
+            return refuse(key("attention.sliding_window"), "sliding-window attention");
+        }
+        if let Some(dims) = self.meta_u64(&key("rope.dimension_count"))?
+            && !config.model_type.is_gpt2()
+            && dims as usize != config.head_dim
+        {
+            return refuse(key("rope.dimension_count"), "RoPE on part of each head");
+        }
+        Ok(())
+    }
+
     /// The model configuration from the `<arch>.*` and `tokenizer.ggml.*` metadata.
     pub fn config(&self) -> Result<ModelConfig, ModelError> {
         let model_type = self.model_type()?;
@@ -262,14 +293,15 @@ impl GgufFile {
         if has("rope_freqs.weight") {
             return Err(self.error("scaled RoPE (`rope_freqs.weight`) is not supported yet".into()));
         }
+        self.refuse_unsupported(&arch, &config)?;
         config.validate()?;
         Ok(config)
     }
 
     /// All weights dequantised and renamed to Hugging Face naming and layout (the q/k rows that
     /// llama.cpp permutes for its interleaved RoPE are put back in `rotate_half` order).
-    /// A tensor the architecture's table does not name (e.g. Llama 3.1's `rope_freqs` for its
-    /// RoPE scaling) is an error: bpo would compute without it.
+    /// A tensor the architecture's table does not name (e.g. MLP biases) is an error: bpo would
+    /// compute without it.
     pub fn tensor_map(&self, config: &ModelConfig) -> Result<TensorMap, ModelError> {
         let named: HashMap<String, _> = Arch::of(config.model_type)
             .named(config.num_layers)
