@@ -119,7 +119,7 @@ fn read_examples(
             AnyRecord::Pair(p) => (&p.prompt, &p.chosen),
         };
         let mut p = tokenize_prompt_content(prompt, tokenizer)?;
-        let mut r = tokenize_response(response, tokenizer)?;
+        let mut r = tokenize_response(prompt, response, tokenizer)?;
         truncation.prompt(&mut p);
         truncation.response(p.len(), &mut r, None);
         model.check_length(

@@ -101,16 +101,18 @@ pub struct Stats {
     pub skipped: Vec<Skipped>,
 }
 
+/// The length of a prompt (`response_to` none) or of a response to the prompt `response_to`.
 fn length(
     content: &Content,
     tokenizer: Option<&Tokenizer>,
-    prompt: bool,
+    response_to: Option<&Content>,
 ) -> Result<usize, DataError> {
-    match tokenizer {
-        None => Ok(content.char_len()),
-        Some(tok) if prompt => Ok(crate::tokenize::tokenize_prompt_content(content, tok)?.len()),
-        Some(tok) => Ok(crate::tokenize::tokenize_response(content, tok)?.len()),
-    }
+    let ids = match (tokenizer, response_to) {
+        (None, _) => return Ok(content.char_len()),
+        (Some(tok), None) => crate::tokenize::tokenize_prompt_content(content, tok)?,
+        (Some(tok), Some(prompt)) => crate::tokenize::tokenize_response(prompt, content, tok)?,
+    };
+    Ok(ids.len())
 }
 
 /// Reads `path` and summarises it; lengths in tokens of `tokenizer` when given, else in characters.
@@ -125,20 +127,21 @@ pub fn stats(
     let (mut pairs, mut prompts, mut conversational) = (0, 0, 0);
     let mut count = |name: &str| *fields.entry(name.to_owned()).or_default() += 1;
     for record in reader.by_ref() {
-        let mut add = |name: &str, content: &Content, prompt: bool| -> Result<(), DataError> {
-            lengths
-                .entry(name.to_owned())
-                .or_default()
-                .push(length(content, tokenizer, prompt)?);
-            Ok(())
+        let mut add = |name: &str, content: &Content, response_to: Option<&Content>| {
+            lengths.entry(name.to_owned()).or_default().push(length(
+                content,
+                tokenizer,
+                response_to,
+            )?);
+            Ok::<(), DataError>(())
         };
         match record? {
             AnyRecord::Pair(p) => {
                 pairs += 1;
                 conversational += matches!(p.chosen, Content::Chat(_)) as usize;
-                add("prompt", &p.prompt, true)?;
-                add("chosen", &p.chosen, false)?;
-                add("rejected", &p.rejected, false)?;
+                add("prompt", &p.prompt, None)?;
+                add("chosen", &p.chosen, Some(&p.prompt))?;
+                add("rejected", &p.rejected, Some(&p.prompt))?;
                 for f in ["prompt", "chosen", "rejected"] {
                     count(f);
                 }
@@ -151,10 +154,10 @@ pub fn stats(
             AnyRecord::Prompt(p) => {
                 prompts += 1;
                 conversational += matches!(p.prompt, Content::Chat(_)) as usize;
-                add("prompt", &p.prompt, true)?;
+                add("prompt", &p.prompt, None)?;
                 count("prompt");
                 if let Some(r) = &p.reference {
-                    add("reference", r, false)?;
+                    add("reference", r, Some(&p.prompt))?;
                     count("reference");
                 }
                 for key in p.meta.keys() {

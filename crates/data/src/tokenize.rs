@@ -107,9 +107,40 @@ pub fn tokenize_prompt_content(
     Ok(ids)
 }
 
-/// Response tokens, ended with EOS when the tokenizer has one.
-pub fn tokenize_response(response: &Content, tokenizer: &Tokenizer) -> Result<Vec<u32>, DataError> {
-    let mut ids = tokenizer.encode(&response.render_response(), false)?;
+/// Response tokens to `prompt`. A conversational response to a conversational prompt is split
+/// off as TRL splits it: what the chat template adds to the prompt (rendered with the
+/// generation prompt) when the response's messages follow, up to and including the token that
+/// ends the turn (the first stop token: `<|im_end|>`, `<|eot_id|>`, ...). Otherwise, and when
+/// the continuation has no stop token, the response's text ended with EOS.
+pub fn tokenize_response(
+    prompt: &Content,
+    response: &Content,
+    tokenizer: &Tokenizer,
+) -> Result<Vec<u32>, DataError> {
+    let continuation = match (prompt, response) {
+        (Content::Chat(prompt), Content::Chat(messages)) => {
+            let head = tokenizer.apply_chat_template(prompt, true)?;
+            let whole =
+                tokenizer.apply_chat_template(&[prompt.as_slice(), messages].concat(), false)?;
+            let rest = whole.strip_prefix(head.as_str()).ok_or_else(|| {
+                DataError::Prepare(
+                    "the chat template renders the prompt (with the generation prompt) as no \
+                     prefix of the whole conversation: the response cannot be split off as \
+                     TRL splits it"
+                        .into(),
+                )
+            })?;
+            let mut ids = tokenizer.encode(rest, false)?;
+            let stops = tokenizer.stop_ids();
+            if let Some(end) = ids.iter().position(|id| stops.contains(id)) {
+                ids.truncate(end + 1);
+                return Ok(ids);
+            }
+            ids
+        }
+        _ => tokenizer.encode(&response.render_response(), false)?,
+    };
+    let mut ids = continuation;
     ids.extend(tokenizer.eos_id());
     Ok(ids)
 }
@@ -139,11 +170,11 @@ pub fn tokenize_pair(
     };
     let mut chosen = match &meta.chosen_ids {
         Some(ids) => ids.clone(),
-        None => tokenize_response(&pair.chosen, tokenizer)?,
+        None => tokenize_response(&pair.prompt, &pair.chosen, tokenizer)?,
     };
     let mut rejected = match &meta.rejected_ids {
         Some(ids) => ids.clone(),
-        None => tokenize_response(&pair.rejected, tokenizer)?,
+        None => tokenize_response(&pair.prompt, &pair.rejected, tokenizer)?,
     };
     // Recorded log-probs belong to recorded ids only.
     let mut chosen_logps = meta.chosen_ids.as_ref().and(meta.chosen_logps.clone());

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bpo_data::{
     Content, PairBatch, PreferencePair, PromptRecord, ReadOptions, Reader, Truncation, read_all,
-    stats, tokenize_pair, write_all,
+    stats, tokenize_pair, tokenize_pairs, write_all,
 };
 use bpo_model::ChatMessage;
 use bpo_testkit::tokenizer;
@@ -219,6 +219,10 @@ fn tokenised_pairs_end_responses_with_eos_and_use_the_chat_template() {
             "<|im_start|>user\nWhat colour is the sky?<|im_end|>\n<|im_start|>assistant\n"
         )
     );
+    // The response is what the template adds after the prompt, up to the end of the turn (as
+    // TRL splits it), with no second EOS.
+    let chosen = tok.decode(&chat.chosen, false).unwrap();
+    assert_eq!(chosen, "Blue.<|im_end|>");
     let batch = PairBatch::new(&[plain, chat], tok.pad_id()).unwrap();
     assert_eq!(batch.sequences.tokens.batch_size, 4);
     assert!(batch.behavior_logps.is_none());
@@ -332,4 +336,21 @@ fn truncated_records_are_counted() {
             .iter()
             .all(|t| t.chosen.len() <= 5 && t.rejected.len() <= 5)
     );
+}
+
+/// A template whose rendering of the prompt is not a prefix of the whole conversation cannot be
+/// split as TRL splits it: an error naming the pair, never a guessed response.
+#[test]
+fn a_template_that_cannot_split_a_conversation_is_an_error_naming_the_pair() {
+    let mut tok = tokenizer();
+    tok.chat_template =
+        Some("{{ messages | length }}{% for m in messages %}{{ m.content }}{% endfor %}".into());
+    let err = tokenize_pairs(
+        &pairs("pairs_conversational.jsonl"),
+        &tok,
+        &Truncation::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("pair 0") && err.contains("prefix"), "{err}");
 }

@@ -43,7 +43,7 @@ impl RewardModelAnnotator {
             ..Truncation::default()
         };
         let mut ids = tokenize_prompt_content(prompt, &self.tokenizer)?;
-        let mut response = tokenize_response(&Content::text(response), &self.tokenizer)?;
+        let mut response = tokenize_response(prompt, &Content::text(response), &self.tokenizer)?;
         fit.prompt(&mut ids);
         fit.response(ids.len(), &mut response, None);
         ids.extend(response);
