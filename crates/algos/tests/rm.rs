@@ -122,10 +122,11 @@ fn scores_as_training_tokenised(model_dir: &Path) {
         ..Truncation::default()
     };
     for ((prompt, response), score) in cases.iter().zip(&scores) {
+        let turn = Content::Chat(vec![ChatMessage::new("assistant", *response)]);
         let pair = PreferencePair {
             prompt: prompt.clone(),
-            chosen: Content::text(*response),
-            rejected: Content::text(*response),
+            chosen: turn.clone(),
+            rejected: turn,
             meta: Default::default(),
         };
         let tokens = tokenize_pair(&pair, &tokenizer, &fit).unwrap();

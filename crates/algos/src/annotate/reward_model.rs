@@ -5,15 +5,16 @@ use std::path::{Path, PathBuf};
 use bpo_data::tokenize::{tokenize_prompt_content, tokenize_response};
 use bpo_data::{Content, Truncation};
 use bpo_model::host::to_f32_vec;
-use bpo_model::{PaddingSide, TokenBatch, Tokenizer, parse_device};
+use bpo_model::{ChatMessage, PaddingSide, TokenBatch, Tokenizer, parse_device};
 
 use crate::annotate::annotator::Annotator;
 use crate::error::AlgoError;
 use crate::rm::RewardModel;
 
 /// A reward model as an annotator: each (prompt, response) is tokenised exactly as
-/// `bpo rm train` tokenised its pairs (the prompt as text with the tokenizer's special tokens,
-/// or a conversation through the chat template; the response ended with EOS) and scored
+/// `bpo rm train` tokenised its pairs (text: the prompt with the tokenizer's special tokens and
+/// the response ended with EOS; a conversation: through the chat template, the response as the
+/// assistant's turn) and scored
 /// `batch_size` at a time. A sequence longer than the model's positions is truncated as
 /// `data.max_length` truncates training pairs: the response keeps its start (down to one token),
 /// then the prompt keeps its end.
@@ -43,7 +44,12 @@ impl RewardModelAnnotator {
             ..Truncation::default()
         };
         let mut ids = tokenize_prompt_content(prompt, &self.tokenizer)?;
-        let mut response = tokenize_response(prompt, &Content::text(response), &self.tokenizer)?;
+        // A reply to a conversation is the assistant's turn, as in conversational training pairs.
+        let response = match prompt {
+            Content::Chat(_) => Content::Chat(vec![ChatMessage::new("assistant", response)]),
+            Content::Text(_) => Content::text(response),
+        };
+        let mut response = tokenize_response(prompt, &response, &self.tokenizer)?;
         fit.prompt(&mut ids);
         fit.response(ids.len(), &mut response, None);
         ids.extend(response);
