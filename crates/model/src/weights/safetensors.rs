@@ -18,8 +18,15 @@ fn weights_error(path: &Path, message: String) -> ModelError {
 }
 
 /// Reads every tensor of a safetensors file into `map`, converted to f32.
+///
+/// The file is memory-mapped and each tensor's pages are released once it is converted, so
+/// that loading holds the converted tensors and one tensor of the file at a time, not the whole
+/// file beside them (the file of a bf16 checkpoint is half the size of its f32 tensors).
 pub fn read_into(path: &Path, map: &mut TensorMap) -> Result<(), ModelError> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    // SAFETY: the mapping is only read. As with every reader of a memory-mapped checkpoint
+    // (transformers, candle), a file truncated by another process while it is read would fault.
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| weights_error(path, format!("not a valid safetensors file: {e}")))?;
     for (name, view) in file.iter() {
@@ -46,9 +53,25 @@ pub fn read_into(path: &Path, map: &mut TensorMap) -> Result<(), ModelError> {
                 ));
             }
         };
+        release(&bytes, data);
         map.insert(name, HostTensor::new(view.shape().to_vec(), values));
     }
     Ok(())
+}
+
+/// Lets the kernel drop the mapped pages of `data` (part of `map`) from memory: they were read.
+fn release(map: &memmap2::Mmap, data: &[u8]) {
+    #[cfg(unix)]
+    {
+        let offset = data.as_ptr() as usize - map.as_ptr() as usize;
+        // SAFETY: the mapping is private and read-only: dropped pages are read again from the
+        // file if touched, never lost (the pages around `data` belong to tensors already read).
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, data.len())
+        };
+    }
+    #[cfg(not(unix))]
+    let _ = (map, data);
 }
 
 /// Writes all tensors of `map` as F32 to `path` (atomically), with the `format: pt` metadata
