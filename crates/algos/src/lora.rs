@@ -8,7 +8,7 @@ use bpo_model::burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup, Pa
 use bpo_model::burn::tensor::Tensor;
 use bpo_model::fsutil::write_atomic;
 use bpo_model::host::to_f32_vec;
-use bpo_model::weights::params::ModulePath;
+use bpo_model::weights::params::{self, ModulePath};
 use bpo_model::weights::{HostTensor, TensorMap, safetensors};
 use bpo_model::{ModelType, Transformer};
 
@@ -32,7 +32,7 @@ pub fn apply_lora(
 pub struct Targets {
     /// The parameter group of the selected weights (what `apply_lora` adapts).
     pub group: ParamGroup,
-    /// The paths of the selected weights, in module order.
+    /// The paths of the selected weights, sorted.
     pub weights: Vec<String>,
     /// Targets that select nothing in this model (e.g. `gate` on GPT-2, whose MLP has none).
     pub unmatched: Vec<String>,
@@ -48,12 +48,18 @@ pub fn check_targets(model: &Transformer, config: &LoraConfig) -> Result<Targets
         ParamGroup::from_any_regexes(patterns)
             .map_err(|e| AlgoError::Config(format!("lora.targets: {e:?}")))
     };
-    let mut matrices = MatrixPaths::default();
-    model.visit(&mut matrices);
+    // The targets' groups match paths only (regexes), so every matrix is asked under one id.
+    let id = ParamId::new();
+    let matrices: Vec<String> = params::shapes(model)
+        .into_iter()
+        .filter(|(_, shape)| shape.len() == 2)
+        .map(|(path, _)| path)
+        .collect();
     let selects = |group: &ParamGroup| -> Vec<String> {
-        let found = matrices.found.iter();
-        let matched = found.filter(|(id, path)| group.matches(id, Some(path)));
-        matched.map(|(_, path)| path.clone()).collect()
+        let matched = matrices
+            .iter()
+            .filter(|path| group.matches(&id, Some(path)));
+        matched.cloned().collect()
     };
     let mut unmatched = Vec::new();
     for (target, pattern) in config.targets.iter().zip(config.patterns()) {
@@ -88,27 +94,6 @@ pub fn check_targets(model: &Transformer, config: &LoraConfig) -> Result<Targets
         weights,
         unmatched,
     })
-}
-
-/// The ids and paths of a module's matrices (what LoRA can adapt).
-#[derive(Default)]
-struct MatrixPaths {
-    path: ModulePath,
-    found: Vec<(ParamId, String)>,
-}
-
-impl ModuleVisitor for MatrixPaths {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.enter(name);
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.exit();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if D == 2 {
-            self.found.push((param.id, self.path.joined()));
-        }
-    }
 }
 
 /// One adapter: the adapted weight's module path and its factors in Burn's layout
