@@ -45,6 +45,14 @@ pub enum ModelError {
         /// Why it cannot be loaded.
         message: String,
     },
+    /// A Hugging Face Hub model id could not be resolved (see `hub`).
+    #[error("Hugging Face Hub model `{repo}`: {message}")]
+    Hub {
+        /// `ORG/NAME@REVISION`.
+        repo: String,
+        /// What failed and what to do about it.
+        message: String,
+    },
     /// A device string is unknown or names a backend that was not compiled in.
     #[error("{0}")]
     Device(String),

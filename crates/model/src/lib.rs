@@ -16,6 +16,7 @@ pub mod flex;
 pub mod fsutil;
 pub mod generate;
 pub mod host;
+pub mod hub;
 pub mod linear;
 pub mod logprobs;
 pub mod mlp;

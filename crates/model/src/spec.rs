@@ -1,5 +1,7 @@
 //! Model spec strings, accepted by every command: a GGUF file, a Hugging Face directory (our
-//! checkpoints included), or a known alias such as `smollm2-135m` (fetched on first use).
+//! checkpoints included), a Hugging Face Hub id `ORG/NAME[@REVISION]` (through the shared Hub
+//! cache, see `hub`), or a known alias such as `smollm2-135m` (fetched on first use). A local
+//! path wins over a Hub id of the same spelling, as in transformers.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +9,7 @@ use burn::tensor::Device;
 
 use crate::error::ModelError;
 use crate::fetch::{KNOWN_MODELS, default_cache_dir, fetch, known_model};
+use crate::hub::{self, HubId, HubSettings};
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Transformer;
 use crate::weights::gguf::GgufFile;
@@ -71,11 +74,15 @@ pub fn resolve(spec: &str) -> Result<ModelSource, ModelError> {
             "file is not GGUF (expected a .gguf file or a model directory)".into(),
         ));
     }
+    if let Some(id) = HubId::parse(spec) {
+        return hub::snapshot(&id, &HubSettings::from_env()).map(ModelSource::HfDir);
+    }
     let aliases: Vec<&str> = KNOWN_MODELS.iter().map(|m| m.alias).collect();
     Err(spec_err(
         spec,
         format!(
-            "no such file or directory (a model is a .gguf file, a Hugging Face directory, or one of: {})",
+            "no such file or directory (a model is a .gguf file, a Hugging Face directory, a Hub id \
+             ORG/NAME[@REVISION], or one of: {})",
             aliases.join(", ")
         ),
     ))

@@ -1,9 +1,10 @@
 //! Fixtures for bpo's tests, examples and benches that must not download anything: a small
 //! byte-level BPE tokenizer with ChatML special tokens (built through the GGUF metadata path),
-//! tiny randomly initialised models and a GGUF writer. A dev-dependency only: nothing here is
-//! part of bpo's API.
+//! tiny randomly initialised models, a GGUF writer and a Hugging Face Hub stand-in on 127.0.0.1.
+//! A dev-dependency only: nothing here is part of bpo's API.
 
 mod gguf_writer;
+mod hub_server;
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use bpo_model::spec::save_hf;
 use bpo_model::weights::gguf::{GgufFile, MetaValue};
 use bpo_model::{ModelConfig, ModelType, PaddingSide, TokenBatch, Tokenizer, Transformer};
 pub use gguf_writer::GgufWriter;
+pub use hub_server::{Access, HubServer, LoggedRequest};
 
 /// SmolLM2's chat template (ChatML with a default system prompt).
 pub const SMOLLM2_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";

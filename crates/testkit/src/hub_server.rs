@@ -1,0 +1,360 @@
+//! A Hugging Face Hub stand-in on 127.0.0.1 for tests: it serves repositories the way the Hub
+//! does for `hf-hub` and `huggingface_hub` (`/api/models/ORG/NAME/revision/REV` with the commit
+//! and the file list, `/api/models/ORG/NAME/tree/REV`, `/ORG/NAME/resolve/REV/FILE` with `ETag`, `X-Repo-Commit`, ranges), answers
+//! private and gated repositories with the Hub's status codes and `X-Error-Code`, can drop a
+//! connection part-way through a file, and logs every request.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// Who may read a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// Only with this token; others are told the repository does not exist (401).
+    Private(String),
+    /// Listed for anyone; files only with this token (401 without a token, 403 with another).
+    Gated(String),
+}
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    /// `GET` or `HEAD`.
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+}
+
+struct HubRepo {
+    commit: String,
+    files: BTreeMap<String, Vec<u8>>,
+    access: Access,
+}
+
+#[derive(Default)]
+struct State {
+    repos: BTreeMap<String, HubRepo>,
+    log: Vec<LoggedRequest>,
+    /// File name -> (bytes sent before the connection is dropped, how many more times).
+    drops: BTreeMap<String, (usize, usize)>,
+}
+
+/// The running server; stopped (its port closed) when dropped.
+pub struct HubServer {
+    /// `http://127.0.0.1:PORT`, for `HF_ENDPOINT`.
+    pub endpoint: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HubServer {
+    /// Starts a server with no repositories on a free port of 127.0.0.1.
+    pub fn start() -> HubServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (state2, stop2) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let state = state2.clone();
+                        std::thread::spawn(move || serve(stream, &state));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        HubServer {
+            endpoint,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Publishes `files` as repository `repo` (`ORG/NAME`); returns its commit hash.
+    pub fn add_repo(&self, repo: &str, files: BTreeMap<String, Vec<u8>>, access: Access) -> String {
+        let mut hasher = Sha256::new();
+        for (name, bytes) in &files {
+            hasher.update(name.as_bytes());
+            hasher.update(bytes);
+        }
+        let commit: String = hex(&hasher.finalize())[..40].to_owned();
+        let entry = HubRepo {
+            commit: commit.clone(),
+            files,
+            access,
+        };
+        self.state.lock().unwrap().repos.insert(repo.into(), entry);
+        commit
+    }
+
+    /// Publishes every file of directory `dir` as `repo`; returns its commit hash.
+    pub fn add_dir(&self, repo: &str, dir: &std::path::Path, access: Access) -> String {
+        let files = std::fs::read_dir(dir)
+            .expect("model directory")
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        self.add_repo(repo, files, access)
+    }
+
+    /// The next `times` downloads of `file` send `after` bytes of the body, then drop the
+    /// connection (with the full length announced).
+    pub fn drop_file(&self, file: &str, after: usize, times: usize) {
+        self.state
+            .lock()
+            .unwrap()
+            .drops
+            .insert(file.into(), (after, times));
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    /// Stops the server and closes its port.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for HubServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Send this many bytes of the body, then drop the connection.
+    cut_after: Option<usize>,
+}
+
+impl Response {
+    fn error(status: u16, code: &str) -> Response {
+        Response {
+            status,
+            headers: vec![("X-Error-Code".into(), code.into())],
+            body: format!("{{\"error\":\"{code}\"}}").into_bytes(),
+            cut_after: None,
+        }
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) {
+    stream.set_nonblocking(false).ok();
+    let mut reader = BufReader::new(stream.try_clone().expect("stream clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = match (parts.next(), parts.next()) {
+        (Some(m), Some(t)) => (m.to_owned(), t.to_owned()),
+        _ => return,
+    };
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let path = target.split('?').next().unwrap_or("").to_owned();
+    let request = LoggedRequest {
+        method: method.clone(),
+        path: path.clone(),
+        range: headers.get("range").cloned(),
+        authorization: headers.get("authorization").cloned(),
+    };
+    let response = {
+        let mut state = state.lock().unwrap();
+        state.log.push(request.clone());
+        respond(&mut state, &request)
+    };
+    write_response(stream, &method, response);
+}
+
+fn write_response(mut stream: TcpStream, method: &str, response: Response) {
+    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", response.status);
+    let has_length = response.headers.iter().any(|(k, _)| k == "Content-Length");
+    for (k, v) in &response.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_length {
+        head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    if method != "HEAD" {
+        let end = response.cut_after.unwrap_or(response.body.len());
+        let _ = stream.write_all(&response.body[..end.min(response.body.len())]);
+    }
+    let _ = stream.flush();
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+fn allowed(access: &Access, authorization: Option<&str>) -> Result<(), Response> {
+    let bearer = |token: &str| authorization == Some(format!("Bearer {token}").as_str());
+    match access {
+        Access::Public => Ok(()),
+        Access::Private(token) if bearer(token) => Ok(()),
+        Access::Private(_) => Err(Response::error(401, "RepoNotFound")),
+        Access::Gated(token) if bearer(token) => Ok(()),
+        Access::Gated(_) if authorization.is_none() => Err(Response::error(401, "GatedRepo")),
+        Access::Gated(_) => Err(Response::error(403, "GatedRepo")),
+    }
+}
+
+fn respond(state: &mut State, request: &LoggedRequest) -> Response {
+    let auth = request.authorization.as_deref();
+    if let Some(rest) = request.path.strip_prefix("/api/models/") {
+        let (repo, revision, tree) =
+            match (rest.split_once("/revision/"), rest.split_once("/tree/")) {
+                (Some((repo, revision)), _) => (repo, revision, false),
+                (None, Some((repo, revision))) => (repo, revision, true),
+                _ => return Response::error(404, "EntryNotFound"),
+            };
+        let Some(entry) = state.repos.get(repo) else {
+            return Response::error(401, "RepoNotFound");
+        };
+        if let Access::Private(_) = entry.access
+            && let Err(denied) = allowed(&entry.access, auth)
+        {
+            return denied;
+        }
+        if revision != "main" && revision != entry.commit {
+            return Response::error(404, "RevisionNotFound");
+        }
+        let body = if tree {
+            // huggingface_hub 1.x and later list the files of a snapshot this way.
+            let files: Vec<serde_json::Value> = entry
+                .files
+                .iter()
+                .map(|(path, bytes)| {
+                    let oid = hex(&Sha256::digest(bytes));
+                    serde_json::json!({ "type": "file", "path": path, "size": bytes.len(), "oid": oid })
+                })
+                .collect();
+            serde_json::Value::from(files)
+        } else {
+            let siblings: Vec<serde_json::Value> = entry
+                .files
+                .keys()
+                .map(|f| serde_json::json!({ "rfilename": f }))
+                .collect();
+            serde_json::json!({ "id": repo, "sha": entry.commit, "siblings": siblings })
+        };
+        return Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+            cut_after: None,
+        };
+    }
+    let Some((repo, rest)) = request.path[1..].split_once("/resolve/") else {
+        return Response::error(404, "EntryNotFound");
+    };
+    let Some(entry) = state.repos.get(repo) else {
+        return Response::error(401, "RepoNotFound");
+    };
+    if let Err(denied) = allowed(&entry.access, auth) {
+        return denied;
+    }
+    let Some((revision, file)) = rest.split_once('/') else {
+        return Response::error(404, "EntryNotFound");
+    };
+    if revision != "main" && revision != entry.commit {
+        return Response::error(404, "RevisionNotFound");
+    }
+    let Some(bytes) = entry.files.get(file) else {
+        return Response::error(404, "EntryNotFound");
+    };
+    let etag = hex(&Sha256::digest(bytes));
+    let mut headers = vec![
+        ("ETag".into(), format!("\"{etag}\"")),
+        ("X-Repo-Commit".into(), entry.commit.clone()),
+        ("Accept-Ranges".into(), "bytes".into()),
+    ];
+    let total = bytes.len();
+    let (status, start, end) = match request.range.as_deref().and_then(parse_range) {
+        Some((start, end)) => {
+            let end = end
+                .unwrap_or(total.saturating_sub(1))
+                .min(total.saturating_sub(1));
+            headers.push((
+                "Content-Range".into(),
+                format!("bytes {start}-{end}/{total}"),
+            ));
+            (206, start.min(total), (end + 1).max(start.min(total)))
+        }
+        None => (200, 0, total),
+    };
+    let body = bytes[start..end].to_vec();
+    let mut cut_after = None;
+    if request.method == "GET"
+        && let Some((after, times)) = state.drops.get_mut(file)
+        && *times > 0
+        && body.len() > *after
+    {
+        *times -= 1;
+        cut_after = Some(*after);
+    }
+    Response {
+        status,
+        headers,
+        body,
+        cut_after,
+    }
+}
+
+/// `bytes=START-` or `bytes=START-END`.
+fn parse_range(header: &str) -> Option<(usize, Option<usize>)> {
+    let (start, end) = header.strip_prefix("bytes=")?.split_once('-')?;
+    let end = if end.is_empty() {
+        None
+    } else {
+        Some(end.parse().ok()?)
+    };
+    Some((start.parse().ok()?, end))
+}
