@@ -89,67 +89,86 @@ const LLAMA_TOP: &[Entry] = &[
     linear(&["lm_head.weight"], "lm_head.weight", "output.weight"),
 ];
 
-const QWEN2_BLOCK: &[Entry] = &[
-    entry(
-        &["attn_norm.weight"],
-        "input_layernorm.weight",
-        "attn_norm.weight",
-    ),
-    linear(
-        &["attn.q.weight"],
-        "self_attn.q_proj.weight",
-        "attn_q.weight",
-    ),
-    entry(&["attn.q.bias"], "self_attn.q_proj.bias", "attn_q.bias"),
-    linear(
-        &["attn.k.weight"],
-        "self_attn.k_proj.weight",
-        "attn_k.weight",
-    ),
-    entry(&["attn.k.bias"], "self_attn.k_proj.bias", "attn_k.bias"),
-    linear(
-        &["attn.v.weight"],
-        "self_attn.v_proj.weight",
-        "attn_v.weight",
-    ),
-    entry(&["attn.v.bias"], "self_attn.v_proj.bias", "attn_v.bias"),
-    linear(
-        &["attn.o.weight"],
-        "self_attn.o_proj.weight",
-        "attn_output.weight",
-    ),
-    entry(
-        &["mlp_norm.weight"],
-        "post_attention_layernorm.weight",
-        "ffn_norm.weight",
-    ),
-    linear(
-        &["mlp.gate.weight"],
-        "mlp.gate_proj.weight",
-        "ffn_gate.weight",
-    ),
-    linear(&["mlp.up.weight"], "mlp.up_proj.weight", "ffn_up.weight"),
-    linear(
-        &["mlp.down.weight"],
-        "mlp.down_proj.weight",
-        "ffn_down.weight",
-    ),
+// The tensors of a Llama-family block, named once; each family's table lists those it has.
+const ATTN_NORM: Entry = entry(
+    &["attn_norm.weight"],
+    "input_layernorm.weight",
+    "attn_norm.weight",
+);
+const Q: Entry = linear(
+    &["attn.q.weight"],
+    "self_attn.q_proj.weight",
+    "attn_q.weight",
+);
+const Q_BIAS: Entry = entry(&["attn.q.bias"], "self_attn.q_proj.bias", "attn_q.bias");
+const K: Entry = linear(
+    &["attn.k.weight"],
+    "self_attn.k_proj.weight",
+    "attn_k.weight",
+);
+const K_BIAS: Entry = entry(&["attn.k.bias"], "self_attn.k_proj.bias", "attn_k.bias");
+const V: Entry = linear(
+    &["attn.v.weight"],
+    "self_attn.v_proj.weight",
+    "attn_v.weight",
+);
+const V_BIAS: Entry = entry(&["attn.v.bias"], "self_attn.v_proj.bias", "attn_v.bias");
+const O: Entry = linear(
+    &["attn.o.weight"],
+    "self_attn.o_proj.weight",
+    "attn_output.weight",
+);
+const Q_NORM: Entry = entry(
+    &["attn.q_norm.weight"],
+    "self_attn.q_norm.weight",
+    "attn_q_norm.weight",
+);
+const K_NORM: Entry = entry(
+    &["attn.k_norm.weight"],
+    "self_attn.k_norm.weight",
+    "attn_k_norm.weight",
+);
+const MLP_NORM: Entry = entry(
+    &["mlp_norm.weight"],
+    "post_attention_layernorm.weight",
+    "ffn_norm.weight",
+);
+const GATE: Entry = linear(
+    &["mlp.gate.weight"],
+    "mlp.gate_proj.weight",
+    "ffn_gate.weight",
+);
+const UP: Entry = linear(&["mlp.up.weight"], "mlp.up_proj.weight", "ffn_up.weight");
+const DOWN: Entry = linear(
+    &["mlp.down.weight"],
+    "mlp.down_proj.weight",
+    "ffn_down.weight",
+);
+
+/// Llama: llama.cpp permutes the q and k rows (weights and biases) for its interleaved RoPE.
+const LLAMA_BLOCK: &[Entry] = &[
+    ATTN_NORM,
+    per_head(Q, true),
+    per_head(Q_BIAS, true),
+    per_head(K, false),
+    per_head(K_BIAS, false),
+    V,
+    V_BIAS,
+    O,
+    MLP_NORM,
+    GATE,
+    UP,
+    DOWN,
 ];
 
-/// Llama: Qwen2's names; llama.cpp permutes the q and k rows (weights and biases).
-const LLAMA_BLOCK: &[Entry] = &[
-    QWEN2_BLOCK[0],
-    per_head(QWEN2_BLOCK[1], true),
-    per_head(QWEN2_BLOCK[2], true),
-    per_head(QWEN2_BLOCK[3], false),
-    per_head(QWEN2_BLOCK[4], false),
-    QWEN2_BLOCK[5],
-    QWEN2_BLOCK[6],
-    QWEN2_BLOCK[7],
-    QWEN2_BLOCK[8],
-    QWEN2_BLOCK[9],
-    QWEN2_BLOCK[10],
-    QWEN2_BLOCK[11],
+/// Qwen2: Llama's names, q/k/v biases, rows in Hugging Face order in GGUF too (NeoX RoPE).
+const QWEN2_BLOCK: &[Entry] = &[
+    ATTN_NORM, Q, Q_BIAS, K, K_BIAS, V, V_BIAS, O, MLP_NORM, GATE, UP, DOWN,
+];
+
+/// Qwen3: Qwen2's names plus the per-head q/k norms (biases only with `attention_bias`).
+const QWEN3_BLOCK: &[Entry] = &[
+    ATTN_NORM, Q, Q_BIAS, Q_NORM, K, K_BIAS, K_NORM, V, V_BIAS, O, MLP_NORM, GATE, UP, DOWN,
 ];
 
 const GPT2_TOP: &[Entry] = &[
@@ -211,6 +230,12 @@ const QWEN2: Arch = Arch {
     block: QWEN2_BLOCK,
 };
 
+const QWEN3: Arch = Arch {
+    hf_blocks: "model.layers",
+    top: LLAMA_TOP,
+    block: QWEN3_BLOCK,
+};
+
 const GPT2: Arch = Arch {
     hf_blocks: "transformer.h",
     top: GPT2_TOP,
@@ -236,6 +261,7 @@ impl Arch {
         match model_type {
             ModelType::Llama => &LLAMA,
             ModelType::Qwen2 => &QWEN2,
+            ModelType::Qwen3 => &QWEN3,
             ModelType::Gpt2 => &GPT2,
         }
     }
@@ -319,7 +345,7 @@ mod tests {
 
     #[test]
     fn every_table_names_each_tensor_once() {
-        for t in [ModelType::Llama, ModelType::Qwen2, ModelType::Gpt2] {
+        for t in crate::config::MODEL_TYPES {
             let named = Arch::of(t).named(2);
             for key in [|n: &Named| n.hf.clone(), |n: &Named| n.gguf.clone()] {
                 let mut names: Vec<String> = named.iter().map(key).collect();

@@ -10,6 +10,7 @@ use crate::cache::{ChunkInputs, KvCache};
 use crate::config::ModelConfig;
 use crate::decoding::BlockWeights;
 use crate::linear;
+use crate::norm::Norm;
 use crate::rope::RopeAngles;
 
 /// Multi-head attention where `num_heads / num_kv_heads` query heads share one key/value head.
@@ -23,6 +24,10 @@ pub struct Attention {
     pub v: Linear,
     /// Output projection `[heads * head_dim, hidden]`.
     pub o: Linear,
+    /// RMSNorm of each query head before RoPE (Qwen3).
+    pub q_norm: Option<Norm>,
+    /// RMSNorm of each key head before RoPE (Qwen3).
+    pub k_norm: Option<Norm>,
     /// Number of query heads.
     pub num_heads: usize,
     /// Number of key/value heads.
@@ -33,18 +38,25 @@ pub struct Attention {
 
 impl Attention {
     /// The attention of a block of `config`, weights drawn (lazily) from `init`: q, k, v with
-    /// biases for GPT-2 and Qwen2 (`attention_bias`), o with a bias for GPT-2.
+    /// biases when `attention_bias` (GPT-2, Qwen2), o with a bias for GPT-2, per-head q/k norms
+    /// for Qwen3 ([`BlockSpec`](crate::config::BlockSpec)).
     pub fn init(config: &ModelConfig, init: &Initializer, device: &Device) -> Self {
-        let gpt2 = config.model_type.is_gpt2();
+        let spec = config.model_type.block();
         let d = config.hidden_size;
         let q_out = config.num_heads * config.head_dim;
         let kv_out = config.num_kv_heads * config.head_dim;
-        let qkv_bias = gpt2 || config.attention_bias;
+        let qkv_bias = config.attention_bias;
+        let head_norm = || {
+            spec.qk_norm
+                .then(|| Norm::of(config, config.head_dim, device))
+        };
         Attention {
             q: linear::layer(d, q_out, qkv_bias, init, device),
             k: linear::layer(d, kv_out, qkv_bias, init, device),
             v: linear::layer(d, kv_out, qkv_bias, init, device),
-            o: linear::layer(q_out, d, gpt2, init, device),
+            o: linear::layer(q_out, d, spec.out_bias, init, device),
+            q_norm: head_norm(),
+            k_norm: head_norm(),
             num_heads: config.num_heads,
             num_kv_heads: config.num_kv_heads,
             head_dim: config.head_dim,
@@ -75,6 +87,10 @@ impl Attention {
                 .try_into()
                 .expect("three projections");
         let (mut q, mut k, v) = (split(q, heads), split(k, kv_heads), split(v, kv_heads));
+        if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
+            q = q_norm.forward(q);
+            k = k_norm.forward(k);
+        }
         if let Some(rope) = rope {
             q = rope.rotate(q);
             k = rope.rotate(k);

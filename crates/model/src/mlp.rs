@@ -5,7 +5,7 @@ use burn::nn::{Initializer, Linear};
 use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Device, Tensor};
 
-use crate::config::ModelConfig;
+use crate::config::{MlpKind, ModelConfig};
 use crate::decoding::BlockWeights;
 use crate::flex::swiglu;
 use crate::linear;
@@ -22,15 +22,16 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    /// The MLP of a block of `config`, weights drawn (lazily) from `init`: SwiGLU without
-    /// biases (Llama family) or GELU with biases (GPT-2).
+    /// The MLP of a block of `config` ([`MlpKind`]), weights drawn (lazily) from `init`: SwiGLU
+    /// without biases (Llama family) or GELU with biases (GPT-2).
     pub fn init(config: &ModelConfig, init: &Initializer, device: &Device) -> Self {
-        let gpt2 = config.model_type.is_gpt2();
+        let spec = config.model_type.block();
+        let bias = spec.out_bias;
         let (d, ffn) = (config.hidden_size, config.intermediate_size);
         FeedForward {
-            gate: (!gpt2).then(|| linear::layer(d, ffn, false, init, device)),
-            up: linear::layer(d, ffn, gpt2, init, device),
-            down: linear::layer(ffn, d, gpt2, init, device),
+            gate: (spec.mlp == MlpKind::SwiGlu).then(|| linear::layer(d, ffn, false, init, device)),
+            up: linear::layer(d, ffn, bias, init, device),
+            down: linear::layer(ffn, d, bias, init, device),
         }
     }
 

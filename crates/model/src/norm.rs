@@ -1,9 +1,11 @@
-//! Normalisation layers: RMSNorm (Llama family) and LayerNorm (GPT-2) behind one type.
+//! Normalisation layers: RMSNorm (Llama family, Qwen3's q/k heads) and LayerNorm (GPT-2) behind
+//! one type.
 
 use burn::module::{Module, Param};
 use burn::tensor::module::layer_norm;
 use burn::tensor::{Device, Tensor};
 
+use crate::config::{ModelConfig, NormKind};
 use crate::flex::rms_norm;
 
 /// RMSNorm when `bias` is `None`, LayerNorm when it holds the shift.
@@ -25,6 +27,12 @@ impl Norm {
             bias: layer_norm.then(|| Param::from_tensor(Tensor::zeros([dim], device))),
             eps,
         }
+    }
+
+    /// The norm `config`'s family uses ([`NormKind`]), of width `dim`, freshly initialised.
+    pub fn of(config: &ModelConfig, dim: usize, device: &Device) -> Self {
+        let layer_norm = config.model_type.block().norm == NormKind::Layer;
+        Norm::new(dim, layer_norm, config.norm_eps, device)
     }
 
     /// Normalises over the last dimension.

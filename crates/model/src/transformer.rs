@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use crate::attention::Attention;
 use crate::batch::TokenBatch;
 use crate::cache::{ChunkInputs, KvCache};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Positions};
 use crate::decoding::{BlockLayers, BlockWeights, DecodeWeights, Head};
 use crate::linear;
 use crate::mlp::FeedForward;
@@ -31,14 +31,7 @@ pub struct Block {
 impl Block {
     /// A block of `config`, weights drawn (lazily) from `init`, norms at scale 1 and shift 0.
     pub fn init(config: &ModelConfig, init: &Initializer, device: &Device) -> Self {
-        let norm = || {
-            Norm::new(
-                config.hidden_size,
-                config.model_type.is_gpt2(),
-                config.norm_eps,
-                device,
-            )
-        };
+        let norm = || Norm::of(config, config.hidden_size, device);
         Block {
             attn_norm: norm(),
             attn: Attention::init(config, init, device),
@@ -109,31 +102,30 @@ impl Transformer {
 
     fn build(config: &ModelConfig, std: f64, device: &Device) -> Self {
         let init = Initializer::Normal { mean: 0.0, std };
-        let gpt2 = config.model_type.is_gpt2();
+        let learned_positions = config.model_type.block().positions == Positions::Learned;
         let embedding = |n: usize| {
             EmbeddingConfig::new(n, config.hidden_size)
                 .with_initializer(init.clone())
                 .init(device)
         };
-        let norm = || Norm::new(config.hidden_size, gpt2, config.norm_eps, device);
         let head = (!config.tie_word_embeddings)
             .then(|| linear::layer(config.hidden_size, config.vocab_size, false, &init, device));
         Transformer {
             embed_tokens: embedding(config.vocab_size),
-            embed_positions: gpt2.then(|| embedding(config.max_position_embeddings)),
+            embed_positions: learned_positions.then(|| embedding(config.max_position_embeddings)),
             layers: (0..config.num_layers)
                 .map(|_| Block::init(config, &init, device))
                 .collect(),
-            norm: norm(),
+            norm: Norm::of(config, config.hidden_size, device),
             lm_head: head,
             rope: Self::rope_for(config, device),
             config: config.clone(),
         }
     }
 
-    /// The RoPE tables a Llama-family config needs (`None` for GPT-2).
+    /// The RoPE tables a config needs (`None` for learned positions).
     pub(crate) fn rope_for(config: &ModelConfig, device: &Device) -> Option<Rope> {
-        (!config.model_type.is_gpt2()).then(|| {
+        (config.model_type.block().positions == Positions::Rope).then(|| {
             Rope::new(
                 config.head_dim,
                 config.max_position_embeddings,

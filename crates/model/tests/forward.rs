@@ -2,6 +2,7 @@
 //! the CPU backends agree, and prompts shared by several rows run once for the same numbers.
 
 use bpo_model::burn::tensor::{Device, Tensor};
+use bpo_model::config::MODEL_TYPES;
 use bpo_model::host::to_f32_vec;
 use bpo_model::{
     ModelType, PaddingSide, SequenceBatch, TokenBatch, Transformer, response_logprobs,
@@ -9,7 +10,7 @@ use bpo_model::{
 };
 use bpo_testkit::{max_abs_diff, tiny_model};
 
-const ARCHS: [ModelType; 3] = [ModelType::Llama, ModelType::Qwen2, ModelType::Gpt2];
+const ARCHS: [ModelType; 4] = MODEL_TYPES;
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     to_f32_vec(t)

@@ -3,6 +3,7 @@
 //! through packed weights equals the plain forward, a reused generator equals fresh calls.
 
 use bpo_model::burn::tensor::Device;
+use bpo_model::config::MODEL_TYPES;
 use bpo_model::host::to_f32_vec;
 use bpo_model::{
     FinishReason, Generation, Generator, ModelType, PaddingSide, SamplingConfig, TokenBatch,
@@ -210,7 +211,7 @@ fn invalid_generation_inputs_are_errors() {
 #[test]
 fn decoding_through_packed_weights_equals_the_plain_forward() {
     for device in [Device::flex(), Device::flex().autodiff()] {
-        for arch in [ModelType::Llama, ModelType::Gpt2, ModelType::Qwen2] {
+        for arch in MODEL_TYPES {
             let model = tiny_model(arch, 14, &device);
             // Qwen2's tiny model has its own head; without it, the head is the tied embedding.
             let mut variants = vec![model.clone()];

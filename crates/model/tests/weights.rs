@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use bpo_model::burn::tensor::{Device, Tensor};
+use bpo_model::config::MODEL_TYPES;
 use bpo_model::host::to_f32_vec;
 use bpo_model::spec::{load, save_hf};
 use bpo_model::weights::HostTensor;
@@ -211,6 +212,8 @@ fn gguf_name(hf: &str, gpt2: bool) -> (String, bool) {
         ("self_attn.k_proj", "attn_k", false),
         ("self_attn.v_proj", "attn_v", false),
         ("self_attn.o_proj", "attn_output", false),
+        ("self_attn.q_norm", "attn_q_norm", false),
+        ("self_attn.k_norm", "attn_k_norm", false),
         ("post_attention_layernorm", "ffn_norm", false),
         ("mlp.gate_proj", "ffn_gate", false),
         ("mlp.up_proj", "ffn_up", false),
@@ -313,7 +316,7 @@ fn write_gguf_with(model: &Transformer, path: &Path, extra: &[(&str, HostTensor)
 fn gguf_model_loads_to_the_same_logits() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    for arch in [ModelType::Llama, ModelType::Qwen2, ModelType::Gpt2] {
+    for arch in MODEL_TYPES {
         let model = tiny_model(arch, 5, &device);
         let path = dir.path().join(format!("{arch:?}.gguf"));
         write_gguf(&model, &path);
@@ -330,7 +333,7 @@ fn gguf_model_loads_to_the_same_logits() {
 fn hf_directory_round_trip_is_exact() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    for arch in [ModelType::Llama, ModelType::Qwen2, ModelType::Gpt2] {
+    for arch in MODEL_TYPES {
         let model = tiny_model(arch, 6, &device);
         let out = dir.path().join(format!("{arch:?}"));
         save_hf(&out, &model, &tokenizer()).unwrap();

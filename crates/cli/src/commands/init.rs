@@ -1,4 +1,4 @@
-//! `bpo init --arch llama|qwen2|gpt2 --preset tiny|small|base --tokenizer M --out DIR`.
+//! `bpo init --arch llama|qwen2|qwen3|gpt2 --preset tiny|small|base --tokenizer M --out DIR`.
 
 use std::path::PathBuf;
 
@@ -29,8 +29,10 @@ pub struct Args {
 
 /// Writes a randomly initialised model with the given tokenizer.
 pub fn run(args: Args) -> Result<()> {
-    let model_type = ModelType::from_hf_name(&args.arch)
-        .ok_or_else(|| anyhow!("unknown --arch `{}` (llama, qwen2, gpt2)", args.arch))?;
+    let model_type = ModelType::from_hf_name(&args.arch).ok_or_else(|| {
+        let names = ModelType::supported_names();
+        anyhow!("unknown --arch `{}` ({names})", args.arch)
+    })?;
     let tokenizer = load_tokenizer(&args.tokenizer)?;
     let mut config = ModelConfig::preset(model_type, &args.preset, tokenizer.vocab_size())?;
     config.bos_token_id = tokenizer.bos_id();

@@ -1,4 +1,4 @@
-//! Reading and writing Hugging Face `config.json` (Llama, Mistral, Qwen2, GPT-2): every
+//! Reading and writing Hugging Face `config.json` (Llama, Mistral, Qwen2, Qwen3, GPT-2): every
 //! missing or mistyped field is an error naming it.
 
 use serde_json::{Map, Value, json};
@@ -7,7 +7,7 @@ use crate::config::{ModelConfig, ModelType};
 use crate::error::ModelError;
 
 impl ModelConfig {
-    /// Reads a Hugging Face `config.json` value (Llama, Mistral, Qwen2 or GPT-2).
+    /// Reads a Hugging Face `config.json` value (Llama, Mistral, Qwen2, Qwen3 or GPT-2).
     pub fn from_hf_json(value: &Value) -> Result<Self, ModelError> {
         let obj = value
             .as_object()
@@ -15,7 +15,8 @@ impl ModelConfig {
         let model_type_name = str_field(obj, "model_type")?;
         let model_type = ModelType::from_hf_name(&model_type_name).ok_or_else(|| {
             ModelError::Config(format!(
-                "unsupported model_type `{model_type_name}` (supported: llama, mistral, qwen2, gpt2)"
+                "unsupported model_type `{model_type_name}` (supported: {})",
+                ModelType::supported_names()
             ))
         })?;
         let config = if model_type.is_gpt2() {
@@ -56,9 +57,20 @@ impl ModelConfig {
             }
             let hidden_size = usize_field(obj, "hidden_size")?;
             let num_heads = usize_field(obj, "num_attention_heads")?;
-            if opt_usize(obj, "head_dim")?.is_none() {
-                check_heads_divide(hidden_size, num_heads, "hidden_size", "num_attention_heads")?;
-            }
+            // transformers' Qwen3Config defaults head_dim to 128; the others to hidden / heads.
+            let head_dim = match opt_usize(obj, "head_dim")? {
+                Some(dim) => dim,
+                None if model_type == ModelType::Qwen3 => 128,
+                None => {
+                    check_heads_divide(
+                        hidden_size,
+                        num_heads,
+                        "hidden_size",
+                        "num_attention_heads",
+                    )?;
+                    hidden_size / num_heads
+                }
+            };
             ModelConfig {
                 model_type,
                 vocab_size: usize_field(obj, "vocab_size")?,
@@ -67,13 +79,13 @@ impl ModelConfig {
                 num_layers: usize_field(obj, "num_hidden_layers")?,
                 num_heads,
                 num_kv_heads: opt_usize(obj, "num_key_value_heads")?.unwrap_or(num_heads),
-                head_dim: opt_usize(obj, "head_dim")?.unwrap_or(hidden_size / num_heads.max(1)),
+                head_dim,
                 max_position_embeddings: opt_usize(obj, "max_position_embeddings")?.unwrap_or(2048),
                 rope_theta: rope_theta(obj)?,
                 norm_eps: opt_f64(obj, "rms_norm_eps")?.unwrap_or(1e-6),
                 tie_word_embeddings: opt_bool(obj, "tie_word_embeddings")?.unwrap_or(false),
                 attention_bias: opt_bool(obj, "attention_bias")?
-                    .unwrap_or(model_type == ModelType::Qwen2),
+                    .unwrap_or(model_type.block().qkv_bias),
                 bos_token_id: opt_token(obj, "bos_token_id")?,
                 eos_token_id: opt_token(obj, "eos_token_id")?,
             }
@@ -93,8 +105,8 @@ impl ModelConfig {
         });
         let specific = match self.model_type {
             ModelType::Gpt2 => json!({
-                "architectures": ["GPT2LMHeadModel"],
-                "model_type": "gpt2",
+                "architectures": [self.model_type.hf_class()],
+                "model_type": self.model_type.hf_name(),
                 "n_embd": self.hidden_size,
                 "n_layer": self.num_layers,
                 "n_head": self.num_heads,
@@ -107,30 +119,24 @@ impl ModelConfig {
                 "embd_pdrop": 0.0,
                 "attn_pdrop": 0.0,
             }),
-            ModelType::Llama | ModelType::Qwen2 => {
-                let (arch, name) = match self.model_type {
-                    ModelType::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
-                    _ => ("LlamaForCausalLM", "llama"),
-                };
-                json!({
-                    "architectures": [arch],
-                    "model_type": name,
-                    "hidden_size": self.hidden_size,
-                    "intermediate_size": self.intermediate_size,
-                    "num_hidden_layers": self.num_layers,
-                    "num_attention_heads": self.num_heads,
-                    "num_key_value_heads": self.num_kv_heads,
-                    "head_dim": self.head_dim,
-                    "max_position_embeddings": self.max_position_embeddings,
-                    "rope_theta": self.rope_theta,
-                    "rope_scaling": null,
-                    "rms_norm_eps": self.norm_eps,
-                    "attention_bias": self.attention_bias,
-                    "mlp_bias": false,
-                    "hidden_act": "silu",
-                    "attention_dropout": 0.0,
-                })
-            }
+            ModelType::Llama | ModelType::Qwen2 | ModelType::Qwen3 => json!({
+                "architectures": [self.model_type.hf_class()],
+                "model_type": self.model_type.hf_name(),
+                "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size,
+                "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads,
+                "num_key_value_heads": self.num_kv_heads,
+                "head_dim": self.head_dim,
+                "max_position_embeddings": self.max_position_embeddings,
+                "rope_theta": self.rope_theta,
+                "rope_scaling": null,
+                "rms_norm_eps": self.norm_eps,
+                "attention_bias": self.attention_bias,
+                "mlp_bias": false,
+                "hidden_act": "silu",
+                "attention_dropout": 0.0,
+            }),
         };
         let mut merged = specific.as_object().cloned().unwrap_or_default();
         merged.extend(tokens.as_object().cloned().unwrap_or_default());
@@ -167,7 +173,7 @@ fn refuse_unsupported(obj: &Map<String, Value>, model_type: &str) -> Result<(), 
     let window = match model_type {
         "mistral" if !obj.contains_key("sliding_window") => Some(&default_window),
         "mistral" => field(obj, "sliding_window"),
-        "qwen2" if opt_bool(obj, "use_sliding_window")?.unwrap_or(false) => {
+        "qwen2" | "qwen3" if opt_bool(obj, "use_sliding_window")?.unwrap_or(false) => {
             field(obj, "sliding_window")
         }
         _ => None,

@@ -1,48 +1,13 @@
-//! Model hyper-parameters: one struct for the Llama family (Llama, SmolLM2, Qwen2) and GPT-2,
-//! read from and written to Hugging Face `config.json`.
+//! Model hyper-parameters: one struct for the Llama family (Llama, SmolLM2, Qwen2, Qwen3) and
+//! GPT-2, read from and written to Hugging Face `config.json`; each family's blocks are described
+//! in `family.rs`.
 
+mod family;
 mod hf;
 
+pub use family::{BlockSpec, MODEL_TYPES, MlpKind, ModelType, NormKind, Positions};
+
 use crate::error::ModelError;
-
-/// Which published architecture a [`ModelConfig`] describes. It decides the block layout
-/// (RMSNorm + RoPE + SwiGLU for the Llama family, LayerNorm + learned positions + GELU for GPT-2)
-/// and the tensor names used in Hugging Face checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelType {
-    /// Llama and its close relatives (SmolLM2, TinyLlama, Mistral without sliding window).
-    Llama,
-    /// Qwen2: Llama layout with biases on the q/k/v projections.
-    Qwen2,
-    /// GPT-2: LayerNorm, learned absolute positions, GELU (tanh) MLP, tied head.
-    Gpt2,
-}
-
-impl ModelType {
-    /// The `model_type` string Hugging Face uses for this architecture.
-    pub fn hf_name(self) -> &'static str {
-        match self {
-            ModelType::Llama => "llama",
-            ModelType::Qwen2 => "qwen2",
-            ModelType::Gpt2 => "gpt2",
-        }
-    }
-
-    /// Parses a Hugging Face `model_type` (or GGUF `general.architecture`) string.
-    pub fn from_hf_name(name: &str) -> Option<Self> {
-        match name {
-            "llama" | "mistral" | "smollm" => Some(ModelType::Llama),
-            "qwen2" => Some(ModelType::Qwen2),
-            "gpt2" => Some(ModelType::Gpt2),
-            _ => None,
-        }
-    }
-
-    /// True for GPT-2 style blocks (LayerNorm, learned positions, GELU MLP).
-    pub fn is_gpt2(self) -> bool {
-        self == ModelType::Gpt2
-    }
-}
 
 /// The most parameters a configuration may have (2^40, ~4 TB of f32 weights): larger numbers
 /// come from corrupt or hostile config files.
@@ -75,7 +40,7 @@ pub struct ModelConfig {
     pub norm_eps: f64,
     /// Whether the output head shares the token embedding matrix.
     pub tie_word_embeddings: bool,
-    /// Whether the q/k/v projections have biases (Qwen2; GPT-2 always has them).
+    /// Whether the q/k/v projections have biases (GPT-2 and Qwen2 have them).
     pub attention_bias: bool,
     /// Beginning-of-sequence token id, when the model declares one.
     pub bos_token_id: Option<u32>,
@@ -116,7 +81,8 @@ impl ModelConfig {
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if !self.model_type.is_gpt2() && !self.head_dim.is_multiple_of(2) {
+        let spec = self.model_type.block();
+        if spec.positions == Positions::Rope && !self.head_dim.is_multiple_of(2) {
             return bad(format!(
                 "RoPE needs an even head_dim, got {}",
                 self.head_dim
@@ -178,23 +144,24 @@ impl ModelConfig {
         .map(|v| v as u128);
         let q = q_heads * head;
         let kv = kv_heads * head;
-        let gpt2 = self.model_type.is_gpt2();
-        let attn_bias = if gpt2 || self.attention_bias {
-            q + 2 * kv
+        let spec = self.model_type.block();
+        let layer_norm = spec.norm == NormKind::Layer;
+        let attn_bias = if self.attention_bias { q + 2 * kv } else { 0 };
+        let out_bias = if spec.out_bias { d } else { 0 };
+        let qk_norm = if spec.qk_norm { 2 * head } else { 0 };
+        let attn = d * (q + 2 * kv) + q * d + attn_bias + out_bias + qk_norm;
+        let mlp = match spec.mlp {
+            MlpKind::GeluTanh => 2 * d * ffn + if spec.out_bias { ffn + d } else { 0 },
+            MlpKind::SwiGlu => 3 * d * ffn,
+        };
+        let norm = if layer_norm { 2 * d } else { d };
+        let block = attn + mlp + 2 * norm;
+        let embed = vocab * d;
+        let positions = if spec.positions == Positions::Learned {
+            positions * d
         } else {
             0
         };
-        let out_bias = if gpt2 { d } else { 0 };
-        let attn = d * (q + 2 * kv) + q * d + attn_bias + out_bias;
-        let mlp = if gpt2 {
-            2 * d * ffn + ffn + d
-        } else {
-            3 * d * ffn
-        };
-        let norm = if gpt2 { 2 * d } else { d };
-        let block = attn + mlp + 2 * norm;
-        let embed = vocab * d;
-        let positions = if gpt2 { positions * d } else { 0 };
         let head = if self.tie_word_embeddings {
             0
         } else {
@@ -236,7 +203,7 @@ impl ModelConfig {
             rope_theta: if gpt2 { 0.0 } else { 10000.0 },
             norm_eps: 1e-5,
             tie_word_embeddings: true,
-            attention_bias: gpt2 || model_type == ModelType::Qwen2,
+            attention_bias: model_type.block().qkv_bias,
             bos_token_id: None,
             eos_token_id: None,
         };

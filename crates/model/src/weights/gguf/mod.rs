@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::arch::{Arch, Layout};
-use crate::config::{ModelConfig, ModelType};
+use crate::config::{ModelConfig, ModelType, Positions};
 use crate::error::ModelError;
 use crate::weights::tensor::{HostTensor, TensorMap};
 pub use quant::{GgmlType, dequantize};
@@ -201,7 +201,8 @@ impl GgufFile {
             .ok_or_else(|| self.error("missing metadata `general.architecture`".into()))?;
         ModelType::from_hf_name(arch).ok_or_else(|| {
             self.error(format!(
-                "architecture `{arch}` is not supported (llama, qwen2, gpt2 are)"
+                "architecture `{arch}` is not supported ({} are)",
+                ModelType::supported_names()
             ))
         })
     }
@@ -229,7 +230,7 @@ impl GgufFile {
             return refuse(key("attention.sliding_window"), "sliding-window attention");
         }
         if let Some(dims) = self.meta_u64(&key("rope.dimension_count"))?
-            && !config.model_type.is_gpt2()
+            && config.model_type.block().positions == Positions::Rope
             && dims as usize != config.head_dim
         {
             return refuse(key("rope.dimension_count"), "RoPE on part of each head");
