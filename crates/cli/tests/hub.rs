@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use bpo_model::weights::TensorMap;
 use bpo_model::weights::safetensors;
 use bpo_testkit::{Access, HubServer};
-use common::{stderr, stdout, tiny_model};
+use common::{bpo, json, stderr, stdout, tiny_model};
 
 const TOKEN: &str = "hf_s3cretT0ken";
 
@@ -397,19 +397,15 @@ fn the_cache_is_shared_with_huggingface_hub_and_transformers() {
         &[("HF_HOME", bpo_home), ("HF_ENDPOINT", &server.endpoint)],
     ));
     server.stop();
-    let lp = bpo_hub(
-        &[
-            "logprobs",
-            "--model",
-            &model,
-            "--prompt",
-            "the",
-            "--response",
-            " good",
-        ],
-        &[],
-    );
-    let expected: serde_json::Value = serde_json::from_str(stdout(&lp).trim()).unwrap();
+    let expected = json(&bpo(&[
+        "logprobs",
+        "--model",
+        &model,
+        "--prompt",
+        "the",
+        "--response",
+        " good",
+    ]));
     let script = format!(
         "import json, torch, transformers as t\n\
          tok = t.AutoTokenizer.from_pretrained('bpo-test/tiny')\n\

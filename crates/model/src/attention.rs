@@ -87,9 +87,11 @@ impl Attention {
                 .try_into()
                 .expect("three projections");
         let (mut q, mut k, v) = (split(q, heads), split(k, kv_heads), split(v, kv_heads));
-        if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
-            q = q_norm.forward(q);
-            k = k_norm.forward(k);
+        if let Some(norm) = &self.q_norm {
+            q = norm.forward(q);
+        }
+        if let Some(norm) = &self.k_norm {
+            k = norm.forward(k);
         }
         if let Some(rope) = rope {
             q = rope.rotate(q);

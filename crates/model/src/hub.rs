@@ -19,10 +19,20 @@ use hf_hub::{Cache, Repo, RepoType};
 
 use crate::error::ModelError;
 
-/// The files of a model directory bpo reads, besides the weights; the first two are required.
-const MODEL_FILES: [&str; 6] = [
-    "config.json",
-    "tokenizer.json",
+/// The files a model directory must have besides the weights, each with what its absence means.
+const REQUIRED_FILES: [(&str, &str); 2] = [
+    (
+        "config.json",
+        "has no config.json: it is not a transformers model",
+    ),
+    (
+        "tokenizer.json",
+        "has no tokenizer.json (bpo reads fast tokenizers: save one with transformers' \
+         `AutoTokenizer.save_pretrained`)",
+    ),
+];
+/// The files of a model directory bpo reads when present.
+const OPTIONAL_FILES: [&str; 4] = [
     "generation_config.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -206,7 +216,7 @@ fn cached_snapshot(id: &HubId, cache: &Path) -> Result<PathBuf, String> {
 
 /// The files a snapshot directory must hold: config, tokenizer and every weight file.
 fn required_files(dir: &Path) -> Vec<String> {
-    let mut files = vec![MODEL_FILES[0].to_owned(), MODEL_FILES[1].to_owned()];
+    let mut files: Vec<String> = REQUIRED_FILES.iter().map(|(f, _)| f.to_string()).collect();
     if dir.join(SINGLE_WEIGHTS).is_file() {
         files.push(SINGLE_WEIGHTS.into());
     } else {
@@ -268,19 +278,14 @@ fn download_snapshot(id: &HubId, settings: &HubSettings) -> Result<PathBuf, Fail
         .join("snapshots")
         .join(&info.sha);
     let fetch = |name: &str| fetch_file(&repo, id, settings, &dir, name).map_err(Failure::Other);
-    for (i, name) in MODEL_FILES.iter().enumerate() {
-        if listed(name) {
-            fetch(name)?;
-        } else if i < 2 {
-            let why = match *name {
-                "tokenizer.json" => {
-                    "has no tokenizer.json (bpo reads fast tokenizers: save one with \
-                     transformers' `AutoTokenizer.save_pretrained`)"
-                }
-                _ => "has no config.json: it is not a transformers model",
-            };
-            return Err(Failure::Other(hub_err(id, why)));
+    for (name, missing) in REQUIRED_FILES {
+        if !listed(name) {
+            return Err(Failure::Other(hub_err(id, missing)));
         }
+        fetch(name)?;
+    }
+    for name in OPTIONAL_FILES.into_iter().filter(|f| listed(f)) {
+        fetch(name)?;
     }
     if listed(SINGLE_WEIGHTS) {
         fetch(SINGLE_WEIGHTS)?;
