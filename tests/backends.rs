@@ -72,7 +72,13 @@ fn model_on(dir: &Path, arch: ModelType, device: &Device) -> Transformer {
 fn forward_cached_decoding_and_logprobs_agree() {
     let Some(gpu) = wgpu() else { return };
     let dir = tempfile::tempdir().unwrap();
-    for arch in [ModelType::Llama, ModelType::Qwen2, ModelType::Gpt2] {
+    // Gemma 3 brings sliding-window masks, its own RoPE base, q/k and post norms, GeGLU.
+    for arch in [
+        ModelType::Llama,
+        ModelType::Qwen2,
+        ModelType::Gemma3,
+        ModelType::Gpt2,
+    ] {
         let path = dir.path().join(format!("{arch:?}"));
         let (cpu_model, gpu_model) = (
             model_on(&path, arch, &Device::flex()),

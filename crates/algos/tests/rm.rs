@@ -4,9 +4,12 @@ use std::path::Path;
 
 use bpo_algos::annotate::{Annotator, AnnotatorConfig, RewardModelAnnotator};
 use bpo_algos::config::{DataConfig, RunConfig};
-use bpo_algos::rm::{RewardModel, RewardModelConfig, train_reward_model};
-use bpo_algos::{AlgoError, Silent};
-use bpo_data::{Content, PreferencePair, Truncation, tokenize_pair, write_all};
+use bpo_algos::rm::{RewardInput, RewardModel, RewardModelConfig, train_reward_model};
+use bpo_algos::{AlgoError, OnlineConfig, ReferenceMode, Silent, train_online};
+use bpo_data::{
+    Content, PreferencePair, PromptRecord, ReadOptions, Truncation, read_all, tokenize_pair,
+    write_all,
+};
 use bpo_model::burn::tensor::Device;
 use bpo_model::host::to_f32_vec;
 use bpo_model::spec::save_hf;
@@ -76,6 +79,7 @@ fn a_reward_model_learns_a_preference_and_annotates() {
     assert!(accuracy >= 0.9, "dev accuracy {accuracy}");
     let mut annotator = AnnotatorConfig::RewardModel {
         path: outcome.model_dir.clone(),
+        input: Default::default(),
         device: "flex".into(),
         batch_size: 4,
     }
@@ -90,9 +94,12 @@ fn a_reward_model_learns_a_preference_and_annotates() {
     assert!(scores[0] > scores[1], "{scores:?}");
     assert!(annotator.name().contains("reward model"));
     scores_as_training_tokenised(&outcome.model_dir);
+    written_as_transformers_writes_classifiers(&outcome.model_dir, &model);
+    online_bpo_labels_with_it(&outcome.model_dir, &model);
     // A missing model directory is a clear error.
     let missing = AnnotatorConfig::RewardModel {
         path: dir.path().join("nothing"),
+        input: Default::default(),
         device: "flex".into(),
         batch_size: 4,
     }
@@ -107,14 +114,17 @@ fn a_reward_model_learns_a_preference_and_annotates() {
 /// model's positions (truncated, no panic) exactly as the rewards of the token ids that
 /// training would have built (`tokenize_pair`, then `data.max_length` = the positions).
 fn scores_as_training_tokenised(model_dir: &Path) {
-    let (model, tokenizer) = RewardModel::load(model_dir, &Device::flex()).unwrap();
+    let spec = model_dir.to_str().unwrap();
+    let (model, tokenizer) = RewardModel::load(spec, &Device::flex()).unwrap();
     let chat = Content::Chat(vec![
         ChatMessage::new("system", "Be kind."),
         ChatMessage::new("user", "note 7:"),
     ]);
     let long = " green tree".repeat(200);
     let cases = [(chat.clone(), " green tree sleep"), (chat, long.as_str())];
-    let mut annotator = RewardModelAnnotator::load(model_dir, "flex", 2).unwrap();
+    let mut annotator = RewardModelAnnotator::load(spec, "flex", 2, RewardInput::Auto).unwrap();
+    // bpo rm train records that it read text pairs as text.
+    assert_eq!(annotator.input(), RewardInput::Plain);
     let items: Vec<(&Content, &str)> = cases.iter().map(|(p, r)| (p, *r)).collect();
     let scores = annotator.score_prompts(&items).unwrap();
     let fit = Truncation {
@@ -189,8 +199,7 @@ fn reward_model_training_resumes_bit_exactly() {
         },
     };
     let full = train_reward_model(&config, None, &mut Silent).unwrap();
-    let head = std::fs::read(full.model_dir.join("head.json")).unwrap();
-    let body = std::fs::read(full.model_dir.join("model/model.safetensors")).unwrap();
+    let weights = std::fs::read(full.model_dir.join("model.safetensors")).unwrap();
     let steps = full.last["step"] as usize;
     assert_eq!(steps, 6);
     // Pretend the run was killed after step 2.
@@ -200,8 +209,7 @@ fn reward_model_training_resumes_bit_exactly() {
     std::fs::remove_dir_all(&full.model_dir).unwrap();
     let resumed = train_reward_model(&config, Some(&out), &mut Silent).unwrap();
     assert_eq!(resumed.last["step"], steps as f64);
-    assert!(std::fs::read(resumed.model_dir.join("head.json")).unwrap() == head);
-    assert!(std::fs::read(resumed.model_dir.join("model/model.safetensors")).unwrap() == body);
+    assert!(std::fs::read(resumed.model_dir.join("model.safetensors")).unwrap() == weights);
 
     // Resuming on a shortened pair file is refused, naming the file (it used to slice past the
     // end of the new, shorter plan and panic).
@@ -218,4 +226,110 @@ fn reward_model_training_resumes_bit_exactly() {
         err.contains("data.train") && err.contains("train.jsonl") && err.contains("changed"),
         "{err}"
     );
+}
+
+/// The trained model's directory is a transformers sequence classifier with one label; chat
+/// input wraps a text prompt as a user turn; what is not a one-label classifier is refused
+/// with a message that says why.
+fn written_as_transformers_writes_classifiers(model_dir: &Path, body: &Path) {
+    let text = std::fs::read_to_string(model_dir.join("config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["architectures"][0], "LlamaForSequenceClassification");
+    assert_eq!(config["id2label"].as_object().unwrap().len(), 1);
+    assert_eq!(config["pad_token_id"], tokenizer().pad_id());
+    let spec = model_dir.to_str().unwrap();
+    let mut chat = RewardModelAnnotator::load(spec, "flex", 2, RewardInput::Chat).unwrap();
+    let as_text = chat.score(&[("note 7:", " green tree sleep")]).unwrap();
+    let turn = Content::Chat(vec![ChatMessage::new("user", "note 7:")]);
+    let as_turn = chat.score_prompts(&[(&turn, " green tree sleep")]).unwrap();
+    assert_eq!(as_text, as_turn);
+
+    let refused = |dir: &Path| {
+        RewardModel::load(dir.to_str().unwrap(), &Device::flex())
+            .map(|_| ())
+            .expect_err("refused")
+            .to_string()
+    };
+    let err = refused(body);
+    assert!(err.contains("ForSequenceClassification"), "{err}");
+    let copy = model_dir.with_file_name("two-labels");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(model_dir).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let mut two = config.clone();
+    two["num_labels"] = 2.into();
+    std::fs::write(copy.join("config.json"), two.to_string()).unwrap();
+    let err = refused(&copy);
+    assert!(err.contains("2 labels"), "{err}");
+    let mut older = config;
+    older["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+    std::fs::write(copy.join("config.json"), older.to_string()).unwrap();
+    std::fs::write(copy.join("head.json"), "{}").unwrap();
+    let err = refused(&copy);
+    assert!(
+        err.contains("older bpo") && err.contains("bpo rm train"),
+        "{err}"
+    );
+}
+
+/// An online BPO run on the tiny body whose annotator is the trained reward model, reloaded
+/// from its sequence-classification directory: every pair's scores are the model's rewards.
+fn online_bpo_labels_with_it(model_dir: &Path, body: &Path) {
+    let dir = model_dir.parent().unwrap().join("online");
+    let prompts = dir.with_extension("jsonl");
+    let records: Vec<PromptRecord> = (0..16)
+        .map(|i| PromptRecord {
+            prompt: Content::text(format!("note {i}:")),
+            reference: None,
+            meta: Default::default(),
+        })
+        .collect();
+    write_all(&prompts, &records).unwrap();
+    let annotator = AnnotatorConfig::RewardModel {
+        path: model_dir.to_path_buf(),
+        input: RewardInput::Auto,
+        device: "flex".into(),
+        batch_size: 4,
+    };
+    let mut config = OnlineConfig {
+        model: body.to_str().unwrap().into(),
+        device: "flex".into(),
+        prompts: prompts.to_str().unwrap().into(),
+        annotator: annotator.clone(),
+        budget: 16,
+        phases: 2,
+        ..OnlineConfig::default()
+    };
+    config.reference.mode = ReferenceMode::Behavior;
+    config.sampling.max_new_tokens = 6;
+    config.run.out = dir.clone();
+    config.run.batch_size = 4;
+    train_online(&config, None, &mut Silent).unwrap();
+    let mut judge = annotator.build().unwrap();
+    let mut checked = 0;
+    for phase in ["phase-01", "phase-02"] {
+        let path = dir.join(format!("pairs/{phase}.jsonl"));
+        let pairs = read_all::<PreferencePair>(&path, ReadOptions::default()).unwrap();
+        for pair in &pairs.records {
+            let (chosen, rejected) = (
+                pair.chosen.render_response(),
+                pair.rejected.render_response(),
+            );
+            let scores = judge
+                .score_prompts(&[(&pair.prompt, &chosen), (&pair.prompt, &rejected)])
+                .unwrap();
+            let recorded = [
+                pair.meta.chosen_score.unwrap(),
+                pair.meta.rejected_score.unwrap(),
+            ];
+            for (score, recorded) in scores.iter().zip(recorded) {
+                assert!((score - recorded).abs() <= 1e-5 * score.abs().max(1.0));
+            }
+            assert!(scores[0] > scores[1]);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no pairs");
 }

@@ -100,11 +100,12 @@ Every field and its default: crates/algos/src/online/config.rs (README: Online D
 
 const RM_HELP: &str = "\
 Most-used config fields of `bpo rm train` (TOML; override any with --set KEY=VALUE):
-  model = \"smollm2-135m\"          the body; a scalar head is added
+  model = \"smollm2-135m\"          the body; a scalar head (transformers' `score`) is added
   data.train = \"pairs.jsonl\"      data.dev gives the held-out accuracy
   run.batch_size = 8, run.epochs = 1, run.out = \"runs/train\" (model in <run.out>/reward-model)
 Example:  bpo rm train --config examples/configs/rm_sentiment.toml
 Then annotate with it:  [annotator] kind = \"reward_model\", path = \"runs/rm_sentiment/reward-model\"
+(any transformers *ForSequenceClassification with one label works too, a Hub id included)
 Every field and its default: crates/algos/src/rm/train.rs.";
 
 const EXPERIMENT_HELP: &str = "\

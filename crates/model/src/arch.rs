@@ -171,6 +171,60 @@ const QWEN3_BLOCK: &[Entry] = &[
     ATTN_NORM, Q, Q_BIAS, Q_NORM, K, K_BIAS, K_NORM, V, V_BIAS, O, MLP_NORM, GATE, UP, DOWN,
 ];
 
+/// Phi-3's fused projections: q, k and v in one matrix, gate and up in another (split on load,
+/// joined on export).
+const QKV: Entry = linear(
+    &["attn.q.weight", "attn.k.weight", "attn.v.weight"],
+    "self_attn.qkv_proj.weight",
+    "attn_qkv.weight",
+);
+const GATE_UP: Entry = linear(
+    &["mlp.gate.weight", "mlp.up.weight"],
+    "mlp.gate_up_proj.weight",
+    "ffn_up.weight",
+);
+
+/// Phi-3: Llama's computation, fused projections, rows in Hugging Face order in GGUF.
+const PHI3_BLOCK: &[Entry] = &[ATTN_NORM, QKV, O, MLP_NORM, GATE_UP, DOWN];
+
+// Gemma's norms after attention and MLP; its `post_attention_layernorm` is the attention's
+// post-norm, not the norm before the MLP as in Llama.
+const ATTN_POST_NORM: Entry = entry(
+    &["attn_post_norm.weight"],
+    "post_attention_layernorm.weight",
+    "post_attention_norm.weight",
+);
+const PRE_MLP_NORM: Entry = entry(
+    &["mlp_norm.weight"],
+    "pre_feedforward_layernorm.weight",
+    "ffn_norm.weight",
+);
+const MLP_POST_NORM: Entry = entry(
+    &["mlp_post_norm.weight"],
+    "post_feedforward_layernorm.weight",
+    "post_ffw_norm.weight",
+);
+
+/// Gemma 3: Qwen3's attention names, four norms per block.
+const GEMMA3_BLOCK: &[Entry] = &[
+    ATTN_NORM,
+    Q,
+    Q_BIAS,
+    Q_NORM,
+    K,
+    K_BIAS,
+    K_NORM,
+    V,
+    V_BIAS,
+    O,
+    ATTN_POST_NORM,
+    PRE_MLP_NORM,
+    GATE,
+    UP,
+    DOWN,
+    MLP_POST_NORM,
+];
+
 const GPT2_TOP: &[Entry] = &[
     entry(
         &["embed_tokens.weight"],
@@ -236,6 +290,18 @@ const QWEN3: Arch = Arch {
     block: QWEN3_BLOCK,
 };
 
+const PHI3: Arch = Arch {
+    hf_blocks: "model.layers",
+    top: LLAMA_TOP,
+    block: PHI3_BLOCK,
+};
+
+const GEMMA3: Arch = Arch {
+    hf_blocks: "model.layers",
+    top: LLAMA_TOP,
+    block: GEMMA3_BLOCK,
+};
+
 const GPT2: Arch = Arch {
     hf_blocks: "transformer.h",
     top: GPT2_TOP,
@@ -259,9 +325,11 @@ impl Arch {
     /// The table of `model_type`.
     pub fn of(model_type: ModelType) -> &'static Arch {
         match model_type {
-            ModelType::Llama => &LLAMA,
+            ModelType::Llama | ModelType::Mistral => &LLAMA,
             ModelType::Qwen2 => &QWEN2,
             ModelType::Qwen3 => &QWEN3,
+            ModelType::Phi3 => &PHI3,
+            ModelType::Gemma3 => &GEMMA3,
             ModelType::Gpt2 => &GPT2,
         }
     }
@@ -288,7 +356,8 @@ impl Arch {
     /// PEFT's module name of the adapted weight at our `path` (`layers.3.attn.q.weight`
     /// -> `base_model.model.model.layers.3.self_attn.q_proj`, `lm_head.weight` ->
     /// `base_model.model.lm_head`). A block weight the checkpoint fuses with others (GPT-2's
-    /// q, k, v in `c_attn`) keeps our field name, as PEFT has no equivalent. `None` for a
+    /// q, k, v in `c_attn`, Phi-3's `qkv_proj`) keeps our field name, as PEFT has no
+    /// equivalent. `None` for a
     /// weight outside the blocks that is not a linear layer (the embeddings: PEFT's LoRA for
     /// them has another layout).
     pub fn peft_module(&self, path: &str) -> Option<String> {

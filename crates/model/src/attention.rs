@@ -4,9 +4,9 @@ use burn::module::Module;
 use burn::nn::{Initializer, Linear};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 
-use crate::cache::{ChunkInputs, KvCache};
+use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decoding::BlockWeights;
 use crate::linear;
@@ -34,12 +34,14 @@ pub struct Attention {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// The factor scores are multiplied by before the softmax.
+    pub scale: f64,
 }
 
 impl Attention {
     /// The attention of a block of `config`, weights drawn (lazily) from `init`: q, k, v with
     /// biases when `attention_bias` (GPT-2, Qwen2), o with a bias for GPT-2, per-head q/k norms
-    /// for Qwen3 ([`BlockSpec`](crate::config::BlockSpec)).
+    /// for Qwen3 and Gemma 3 ([`BlockSpec`](crate::config::BlockSpec)).
     pub fn init(config: &ModelConfig, init: &Initializer, device: &Device) -> Self {
         let spec = config.model_type.block();
         let d = config.hidden_size;
@@ -60,19 +62,21 @@ impl Attention {
             num_heads: config.num_heads,
             num_kv_heads: config.num_kv_heads,
             head_dim: config.head_dim,
+            scale: config.attention_scale(),
         }
     }
 
-    /// Attends `x` `[batch, len, hidden]` to the cached keys of `layer` plus its own; the
-    /// projections through `packed` when given (decoding).
+    /// Attends `x` `[batch, len, hidden]` to the cached keys of `layer` plus its own, `mask`
+    /// (`true`: not attended) saying which; the projections through `packed` when given
+    /// (decoding).
     ///
     /// Grouped-query attention without copying keys: the `group` query heads of one key/value
     /// head are stacked along the sequence axis, `[batch, kv_heads, group * len, head_dim]`,
-    /// which is what the mask of [`ChunkInputs`] is laid out for.
+    /// which is what the masks of [`ChunkInputs`](crate::cache::ChunkInputs) are laid out for.
     pub fn forward(
         &self,
         x: Tensor<3>,
-        inputs: &ChunkInputs,
+        mask: &Tensor<4, Bool>,
         rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
@@ -103,9 +107,12 @@ impl Attention {
             q,
             k,
             v,
-            Some(inputs.mask.clone()),
+            Some(mask.clone()),
             None,
-            AttentionModuleOptions::default(),
+            AttentionModuleOptions {
+                scale: Some(self.scale),
+                ..AttentionModuleOptions::default()
+            },
         );
         let out = out
             .reshape([batch, heads, len, hd])

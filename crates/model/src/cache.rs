@@ -15,12 +15,14 @@ pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     /// `key_real[row][j]`: whether cached key `j` of `row` is a real token.
     key_real: Vec<Vec<bool>>,
+    /// `key_position[row][j]`: the position of cached key `j` of `row`.
+    key_position: Vec<Vec<usize>>,
     /// Position id the next real token of each row gets.
     next_position: Vec<usize>,
 }
 
 /// What one forward chunk needs besides the token ids: their position ids `[batch, len]` and
-/// the attention mask over all keys (`true` = masked), laid out for grouped-query attention as
+/// the attention masks over all keys (`true` = masked), laid out for grouped-query attention as
 /// `[batch, kv_heads, group * len, keys]`.
 #[derive(Debug, Clone)]
 pub struct ChunkInputs {
@@ -30,6 +32,18 @@ pub struct ChunkInputs {
     pub positions: Tensor<2, Int>,
     /// Attention mask, `true` where a query may not attend to a key.
     pub mask: Tensor<4, Bool>,
+    /// The mask of the sliding-window layers, when the chunk was begun with a window.
+    pub window_mask: Option<Tensor<4, Bool>>,
+}
+
+impl ChunkInputs {
+    /// The mask of a layer with sliding window `window` (`None`: full attention).
+    pub fn mask_for(&self, window: Option<usize>) -> &Tensor<4, Bool> {
+        match (window, &self.window_mask) {
+            (Some(_), Some(mask)) => mask,
+            _ => &self.mask,
+        }
+    }
 }
 
 impl KvCache {
@@ -38,6 +52,7 @@ impl KvCache {
         KvCache {
             layers: vec![None; num_layers],
             key_real: Vec::new(),
+            key_position: Vec::new(),
             next_position: Vec::new(),
         }
     }
@@ -57,23 +72,26 @@ impl KvCache {
         self.key_real.len()
     }
 
-    /// Registers a chunk of new tokens and returns its position ids and attention mask.
+    /// Registers a chunk of new tokens and returns its position ids and attention masks.
     ///
     /// Positions count the real tokens of each row (padding does not advance them), so a row
     /// gets the same positions whatever padding surrounds it. A query attends to the real keys
-    /// at or before itself; a padding query attends to itself only, which keeps its (unused)
-    /// output finite.
+    /// at or before itself, and with a `window` (the sliding-window layers' mask) only to those
+    /// less than `window` positions before it; a padding query attends to itself only, which
+    /// keeps its (unused) output finite.
     pub fn begin_chunk(
         &mut self,
         batch: &TokenBatch,
-        kv_heads: usize,
-        group: usize,
+        heads: (usize, usize),
         max_position: usize,
+        window: Option<usize>,
         device: &Device,
     ) -> ChunkInputs {
+        let (kv_heads, group) = heads;
         let (rows, len) = (batch.batch_size, batch.seq_len);
         if self.key_real.is_empty() {
             self.key_real = vec![Vec::new(); rows];
+            self.key_position = vec![Vec::new(); rows];
             self.next_position = vec![0; rows];
         }
         assert_eq!(
@@ -84,9 +102,12 @@ impl KvCache {
         let past = self.len();
         let keys = past + len;
         let mut positions = Vec::with_capacity(rows * len);
-        let mut mask = Vec::with_capacity(rows * kv_heads * group * len * keys);
+        let mask_len = rows * kv_heads * group * len * keys;
+        let mut mask = Vec::with_capacity(mask_len);
+        let mut window_mask = Vec::with_capacity(if window.is_some() { mask_len } else { 0 });
         for row in 0..rows {
             let real = batch.row_mask(row);
+            let first = positions.len();
             for &is_real in real {
                 let pos = self.next_position[row];
                 if is_real {
@@ -101,31 +122,44 @@ impl KvCache {
                 // Padding after a row's end reuses its last position (its output is unused).
                 positions.push(pos.min(max_position.saturating_sub(1)) as i32);
             }
+            let chunk_positions = positions[first..].iter().map(|&p| p as usize);
             self.key_real[row].extend_from_slice(real);
-            let key_real = &self.key_real[row];
-            let mut row_mask = Vec::with_capacity(len * keys);
-            for (t, &query_real) in real.iter().enumerate() {
-                let query_key = past + t;
-                row_mask.extend((0..keys).map(|j| {
-                    if query_real {
-                        !(key_real[j] && j <= query_key)
-                    } else {
-                        j != query_key
-                    }
-                }));
-            }
+            self.key_position[row].extend(chunk_positions);
+            let (key_real, key_position) = (&self.key_real[row], &self.key_position[row]);
+            let row_mask = |window: usize| {
+                let mut row_mask = Vec::with_capacity(len * keys);
+                for (t, &query_real) in real.iter().enumerate() {
+                    let query_key = past + t;
+                    let query_position = key_position[query_key];
+                    row_mask.extend((0..keys).map(|j| {
+                        if query_real {
+                            !(key_real[j]
+                                && j <= query_key
+                                && query_position - key_position[j] < window)
+                        } else {
+                            j != query_key
+                        }
+                    }));
+                }
+                row_mask
+            };
+            let full = row_mask(usize::MAX);
+            let windowed = window.map(row_mask);
             for _ in 0..kv_heads * group {
-                mask.extend_from_slice(&row_mask);
+                mask.extend_from_slice(&full);
+                if let Some(windowed) = &windowed {
+                    window_mask.extend_from_slice(windowed);
+                }
             }
         }
+        let shape = [rows, kv_heads, group * len, keys];
         let ids: Vec<i32> = batch.ids.iter().map(|&id| id as i32).collect();
         ChunkInputs {
             ids: Tensor::from_data(TensorData::new(ids, [rows, len]), device),
             positions: Tensor::from_data(TensorData::new(positions, [rows, len]), device),
-            mask: Tensor::from_data(
-                TensorData::new(mask, [rows, kv_heads, group * len, keys]),
-                device,
-            ),
+            mask: Tensor::from_data(TensorData::new(mask, shape), device),
+            window_mask: window
+                .map(|_| Tensor::from_data(TensorData::new(window_mask, shape), device)),
         }
     }
 
@@ -155,6 +189,7 @@ impl KvCache {
             *v = v.clone().select(0, index.clone());
         }
         self.key_real = rows.iter().map(|&r| self.key_real[r].clone()).collect();
+        self.key_position = rows.iter().map(|&r| self.key_position[r].clone()).collect();
         self.next_position = rows.iter().map(|&r| self.next_position[r]).collect();
     }
 }

@@ -1,64 +1,77 @@
-//! The decoder-only transformer: token (and GPT-2 position) embeddings, pre-norm blocks, final
-//! norm and output head. One forward path serves training, scoring and cached generation.
+//! The decoder-only transformer: token (and GPT-2 position) embeddings, pre-norm blocks (with
+//! Gemma's post-norms), final norm and output head. One forward path serves training, scoring
+//! and cached generation.
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 
 use crate::attention::Attention;
 use crate::batch::TokenBatch;
-use crate::cache::{ChunkInputs, KvCache};
-use crate::config::{ModelConfig, Positions};
+use crate::cache::KvCache;
+use crate::config::{LayerType, ModelConfig, Positions};
 use crate::decoding::{BlockLayers, BlockWeights, DecodeWeights, Head};
 use crate::linear;
 use crate::mlp::FeedForward;
 use crate::norm::Norm;
 use crate::rope::{Rope, RopeAngles};
 
-/// One pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`.
+/// One pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`; with post-norms (Gemma)
+/// `x + norm(attn(norm(x)))`, then `h + norm(mlp(norm(h)))`.
 #[derive(Module, Debug)]
 pub struct Block {
     /// Norm before attention (`input_layernorm`, GPT-2 `ln_1`).
     pub attn_norm: Norm,
     /// Self-attention.
     pub attn: Attention,
-    /// Norm before the MLP (`post_attention_layernorm`, GPT-2 `ln_2`).
+    /// Norm of the attention's output (Gemma's `post_attention_layernorm`).
+    pub attn_post_norm: Option<Norm>,
+    /// Norm before the MLP (`post_attention_layernorm` of Llama, Gemma's
+    /// `pre_feedforward_layernorm`, GPT-2 `ln_2`).
     pub mlp_norm: Norm,
     /// Feed-forward network.
     pub mlp: FeedForward,
+    /// Norm of the MLP's output (Gemma's `post_feedforward_layernorm`).
+    pub mlp_post_norm: Option<Norm>,
+    /// The sliding window of this block's attention, `None` for full attention.
+    pub window: Option<usize>,
 }
 
 impl Block {
-    /// A block of `config`, weights drawn (lazily) from `init`, norms at scale 1 and shift 0.
-    pub fn init(config: &ModelConfig, init: &Initializer, device: &Device) -> Self {
+    /// Block `layer` of `config`, weights drawn (lazily) from `init`, norms at scale 1 and
+    /// shift 0.
+    pub fn init(config: &ModelConfig, layer: usize, init: &Initializer, device: &Device) -> Self {
         let norm = || Norm::of(config, config.hidden_size, device);
+        let post_norms = config.model_type.block().post_norms;
         Block {
             attn_norm: norm(),
             attn: Attention::init(config, init, device),
+            attn_post_norm: post_norms.then(norm),
             mlp_norm: norm(),
             mlp: FeedForward::init(config, init, device),
+            mlp_post_norm: post_norms.then(norm),
+            window: config.window_of(layer),
         }
     }
 
     fn forward(
         &self,
         x: Tensor<3>,
-        inputs: &ChunkInputs,
+        mask: &Tensor<4, Bool>,
         rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
         packed: Option<&BlockWeights>,
     ) -> Tensor<3> {
-        let attended = self.attn.forward(
-            self.attn_norm.forward(x.clone()),
-            inputs,
-            rope,
-            cache,
-            layer,
-            packed,
-        );
-        let h = x + attended;
-        h.clone() + self.mlp.forward(self.mlp_norm.forward(h), packed)
+        let post = |norm: &Option<Norm>, y: Tensor<3>| match norm {
+            Some(norm) => norm.forward(y),
+            None => y,
+        };
+        let normed = self.attn_norm.forward(x.clone());
+        let attended = self.attn.forward(normed, mask, rope, cache, layer, packed);
+        let h = x + post(&self.attn_post_norm, attended);
+        let transformed = self.mlp.forward(self.mlp_norm.forward(h.clone()), packed);
+        h + post(&self.mlp_post_norm, transformed)
     }
 }
 
@@ -78,6 +91,8 @@ pub struct Transformer {
     pub lm_head: Option<Linear>,
     /// RoPE tables (Llama family only).
     pub rope: Option<Rope>,
+    /// RoPE tables of the sliding-window layers when their base differs (Gemma 3).
+    pub rope_local: Option<Rope>,
     /// The hyper-parameters this model was built from.
     #[module(skip)]
     pub config: ModelConfig,
@@ -114,25 +129,26 @@ impl Transformer {
             embed_tokens: embedding(config.vocab_size),
             embed_positions: learned_positions.then(|| embedding(config.max_position_embeddings)),
             layers: (0..config.num_layers)
-                .map(|_| Block::init(config, &init, device))
+                .map(|layer| Block::init(config, layer, &init, device))
                 .collect(),
             norm: Norm::of(config, config.hidden_size, device),
             lm_head: head,
-            rope: Self::rope_for(config, device),
+            rope: Self::rope_for(config, Some(config.rope_theta), device),
+            rope_local: Self::rope_for(config, config.rope_local_theta, device),
             config: config.clone(),
         }
     }
 
-    /// The RoPE tables a config needs (`None` for learned positions).
-    pub(crate) fn rope_for(config: &ModelConfig, device: &Device) -> Option<Rope> {
-        (config.model_type.block().positions == Positions::Rope).then(|| {
-            Rope::new(
-                config.head_dim,
-                config.max_position_embeddings,
-                config.rope_theta,
-                device,
-            )
-        })
+    /// RoPE tables of base `theta` when the config's family rotates (`None` for learned
+    /// positions or no base).
+    fn rope_for(config: &ModelConfig, theta: Option<f64>, device: &Device) -> Option<Rope> {
+        let theta = theta.filter(|_| config.model_type.block().positions == Positions::Rope)?;
+        Some(Rope::new(
+            config.head_dim,
+            config.max_position_embeddings,
+            theta,
+            device,
+        ))
     }
 
     /// The device holding the weights.
@@ -169,21 +185,38 @@ impl Transformer {
         weights: Option<&DecodeWeights>,
     ) -> Tensor<3> {
         let config = &self.config;
+        // A window no shorter than the positions never masks a key: no second mask for it.
+        let window = config
+            .sliding_window
+            .filter(|&w| config.has_sliding_layers() && w < config.max_position_embeddings);
         let inputs = cache.begin_chunk(
             batch,
-            config.num_kv_heads,
-            config.group_size(),
+            (config.num_kv_heads, config.group_size()),
             config.max_position_embeddings,
+            window,
             &self.device(),
         );
         let mut x = self.embed_tokens.forward(inputs.ids.clone());
+        if config.model_type.block().scaled_embedding {
+            // Gemma multiplies by sqrt(hidden) rounded to the weights' precision.
+            x = x * ((config.hidden_size as f64).sqrt() as f32);
+        }
         if let Some(positions) = &self.embed_positions {
             x = x + positions.forward(inputs.positions.clone());
         }
         let angles = self.rope.as_ref().map(|r| r.angles(&inputs.positions));
+        let local_angles = self
+            .rope_local
+            .as_ref()
+            .map(|r| r.angles(&inputs.positions));
         for (i, block) in self.layers.iter().enumerate() {
             let packed = weights.map(|w| &w.blocks[i]);
-            x = block.forward(x, &inputs, angles.as_ref(), cache, i, packed);
+            let rope = match config.layer_types.get(i) {
+                Some(LayerType::Sliding) if local_angles.is_some() => local_angles.as_ref(),
+                _ => angles.as_ref(),
+            };
+            let mask = inputs.mask_for(block.window);
+            x = block.forward(x, mask, rope, cache, i, packed);
         }
         self.norm.forward(x)
     }

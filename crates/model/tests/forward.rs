@@ -1,5 +1,6 @@
 //! The forward pass: cached decoding equals the full forward, padding does not change results,
-//! the CPU backends agree, and prompts shared by several rows run once for the same numbers.
+//! the CPU backends agree, prompts shared by several rows run once for the same numbers, and a
+//! sliding window hides exactly the keys beyond it.
 
 use bpo_model::burn::tensor::{Device, Tensor};
 use bpo_model::config::MODEL_TYPES;
@@ -8,9 +9,9 @@ use bpo_model::{
     ModelType, PaddingSide, SequenceBatch, TokenBatch, Transformer, response_logprobs,
     shared_prompt_logprobs,
 };
-use bpo_testkit::{max_abs_diff, tiny_model};
+use bpo_testkit::{max_abs_diff, tiny_config, tiny_model};
 
-const ARCHS: [ModelType; 4] = MODEL_TYPES;
+const ARCHS: [ModelType; 7] = MODEL_TYPES;
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     to_f32_vec(t)
@@ -196,6 +197,38 @@ fn shared_prompt_logprobs_equal_the_full_sequences_and_their_gradients() {
         assert!(
             diff <= 1e-4,
             "{arch:?}: embedding gradients differ by {diff}"
+        );
+    }
+}
+
+#[test]
+fn a_sliding_window_hides_exactly_the_keys_beyond_it() {
+    let device = Device::flex();
+    let window = 4;
+    let mut config = tiny_config(ModelType::Mistral);
+    config.sliding_window = Some(window);
+    let mut full_config = config.clone();
+    (full_config.sliding_window, full_config.layer_types) = (None, Vec::new());
+    let mut wide_config = config.clone();
+    wide_config.sliding_window = Some(config.max_position_embeddings);
+    // The same seed draws the same weights: the window is not a parameter.
+    let logits = |config| {
+        let model = Transformer::init_with_std(config, 0.2, 9, &device);
+        let ids = tokens(12, 3, config.vocab_size as u32);
+        let batch = TokenBatch::padded(&[ids], 0, PaddingSide::Left);
+        values(model.forward(&batch))
+    };
+    let (narrow, wide, full) = (logits(&config), logits(&wide_config), logits(&full_config));
+    let vocab = config.vocab_size;
+    assert_eq!(wide, full);
+    // A query at position p < window sees every key before it; later ones do not.
+    let seen = window * vocab;
+    assert_eq!(narrow[..seen], full[..seen]);
+    for p in window..12 {
+        let at = |l: &[f32]| l[p * vocab..(p + 1) * vocab].to_vec();
+        assert!(
+            max_abs_diff(&at(&narrow), &at(&full)) > 1e-3,
+            "position {p}"
         );
     }
 }

@@ -56,8 +56,12 @@ fn architectures_match_transformers() {
     let architectures = reference["architectures"].as_object().unwrap();
     let mut rows = Vec::new();
     for (arch, expected) in architectures {
-        let model = load(&dir.path().join(arch), &device);
-        assert_eq!(model.config.model_type.hf_name(), arch.as_str());
+        let directory = expected["directory"].as_str().unwrap();
+        let model = load(&dir.path().join(directory), &device);
+        assert_eq!(
+            model.config.model_type.hf_name(),
+            expected["model_type"].as_str().unwrap()
+        );
         let theirs: Vec<f64> = serde_json::from_value(expected["logprobs"].clone()).unwrap();
         let scored = score(&model, &[(ids[..1].to_vec(), ids[1..].to_vec())], 0, 1).unwrap();
         let ours = &scored[0].logprobs;
@@ -73,7 +77,7 @@ fn architectures_match_transformers() {
         let generated = generate_ids(&model, std::slice::from_ref(&prompt), &config, &[], 0, 0);
         let tokens = generated.unwrap().remove(0).token_ids;
 
-        let export = dir.path().join("export").join(arch);
+        let export = dir.path().join("export").join(directory);
         hf_dir::write(&export, &model.config, &model.to_tensor_map(), &tokenizer()).unwrap();
         rows.push((arch.clone(), diff, tokens == greedy, tokens, greedy));
     }

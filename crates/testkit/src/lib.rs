@@ -9,6 +9,7 @@ mod hub_server;
 use std::path::Path;
 
 use bpo_model::burn::tensor::Device;
+use bpo_model::config::LayerType;
 use bpo_model::host::to_f32_vec;
 use bpo_model::spec::save_hf;
 use bpo_model::weights::gguf::{GgufFile, MetaValue};
@@ -83,7 +84,9 @@ pub fn tokenizer() -> Tokenizer {
 }
 
 /// A tiny config of `model_type` sized for the fixture tokenizer: 2 layers, d 64, 4 heads
-/// (2 key/value heads for the Llama family), untied head for Qwen2 to cover that path.
+/// (2 key/value heads for the Llama family), untied head for Qwen2 to cover that path, a
+/// 4-token sliding window for the families that have one (every layer for Mistral and Phi-3,
+/// the first for Gemma 3, whose sliding layers also get their own RoPE base).
 pub fn tiny_config(model_type: ModelType) -> ModelConfig {
     let mut config =
         ModelConfig::preset(model_type, "tiny", tokenizer().vocab_size()).expect("tiny preset");
@@ -91,6 +94,14 @@ pub fn tiny_config(model_type: ModelType) -> ModelConfig {
     config.bos_token_id = Some(1);
     config.eos_token_id = Some(2);
     config.tie_word_embeddings = model_type != ModelType::Qwen2;
+    let layer_types = model_type.default_layer_types(config.num_layers, 2);
+    if layer_types.contains(&LayerType::Sliding) {
+        config.sliding_window = Some(4);
+        config.layer_types = layer_types;
+    }
+    if model_type == ModelType::Gemma3 {
+        config.rope_local_theta = Some(500.0);
+    }
     config
 }
 

@@ -86,10 +86,14 @@ pub enum AnnotatorConfig {
         #[serde(default = "default_timeout")]
         timeout_s: f64,
     },
-    /// A reward model written by `bpo rm train` (its directory).
+    /// A sequence-classification reward model with one label (`bpo rm train`'s, or any
+    /// `*ForSequenceClassification` of transformers, TRL or the Hub).
     RewardModel {
-        /// The reward model directory (`model/` and `head.json`).
+        /// Its directory, or a Hub id (`ORG/NAME[@REVISION]`).
         path: std::path::PathBuf,
+        /// How a (prompt, response) becomes its input: `auto` (default), `chat` or `plain`.
+        #[serde(default)]
+        input: crate::rm::RewardInput,
         /// Device it runs on. Default `auto`.
         #[serde(default = "bpo_model::device::default_spec")]
         device: String,
@@ -145,9 +149,15 @@ impl AnnotatorConfig {
             }
             AnnotatorConfig::RewardModel {
                 path,
+                input,
                 device,
                 batch_size,
-            } => Box::new(RewardModelAnnotator::load(path, device, *batch_size)?),
+            } => Box::new(RewardModelAnnotator::load(
+                &path.to_string_lossy(),
+                device,
+                *batch_size,
+                *input,
+            )?),
             AnnotatorConfig::Weighted { parts } => {
                 if parts.is_empty() {
                     return Err(AlgoError::Config(

@@ -1,6 +1,5 @@
-//! A reward model written by `bpo rm train`, as an annotator.
-
-use std::path::{Path, PathBuf};
+//! A sequence-classification reward model (`bpo rm train`'s, transformers', TRL's, the Hub's)
+//! as an annotator.
 
 use bpo_data::tokenize::{tokenize_prompt_content, tokenize_response};
 use bpo_data::{Content, Truncation};
@@ -9,32 +8,51 @@ use bpo_model::{ChatMessage, PaddingSide, TokenBatch, Tokenizer, parse_device};
 
 use crate::annotate::annotator::Annotator;
 use crate::error::AlgoError;
-use crate::rm::RewardModel;
+use crate::rm::{RewardInput, RewardModel};
 
-/// A reward model as an annotator: each (prompt, response) is tokenised exactly as
-/// `bpo rm train` tokenised its pairs (text: the prompt with the tokenizer's special tokens and
-/// the response ended with EOS; a conversation: through the chat template, the response as the
-/// assistant's turn) and scored
-/// `batch_size` at a time. A sequence longer than the model's positions is truncated as
-/// `data.max_length` truncates training pairs: the response keeps its start (down to one token),
-/// then the prompt keeps its end.
+/// A reward model as an annotator: each (prompt, response) is read as [`RewardInput`] says
+/// (`chat`: the model's chat template over `[user: prompt, assistant: response]`; `plain`: a
+/// text prompt with the tokenizer's special tokens and the response ended with EOS, as
+/// `bpo rm train` reads text pairs) and scored `batch_size` at a time, right-padded. A sequence
+/// longer than the model's positions is truncated as `data.max_length` truncates training
+/// pairs: the response keeps its start (down to one token), then the prompt keeps its end.
 pub struct RewardModelAnnotator {
     model: RewardModel,
     tokenizer: Tokenizer,
-    dir: PathBuf,
+    spec: String,
+    input: RewardInput,
     batch_size: usize,
 }
 
 impl RewardModelAnnotator {
-    /// Loads the reward model in `dir` on `device`.
-    pub fn load(dir: &Path, device: &str, batch_size: usize) -> Result<Self, AlgoError> {
-        let (model, tokenizer) = RewardModel::load(dir, &parse_device(device)?)?;
+    /// Loads the reward model `spec` (a directory or a Hub id) on `device`; `input` decides how
+    /// its inputs are formed (`auto`: what the model records, else its chat template when it
+    /// has one, else plain text).
+    pub fn load(
+        spec: &str,
+        device: &str,
+        batch_size: usize,
+        input: RewardInput,
+    ) -> Result<Self, AlgoError> {
+        let (model, tokenizer) = RewardModel::load(spec, &parse_device(device)?)?;
+        let input = match (input, model.input) {
+            (RewardInput::Auto, Some(recorded)) if recorded != RewardInput::Auto => recorded,
+            (RewardInput::Auto, _) if tokenizer.chat_template.is_some() => RewardInput::Chat,
+            (RewardInput::Auto, _) => RewardInput::Plain,
+            (chosen, _) => chosen,
+        };
         Ok(RewardModelAnnotator {
             model,
             tokenizer,
-            dir: dir.to_path_buf(),
+            spec: spec.to_owned(),
+            input,
             batch_size: batch_size.max(1),
         })
+    }
+
+    /// How this annotator forms the model's inputs (never `auto`).
+    pub fn input(&self) -> RewardInput {
+        self.input
     }
 
     /// The token ids the model scores for `prompt` and `response`.
@@ -42,6 +60,14 @@ impl RewardModelAnnotator {
         let fit = Truncation {
             max_length: Some(self.model.backbone.config.max_position_embeddings),
             ..Truncation::default()
+        };
+        let as_turn;
+        let prompt = match (self.input, prompt) {
+            (RewardInput::Chat, Content::Text(text)) => {
+                as_turn = Content::Chat(vec![ChatMessage::new("user", text.as_str())]);
+                &as_turn
+            }
+            _ => prompt,
         };
         let mut ids = tokenize_prompt_content(prompt, &self.tokenizer)?;
         // A reply to a conversation is the assistant's turn, as in conversational training pairs.
@@ -59,7 +85,7 @@ impl RewardModelAnnotator {
 
 impl Annotator for RewardModelAnnotator {
     fn name(&self) -> String {
-        format!("reward model {}", self.dir.display())
+        format!("reward model {}", self.spec)
     }
 
     fn score(&mut self, items: &[(&str, &str)]) -> Result<Vec<f64>, AlgoError> {
@@ -76,7 +102,8 @@ impl Annotator for RewardModelAnnotator {
                 .iter()
                 .map(|(prompt, response)| self.tokenize(prompt, response))
                 .collect::<Result<Vec<_>, _>>()?;
-            let batch = TokenBatch::padded(&rows, self.tokenizer.pad_id(), PaddingSide::Right);
+            let pad = self.model.pad_token_id.unwrap_or(self.tokenizer.pad_id());
+            let batch = TokenBatch::padded(&rows, pad, PaddingSide::Right);
             scores.extend(
                 to_f32_vec(self.model.forward(&batch))
                     .into_iter()

@@ -1,5 +1,7 @@
-//! A reward model: our transformer with a scalar head on the hidden state of the last token,
-//! saved as a Hugging Face body plus `head.json`.
+//! A reward model: our transformer with a scalar head, in transformers' sequence-classification
+//! format (`LlamaForSequenceClassification`, `Qwen3ForSequenceClassification`, ...): `score`
+//! `[1, hidden]` without a bias on the hidden state of the last token that is not
+//! `pad_token_id`. `bpo rm train` writes it, transformers and TRL load it, and bpo loads theirs.
 
 use std::path::Path;
 
@@ -7,111 +9,188 @@ use bpo_model::burn;
 use bpo_model::burn::module::{Module, Param};
 use bpo_model::burn::nn::{Initializer, Linear, LinearConfig};
 use bpo_model::burn::tensor::{Device, Int, Tensor, TensorData};
-use bpo_model::fsutil::{write_atomic, write_dir_atomic};
+use bpo_model::config::{ClassifierHead, SCORE_WEIGHT};
 use bpo_model::host::to_f32_vec;
 use bpo_model::seed::seeded_init;
-use bpo_model::spec::save_hf;
-use bpo_model::{TokenBatch, Tokenizer, Transformer, load};
-use serde::Deserialize;
+use bpo_model::spec::{ModelSource, resolve};
+use bpo_model::weights::{HostTensor, hf_dir};
+use bpo_model::{TokenBatch, Tokenizer, Transformer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::AlgoError;
 use crate::lora::merged;
 use crate::trainer::{Merge, MergeRule};
 
-/// A transformer with a scalar head: the reward of a sequence is `head(h_last)`, where `h_last`
-/// is the final hidden state of its last real token.
+/// The `config.json` key where bpo records how a reward model it trained read its inputs.
+const INPUT_KEY: &str = "bpo_reward_input";
+
+/// How a (prompt, response) becomes a reward model's input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardInput {
+    /// What the model's `config.json` records (`bpo rm train` writes `plain`), else `chat` when
+    /// its tokenizer has a chat template, else `plain`.
+    #[default]
+    Auto,
+    /// The model's chat template over `[user: prompt, assistant: response]` (Skywork, ArmoRM
+    /// and TRL's conversational reward models).
+    Chat,
+    /// A text prompt as text followed by the response and EOS; a conversation (which has no
+    /// plain form) through the template, as `bpo rm train` tokenises its pairs.
+    Plain,
+}
+
+/// A transformer with a scalar head: the reward of a sequence is `score(h)`, where `h` is the
+/// final hidden state of its last real token that is not `pad_token_id` (transformers'
+/// pooling: a sequence ending with the pad id is pooled before it).
 #[derive(Module, Debug)]
 pub struct RewardModel {
     /// The transformer body (its vocabulary head is unused).
     pub backbone: Transformer,
-    /// `hidden -> 1`.
+    /// `hidden -> 1`, without a bias.
     pub head: Linear,
+    /// The id the pooling skips from the right; `None`: the last real token.
+    #[module(skip)]
+    pub pad_token_id: Option<u32>,
+    /// How the model reads its inputs, when its `config.json` says.
+    #[module(skip)]
+    pub input: Option<RewardInput>,
 }
 
 impl RewardModel {
-    /// Puts a fresh head (N(0, 1/hidden), drawn from `seed`) on `backbone`.
-    pub fn new(backbone: Transformer, seed: u64) -> Self {
+    /// Puts a fresh head (N(0, 1/hidden), drawn from `seed`) on `backbone`; sequences are
+    /// pooled as transformers pools them with `pad_token_id`.
+    pub fn new(backbone: Transformer, pad_token_id: Option<u32>, seed: u64) -> Self {
         let device = backbone.device();
         let hidden = backbone.config.hidden_size;
         let head = seeded_init(&device, seed, || {
             LinearConfig::new(hidden, 1)
+                .with_bias(false)
                 .with_initializer(Initializer::Normal {
                     mean: 0.0,
                     std: 1.0 / (hidden as f64).sqrt(),
                 })
                 .init(&device)
         });
-        RewardModel { backbone, head }
+        RewardModel {
+            backbone,
+            head,
+            pad_token_id,
+            input: None,
+        }
     }
 
-    /// Rewards `[rows]` of right-padded sequences.
+    /// Rewards `[rows]` of padded sequences (either side).
     pub fn forward(&self, batch: &TokenBatch) -> Tensor<1> {
         let hidden = self
             .backbone
             .forward_hidden(batch, &mut self.backbone.new_cache());
         let [rows, len, d] = hidden.dims();
-        let last: Vec<i64> = (0..rows)
+        let pooled: Vec<i64> = (0..rows)
             .map(|r| {
-                let n = batch.row_mask(r).iter().filter(|m| **m).count().max(1);
-                (r * len + n - 1) as i64
+                let ids = &batch.ids[r * len..(r + 1) * len];
+                let real = batch.row_mask(r);
+                let last = (0..len)
+                    .rev()
+                    .find(|&t| real[t] && self.pad_token_id.is_none_or(|pad| ids[t] != pad));
+                // Only pad ids: transformers' argmax over an all-zero mask picks the start.
+                let first_real = real.iter().position(|m| *m).unwrap_or(0);
+                (r * len + last.unwrap_or(first_real)) as i64
             })
             .collect();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(last, [rows]), &hidden.device());
+        let index = Tensor::<1, Int>::from_data(TensorData::new(pooled, [rows]), &hidden.device());
         let picked = hidden.reshape([rows * len, d]).select(0, index);
         self.head.forward(picked).reshape([rows])
     }
 
-    /// Writes the model to `dir`: the body in Hugging Face layout under `model/` (adapters
-    /// merged), the head as `head.json`.
+    /// Writes the model to `dir` as transformers writes a sequence classifier (adapters
+    /// merged): `config.json` with `*ForSequenceClassification`, one label and `pad_token_id`,
+    /// the body and `score.weight` in `model.safetensors`, the tokenizer.
     pub fn save(&self, dir: &Path, tokenizer: &Tokenizer) -> Result<(), AlgoError> {
         let body = merged(&self.backbone);
-        let head = self.head.valid();
-        write_dir_atomic(dir, |tmp| {
-            save_hf(&tmp.join("model"), &body, tokenizer)?;
-            let doc = serde_json::json!({
-                "weight": to_f32_vec(head.weight.val()),
-                "bias": head.bias.as_ref().map(|b| to_f32_vec(b.val())),
-            });
-            write_atomic(&tmp.join("head.json"), doc.to_string().as_bytes())
-        })?;
+        let mut tensors = body.to_tensor_map();
+        tensors.tensors.remove("lm_head.weight");
+        let hidden = body.config.hidden_size;
+        let score = to_f32_vec(self.head.valid().weight.val());
+        tensors.insert(SCORE_WEIGHT, HostTensor::new(vec![1, hidden], score));
+        let head = ClassifierHead {
+            num_labels: 1,
+            pad_token_id: self.pad_token_id,
+        };
+        let mut config = head.to_hf_json(&body.config);
+        if let Some(input) = self.input {
+            config[INPUT_KEY] = serde_json::to_value(input).expect("json");
+        }
+        hf_dir::write_with_config(dir, &config, &body.config, &tensors, tokenizer)?;
         Ok(())
     }
 
-    /// Loads a model written by [`RewardModel::save`].
-    pub fn load(dir: &Path, device: &Device) -> Result<(Self, Tokenizer), AlgoError> {
-        let (backbone, tokenizer) = load(&dir.join("model").display().to_string(), device)?;
-        let path = dir.join("head.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| AlgoError::io(&path, e))?;
-        #[derive(Deserialize)]
-        struct Head {
-            weight: Vec<f32>,
-            bias: Option<Vec<f32>>,
-        }
-        let head: Head = serde_json::from_str(&text)
-            .map_err(|e| AlgoError::Config(format!("{}: {e}", path.display())))?;
-        let hidden = backbone.config.hidden_size;
-        if head.weight.len() != hidden || head.bias.as_ref().is_some_and(|b| b.len() != 1) {
+    /// Loads a sequence-classification reward model with one label from a directory (written
+    /// by [`RewardModel::save`], transformers or TRL) or a Hub id.
+    pub fn load(spec: &str, device: &Device) -> Result<(Self, Tokenizer), AlgoError> {
+        let dir = match resolve(spec)? {
+            ModelSource::HfDir(dir) => dir,
+            ModelSource::Gguf(path) => {
+                return Err(AlgoError::Config(format!(
+                    "{}: a GGUF file holds a language model, not a reward model (a Hugging Face \
+                     *ForSequenceClassification directory)",
+                    path.display()
+                )));
+            }
+        };
+        let head = hf_dir::read_config_json(&dir, ClassifierHead::from_hf_json)?;
+        let head = head.ok_or_else(|| not_a_classifier(&dir))?;
+        if head.num_labels != 1 {
             return Err(AlgoError::Config(format!(
-                "{}: expected a weight of {hidden} values and one bias",
-                path.display()
+                "{}: {} labels (num_labels); bpo takes a reward model with one output",
+                dir.display(),
+                head.num_labels
             )));
         }
-        let mut linear = LinearConfig::new(hidden, 1).init(device);
+        let input = hf_dir::read_config_json(&dir, |v| {
+            Ok(v.get(INPUT_KEY)
+                .and_then(|i| serde_json::from_value::<RewardInput>(i.clone()).ok()))
+        })?;
+        let mut config = hf_dir::read_config(&dir)?;
+        // A classifier has no vocabulary head: the body is loaded with the tied (unused) one.
+        config.tie_word_embeddings = true;
+        let mut tensors = hf_dir::read_tensors(&dir)?;
+        let hidden = config.hidden_size;
+        let score = tensors.take(SCORE_WEIGHT, &[1, hidden])?;
+        tensors.tensors.remove("lm_head.weight");
+        let backbone = Transformer::from_tensor_map(&config, tensors, device)?;
+        let tokenizer = Tokenizer::from_dir(&dir)?;
+        let mut linear = LinearConfig::new(hidden, 1).with_bias(false).init(device);
         linear.weight = Param::from_tensor(Tensor::from_data(
-            TensorData::new(head.weight, [hidden, 1]),
+            TensorData::new(score.data, [hidden, 1]),
             device,
         ));
-        linear.bias = head
-            .bias
-            .map(|b| Param::from_tensor(Tensor::from_data(TensorData::new(b, [1]), device)));
-        Ok((
-            RewardModel {
-                backbone,
-                head: linear,
-            },
-            tokenizer,
-        ))
+        let model = RewardModel {
+            backbone,
+            head: linear,
+            pad_token_id: head.pad_token_id,
+            input,
+        };
+        Ok((model, tokenizer))
     }
+}
+
+/// The error for a directory whose `config.json` is not a sequence classifier's.
+fn not_a_classifier(dir: &Path) -> AlgoError {
+    let older = dir.join("head.json").exists();
+    AlgoError::Config(match older {
+        true => format!(
+            "{}: a reward model of an older bpo (a body and head.json), which this version no \
+             longer reads: train it again with `bpo rm train`, which writes transformers' \
+             sequence-classification format",
+            dir.display()
+        ),
+        false => format!(
+            "{}: config.json's `architectures` name no *ForSequenceClassification class: not a \
+             reward model",
+            dir.display()
+        ),
+    })
 }
 
 impl Merge for RewardModel {
@@ -121,6 +200,8 @@ impl Merge for RewardModel {
         RewardModel {
             backbone: merged(&members[0].backbone),
             head: members[0].head.valid(),
+            pad_token_id: members[0].pad_token_id,
+            input: members[0].input,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::error::AlgoError;
 use crate::lora::{apply_lora, check_targets};
 use crate::metrics::MetricsRecord;
 use crate::offline::{read_pairs, save_final_checkpoint};
-use crate::rm::RewardModel;
+use crate::rm::{RewardInput, RewardModel};
 use crate::trainer::{
     Objective, Observer, Policy, RunDir, Schedule, Trainer, load_for_training, plan_steps,
     remaining,
@@ -44,7 +44,8 @@ pub struct RewardModelConfig {
     #[serde(default)]
     pub optim: OptimConfig,
     /// Loop settings (pairs per micro-batch, accumulation, epochs, checkpoints, seed of data
-    /// order, head and LoRA). The model goes to `<run.out>/reward-model`.
+    /// order, head and LoRA). The model goes to `<run.out>/reward-model`, in transformers'
+    /// sequence-classification format.
     #[serde(default)]
     pub run: RunConfig,
 }
@@ -205,7 +206,10 @@ pub fn train_reward_model(
         save_every: run.save_every,
         save_at_end: false,
     };
-    let policy = Policy::single(RewardModel::new(body, run.seed), &config.optim);
+    let mut reward_model = RewardModel::new(body, Some(pad_id), run.seed);
+    // Scoring reads a (prompt, response) as the pairs were read here.
+    reward_model.input = Some(RewardInput::Plain);
+    let policy = Policy::single(reward_model, &config.optim);
     let (mut trainer, _) = Trainer::start::<()>(policy, schedule, dir, resume, None, observer)?;
     let progress = trainer.run(
         &mut objective,

@@ -59,6 +59,7 @@ pub fn parse_annotator(spec: &str) -> Result<AnnotatorConfig> {
         },
         Some(("rm", path)) => AnnotatorConfig::RewardModel {
             path: path.into(),
+            input: Default::default(),
             device: bpo_model::device::default_spec(),
             batch_size: 16,
         },

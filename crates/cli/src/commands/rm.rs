@@ -1,5 +1,6 @@
-//! `bpo rm train --config C.toml`: a reward model (transformer + scalar head) trained with the
-//! Bradley-Terry loss on a pair file, usable as an annotator (`kind = "reward_model"`).
+//! `bpo rm train --config C.toml`: a reward model (transformer + scalar head, written as
+//! transformers' `*ForSequenceClassification`) trained with the Bradley-Terry loss on a pair
+//! file, usable as an annotator (`kind = "reward_model"`).
 
 use std::path::PathBuf;
 

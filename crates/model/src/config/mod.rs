@@ -1,11 +1,13 @@
-//! Model hyper-parameters: one struct for the Llama family (Llama, SmolLM2, Qwen2, Qwen3) and
-//! GPT-2, read from and written to Hugging Face `config.json`; each family's blocks are described
-//! in `family.rs`.
+//! Model hyper-parameters: one struct for every family (Llama, SmolLM2, Mistral, Qwen2, Qwen3,
+//! Phi-3, Gemma 3, GPT-2), read from and written to Hugging Face `config.json`; each family's
+//! blocks are described in `family.rs`.
 
+mod classifier;
 mod family;
 mod hf;
 
-pub use family::{BlockSpec, MODEL_TYPES, MlpKind, ModelType, NormKind, Positions};
+pub use classifier::{ClassifierHead, SCORE_WEIGHT};
+pub use family::{BlockSpec, LayerType, MODEL_TYPES, MlpKind, ModelType, NormKind, Positions};
 
 use crate::error::ModelError;
 
@@ -46,6 +48,19 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token id, when the model declares one.
     pub eos_token_id: Option<u32>,
+    /// How many keys a sliding-window layer attends to: those whose positions are within
+    /// `sliding_window - 1` of the query's (transformers' `sliding_window`); `None` when no
+    /// layer has a window.
+    pub sliding_window: Option<usize>,
+    /// Which keys each layer attends to (transformers' `layer_types`); empty when every layer
+    /// attends to all keys before the query.
+    pub layer_types: Vec<LayerType>,
+    /// RoPE base of the sliding-window layers when it differs from `rope_theta` (Gemma 3's
+    /// `rope_local_base_freq`).
+    pub rope_local_theta: Option<f64>,
+    /// Attention scores are scaled by `1 / sqrt(query_pre_attn_scalar)` (Gemma 3); `None`:
+    /// by `1 / sqrt(head_dim)`.
+    pub query_pre_attn_scalar: Option<f64>,
 }
 
 impl ModelConfig {
@@ -59,6 +74,28 @@ impl ModelConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The sliding window of `layer`, `None` for a layer that attends to every key before the
+    /// query.
+    pub fn window_of(&self, layer: usize) -> Option<usize> {
+        match self.layer_types.get(layer) {
+            Some(LayerType::Sliding) => self.sliding_window,
+            _ => None,
+        }
+    }
+
+    /// Whether some layer attends within a sliding window.
+    pub fn has_sliding_layers(&self) -> bool {
+        self.layer_types.contains(&LayerType::Sliding)
+    }
+
+    /// The factor attention scores are multiplied by before the softmax.
+    pub fn attention_scale(&self) -> f64 {
+        1.0 / self
+            .query_pre_attn_scalar
+            .unwrap_or(self.head_dim as f64)
+            .sqrt()
     }
 
     /// Number of query heads that share one key/value head.
@@ -95,6 +132,32 @@ impl ModelConfig {
         }
         if self.model_type.is_gpt2() && self.num_heads * self.head_dim != self.hidden_size {
             return bad("GPT-2 needs num_heads * head_dim == hidden_size".into());
+        }
+        if !self.layer_types.is_empty() && self.layer_types.len() != self.num_layers {
+            return bad(format!(
+                "layer_types lists {} layers, the model has {}",
+                self.layer_types.len(),
+                self.num_layers
+            ));
+        }
+        let fixed = self.model_type.default_layer_types(self.num_layers, 1);
+        if !self.model_type.reads_layer_types()
+            && !self.layer_types.is_empty()
+            && self.layer_types != fixed
+        {
+            return bad(format!(
+                "{} gives every layer the same attention: layer_types must be {fixed:?}",
+                self.model_type.hf_name()
+            ));
+        }
+        if self.has_sliding_layers() && self.sliding_window.is_none_or(|w| w == 0) {
+            return bad("sliding-window layers need a positive sliding_window".into());
+        }
+        if self
+            .query_pre_attn_scalar
+            .is_some_and(|s| s.is_nan() || s <= 0.0)
+        {
+            return bad("query_pre_attn_scalar must be positive".into());
         }
         let limits = [
             ("vocab_size", self.vocab_size, 1 << 24),
@@ -146,16 +209,17 @@ impl ModelConfig {
         let kv = kv_heads * head;
         let spec = self.model_type.block();
         let layer_norm = spec.norm == NormKind::Layer;
+        let norms_per_block = if spec.post_norms { 4 } else { 2 };
         let attn_bias = if self.attention_bias { q + 2 * kv } else { 0 };
         let out_bias = if spec.out_bias { d } else { 0 };
         let qk_norm = if spec.qk_norm { 2 * head } else { 0 };
         let attn = d * (q + 2 * kv) + q * d + attn_bias + out_bias + qk_norm;
         let mlp = match spec.mlp {
             MlpKind::GeluTanh => 2 * d * ffn + if spec.out_bias { ffn + d } else { 0 },
-            MlpKind::SwiGlu => 3 * d * ffn,
+            MlpKind::SwiGlu | MlpKind::GeGlu => 3 * d * ffn,
         };
         let norm = if layer_norm { 2 * d } else { d };
-        let block = attn + mlp + 2 * norm;
+        let block = attn + mlp + norms_per_block * norm;
         let embed = vocab * d;
         let positions = if spec.positions == Positions::Learned {
             positions * d
@@ -206,6 +270,12 @@ impl ModelConfig {
             attention_bias: model_type.block().qkv_bias,
             bos_token_id: None,
             eos_token_id: None,
+            sliding_window: None,
+            layer_types: Vec::new(),
+            // Gemma 3 always has both (its config.json defaults them).
+            rope_local_theta: (model_type == ModelType::Gemma3).then_some(10000.0),
+            query_pre_attn_scalar: (model_type == ModelType::Gemma3)
+                .then_some((hidden / heads) as f64),
         };
         config.validate()?;
         Ok(config)
@@ -213,149 +283,4 @@ impl ModelConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn llama_config_round_trips_through_hf_json() {
-        let config = ModelConfig::preset(ModelType::Llama, "tiny", 100).unwrap();
-        let back = ModelConfig::from_hf_json(&config.to_hf_json()).unwrap();
-        assert_eq!(config, back);
-    }
-
-    #[test]
-    fn gpt2_config_round_trips_through_hf_json() {
-        let config = ModelConfig::preset(ModelType::Gpt2, "tiny", 100).unwrap();
-        let back = ModelConfig::from_hf_json(&config.to_hf_json()).unwrap();
-        assert_eq!(config, back);
-    }
-
-    #[test]
-    fn missing_and_mistyped_fields_are_named() {
-        let err = ModelConfig::from_hf_json(&json!({"model_type": "llama"})).unwrap_err();
-        assert!(err.to_string().contains("hidden_size"), "{err}");
-        let err = ModelConfig::from_hf_json(&json!({
-            "model_type": "llama", "hidden_size": "wide"
-        }))
-        .unwrap_err();
-        assert!(err.to_string().contains("`hidden_size`"), "{err}");
-        let err = ModelConfig::from_hf_json(&json!({"model_type": "bert"})).unwrap_err();
-        assert!(err.to_string().contains("bert"), "{err}");
-    }
-
-    /// A config.json as transformers 5 writes it for a tiny model of `model_type`, with `extra`.
-    fn hf_config(model_type: &str, extra: serde_json::Value) -> serde_json::Value {
-        let mut config = json!({
-            "model_type": model_type, "hidden_size": 64, "intermediate_size": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "vocab_size": 100, "max_position_embeddings": 128, "rope_theta": null,
-            "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
-        });
-        config
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        config
-    }
-
-    #[test]
-    fn options_bpo_does_not_compute_are_refused_by_name() {
-        for (model_type, extra, key) in [
-            ("mistral", json!({"sliding_window": 8}), "sliding_window"),
-            ("llama", json!({"mlp_bias": true}), "mlp_bias"),
-            (
-                "qwen2",
-                json!({"use_sliding_window": true, "sliding_window": 16}),
-                "sliding_window",
-            ),
-            (
-                "qwen2",
-                json!({"layer_types": ["full_attention", "sliding_attention"]}),
-                "layer_types",
-            ),
-            (
-                "llama",
-                json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}),
-                "rope_scaling",
-            ),
-            (
-                "llama",
-                json!({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}),
-                "rope_parameters",
-            ),
-            (
-                "llama",
-                json!({"num_local_experts": 8}),
-                "num_local_experts",
-            ),
-            // transformers' default window for Mistral is 4096, shorter than these positions.
-            (
-                "mistral",
-                json!({"max_position_embeddings": 32768}),
-                "sliding_window",
-            ),
-        ] {
-            let err = ModelConfig::from_hf_json(&hf_config(model_type, extra.clone()))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(&format!("`{key}`")) && err.contains("not supported"),
-                "{model_type} {extra}: {err}"
-            );
-        }
-        // What transformers writes for models bpo computes exactly.
-        for (model_type, extra) in [
-            ("mistral", json!({"sliding_window": null})),
-            ("mistral", json!({"sliding_window": 4096})), // no shorter than the positions (128)
-            (
-                "qwen2",
-                json!({"use_sliding_window": false, "sliding_window": 16,
-                             "layer_types": ["full_attention", "full_attention"]}),
-            ),
-            ("llama", json!({"mlp_bias": false, "rope_scaling": null})),
-            ("llama", json!({"rope_scaling": {"rope_type": "default"}})),
-            ("llama", json!({"sliding_window": 8})), // ignored by transformers' Llama
-            ("mistral", json!({})),                  // the default window covers 128 positions
-        ] {
-            ModelConfig::from_hf_json(&hf_config(model_type, extra.clone()))
-                .unwrap_or_else(|e| panic!("{model_type} {extra}: {e}"));
-        }
-    }
-
-    #[test]
-    fn rope_theta_is_read_where_transformers_5_writes_it() {
-        let extra = json!({"rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"}});
-        let config = ModelConfig::from_hf_json(&hf_config("qwen2", extra)).unwrap();
-        assert_eq!(config.rope_theta, 1e6);
-        let top = json!({"rope_theta": 500000.0, "rope_parameters": null});
-        let config = ModelConfig::from_hf_json(&hf_config("llama", top)).unwrap();
-        assert_eq!(config.rope_theta, 5e5);
-        let both = json!({"rope_theta": 1.0, "rope_parameters": {"rope_theta": 2e4}});
-        let config = ModelConfig::from_hf_json(&hf_config("llama", both)).unwrap();
-        assert_eq!(config.rope_theta, 2e4);
-    }
-
-    #[test]
-    fn parameter_count_of_smollm2_135m() {
-        let config = ModelConfig {
-            model_type: ModelType::Llama,
-            vocab_size: 49152,
-            hidden_size: 576,
-            intermediate_size: 1536,
-            num_layers: 30,
-            num_heads: 9,
-            num_kv_heads: 3,
-            head_dim: 64,
-            max_position_embeddings: 8192,
-            rope_theta: 100000.0,
-            norm_eps: 1e-5,
-            tie_word_embeddings: true,
-            attention_bias: false,
-            bos_token_id: Some(1),
-            eos_token_id: Some(2),
-        };
-        // The published count of SmolLM2-135M.
-        assert_eq!(config.num_parameters(), 134_515_008);
-    }
-}
+mod tests;

@@ -16,11 +16,19 @@ use crate::weights::tensor::TensorMap;
 
 /// Reads `config.json` of a model directory.
 pub fn read_config(dir: &Path) -> Result<ModelConfig, ModelError> {
+    read_config_json(dir, ModelConfig::from_hf_json)
+}
+
+/// Reads `config.json` of a model directory through `parse`; errors name the file.
+pub fn read_config_json<T>(
+    dir: &Path,
+    parse: impl FnOnce(&Value) -> Result<T, ModelError>,
+) -> Result<T, ModelError> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
-    ModelConfig::from_hf_json(&value).map_err(|e| match e {
+    parse(&value).map_err(|e| match e {
         ModelError::Config(message) => ModelError::Config(format!("{}: {message}", path.display())),
         other => other,
     })
@@ -70,8 +78,19 @@ pub fn write(
     tensors: &TensorMap,
     tokenizer: &Tokenizer,
 ) -> Result<(), ModelError> {
+    write_with_config(dir, &config.to_hf_json(), config, tensors, tokenizer)
+}
+
+/// [`write`] with `config_json` as `config.json` (a classifier's, say) for a model of `config`.
+pub fn write_with_config(
+    dir: &Path,
+    config_json: &Value,
+    config: &ModelConfig,
+    tensors: &TensorMap,
+    tokenizer: &Tokenizer,
+) -> Result<(), ModelError> {
     write_dir_atomic(dir, |tmp| {
-        let config_text = serde_json::to_string_pretty(&config.to_hf_json())
+        let config_text = serde_json::to_string_pretty(config_json)
             .map_err(|e| ModelError::Config(e.to_string()))?;
         write_atomic(&tmp.join("config.json"), config_text.as_bytes())?;
         // Every id that stops generation, as Llama 3 Instruct lists them, so that transformers'

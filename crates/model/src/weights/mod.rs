@@ -19,20 +19,28 @@ use crate::error::ModelError;
 use crate::transformer::Transformer;
 pub use tensor::{HostTensor, TensorMap};
 
-/// Splits a tensor fused by columns (GPT-2's `c_attn`: `[d, 3d]` weight, `[3d]` bias) into
-/// `parts` equal parts.
-fn split_columns(t: &HostTensor, parts: usize) -> Vec<HostTensor> {
+/// Splits a tensor fused by columns (GPT-2's `c_attn`: `[d, 3d]` weight, `[3d]` bias; Phi-3's
+/// q/k/v, transposed) into parts of the given widths.
+fn split_columns(t: &HostTensor, widths: &[usize]) -> Vec<HostTensor> {
     let (rows, cols) = if t.shape.len() == 2 {
         (t.shape[0], t.shape[1])
     } else {
         (1, t.shape[0])
     };
-    let width = cols / parts;
-    (0..parts)
-        .map(|p| {
+    let starts: Vec<usize> = widths
+        .iter()
+        .scan(0, |start, w| {
+            *start += w;
+            Some(*start - w)
+        })
+        .collect();
+    starts
+        .iter()
+        .zip(widths)
+        .map(|(&start, &width)| {
             let mut data = Vec::with_capacity(rows * width);
             for r in 0..rows {
-                data.extend_from_slice(&t.data[r * cols + p * width..r * cols + (p + 1) * width]);
+                data.extend_from_slice(&t.data[r * cols + start..r * cols + start + width]);
             }
             let shape = if t.shape.len() == 2 {
                 vec![rows, width]
@@ -51,17 +59,21 @@ fn join_columns(parts: &[HostTensor]) -> HostTensor {
     } else {
         1
     };
-    let width = *parts[0].shape.last().expect("non-scalar");
-    let mut data = Vec::with_capacity(rows * width * parts.len());
+    let widths: Vec<usize> = parts
+        .iter()
+        .map(|p| *p.shape.last().expect("non-scalar"))
+        .collect();
+    let total: usize = widths.iter().sum();
+    let mut data = Vec::with_capacity(rows * total);
     for r in 0..rows {
-        for p in parts {
+        for (p, &width) in parts.iter().zip(&widths) {
             data.extend_from_slice(&p.data[r * width..(r + 1) * width]);
         }
     }
     let shape = if parts[0].shape.len() == 2 {
-        vec![rows, width * parts.len()]
+        vec![rows, total]
     } else {
-        vec![width * parts.len()]
+        vec![total]
     };
     HostTensor::new(shape, data)
 }
@@ -109,8 +121,12 @@ impl Transformer {
             if parts.is_empty() {
                 continue; // not in this configuration (biases, an untied head)
             }
+            let widths: Vec<usize> = parts
+                .iter()
+                .map(|shape| *shape.last().expect("non-scalar"))
+                .collect();
             let mut fused = parts[0].clone();
-            *fused.last_mut().expect("non-scalar") *= parts.len();
+            *fused.last_mut().expect("non-scalar") = widths.iter().sum();
             let expected = match named.entry.hf_layout {
                 Layout::Transposed if fused.len() == 2 => vec![fused[1], fused[0]],
                 _ => fused,
@@ -119,7 +135,7 @@ impl Transformer {
             let pieces = if parts.len() == 1 {
                 vec![t]
             } else {
-                split_columns(&t, parts.len())
+                split_columns(&t, &widths)
             };
             values.extend(named.ours.into_iter().zip(pieces));
         }
@@ -195,11 +211,15 @@ mod tests {
     #[test]
     fn split_and_join_columns_are_inverse() {
         let t = HostTensor::new(vec![2, 6], (0..12).map(|x| x as f32).collect());
-        let parts = split_columns(&t, 3);
+        let parts = split_columns(&t, &[2, 2, 2]);
         assert_eq!(parts[1].data, vec![2.0, 3.0, 8.0, 9.0]);
         assert_eq!(join_columns(&parts), t);
+        let uneven = split_columns(&t, &[4, 1, 1]);
+        assert_eq!(uneven[0].data, vec![0.0, 1.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0]);
+        assert_eq!(uneven[2].data, vec![5.0, 11.0]);
+        assert_eq!(join_columns(&uneven), t);
         let b = HostTensor::new(vec![6], (0..6).map(|x| x as f32).collect());
-        assert_eq!(join_columns(&split_columns(&b, 3)), b);
+        assert_eq!(join_columns(&split_columns(&b, &[2, 2, 2])), b);
     }
 
     #[test]

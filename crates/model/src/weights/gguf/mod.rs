@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::arch::{Arch, Layout};
-use crate::config::{ModelConfig, ModelType, Positions};
+use crate::config::{LayerType, MODEL_TYPES, ModelConfig, ModelType, Positions};
 use crate::error::ModelError;
 use crate::weights::tensor::{HostTensor, TensorMap};
 pub use quant::{GgmlType, dequantize};
@@ -199,16 +199,17 @@ impl GgufFile {
             .meta("general.architecture")
             .and_then(MetaValue::as_str)
             .ok_or_else(|| self.error("missing metadata `general.architecture`".into()))?;
-        ModelType::from_hf_name(arch).ok_or_else(|| {
+        ModelType::from_gguf_name(arch).ok_or_else(|| {
+            let known: Vec<&str> = MODEL_TYPES.iter().filter_map(|t| t.gguf_name()).collect();
             self.error(format!(
                 "architecture `{arch}` is not supported ({} are)",
-                ModelType::supported_names()
+                known.join(", ")
             ))
         })
     }
 
     /// Metadata that asks for something bpo does not compute (as `config.json`'s refusals):
-    /// RoPE scaling, a sliding window, RoPE on part of each head.
+    /// RoPE scaling, a sliding window where the family has none, RoPE on part of each head.
     fn refuse_unsupported(&self, arch: &str, config: &ModelConfig) -> Result<(), ModelError> {
         let key = |k: &str| format!("{arch}.{k}");
         let refuse = |k: String, what: &str| {
@@ -226,6 +227,7 @@ impl GgufFile {
         }
         if let Some(window) = self.meta_u64(&key("attention.sliding_window"))?
             && (window as usize) < config.max_position_embeddings
+            && config.sliding_window.is_none()
         {
             return refuse(key("attention.sliding_window"), "sliding-window attention");
         }
@@ -264,12 +266,22 @@ impl GgufFile {
         } else {
             "attention.layer_norm_rms_epsilon"
         };
+        let num_layers = self.meta_usize(&key("block_count"))?;
+        // llama.cpp gives a window to every layer of the families that have one (Phi-3).
+        let layer_types = model_type.default_layer_types(num_layers, 1);
+        let windowed = layer_types.contains(&LayerType::Sliding);
+        let sliding_window = match windowed {
+            true => self
+                .meta_u64(&key("attention.sliding_window"))?
+                .map(|w| w as usize),
+            false => None,
+        };
         let config = ModelConfig {
             model_type,
             vocab_size,
             hidden_size,
             intermediate_size: self.meta_usize(&key("feed_forward_length"))?,
-            num_layers: self.meta_usize(&key("block_count"))?,
+            num_layers,
             num_heads,
             num_kv_heads: self
                 .meta_u64(&key("attention.head_count_kv"))?
@@ -290,6 +302,14 @@ impl GgufFile {
             eos_token_id: self
                 .meta_u64("tokenizer.ggml.eos_token_id")?
                 .map(|v| v as u32),
+            layer_types: if sliding_window.is_some() {
+                layer_types
+            } else {
+                Vec::new()
+            },
+            sliding_window,
+            rope_local_theta: None,
+            query_pre_attn_scalar: None,
         };
         if has("rope_freqs.weight") {
             return Err(self.error("scaled RoPE (`rope_freqs.weight`) is not supported yet".into()));
