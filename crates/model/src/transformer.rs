@@ -91,7 +91,8 @@ pub struct Transformer {
     pub lm_head: Option<Linear>,
     /// RoPE tables (Llama family only).
     pub rope: Option<Rope>,
-    /// RoPE tables of the sliding-window layers when their base differs (Gemma 3).
+    /// RoPE tables of the sliding-window layers when the config gives them their own base
+    /// (Gemma 3).
     pub rope_local: Option<Rope>,
     /// The hyper-parameters this model was built from.
     #[module(skip)]
@@ -198,7 +199,8 @@ impl Transformer {
         );
         let mut x = self.embed_tokens.forward(inputs.ids.clone());
         if config.model_type.block().scaled_embedding {
-            // Gemma multiplies by sqrt(hidden) rounded to the weights' precision.
+            // Gemma multiplies by sqrt(hidden) rounded to f32, the precision of the weights
+            // (Burn casts the scalar to the tensor's float type).
             x = x * ((config.hidden_size as f64).sqrt() as f32);
         }
         if let Some(positions) = &self.embed_positions {

@@ -5,6 +5,7 @@
 
 mod gguf_writer;
 mod hub_server;
+mod judge_server;
 
 use std::path::Path;
 
@@ -16,6 +17,7 @@ use bpo_model::weights::gguf::{GgufFile, MetaValue};
 use bpo_model::{ModelConfig, ModelType, PaddingSide, TokenBatch, Tokenizer, Transformer};
 pub use gguf_writer::GgufWriter;
 pub use hub_server::{Access, HubServer, LoggedRequest};
+pub use judge_server::{Fault, JudgeRequest, JudgeServer};
 
 /// SmolLM2's chat template (ChatML with a default system prompt).
 pub const SMOLLM2_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";

@@ -32,6 +32,44 @@ impl Preference {
     }
 }
 
+/// What an annotator that calls an API spent (`phases.jsonl` records it per phase).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnnotatorUsage {
+    /// HTTP requests sent, retries included.
+    #[serde(rename = "annotator/requests")]
+    pub requests: u64,
+    /// Of those, retries (429, 5xx, timeouts, dropped connections).
+    #[serde(rename = "annotator/retries")]
+    pub retries: u64,
+    /// Judgments whose reply was not an allowed answer (scored NaN, dropped like ties).
+    #[serde(rename = "annotator/failures")]
+    pub failures: u64,
+    /// Judgments read from the cache instead of asked.
+    #[serde(rename = "annotator/cached")]
+    pub cached: u64,
+    /// Prompt tokens the API reported.
+    #[serde(rename = "annotator/prompt_tokens")]
+    pub prompt_tokens: u64,
+    /// Completion tokens the API reported.
+    #[serde(rename = "annotator/completion_tokens")]
+    pub completion_tokens: u64,
+    /// Seconds spent annotating.
+    #[serde(rename = "annotator/seconds")]
+    pub seconds: f64,
+}
+
+impl AnnotatorUsage {
+    /// Adds `other`'s counts (not its seconds) to these.
+    pub fn add(&mut self, other: &AnnotatorUsage) {
+        self.requests += other.requests;
+        self.retries += other.retries;
+        self.failures += other.failures;
+        self.cached += other.cached;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
 /// A scorer of responses. `score` takes a batch so that external judges and models can
 /// amortise their cost.
 pub trait Annotator {
@@ -48,6 +86,22 @@ pub trait Annotator {
     fn score_prompts(&mut self, items: &[(&Content, &str)]) -> Result<Vec<f64>, AlgoError> {
         let texts: Vec<(&str, &str)> = items.iter().map(|(p, r)| (prompt_text(p), *r)).collect();
         self.score(&texts)
+    }
+
+    /// Which of two responses to each prompt is better, for annotators that compare rather
+    /// than score (pairwise LLM judges); `None` for those that score, whose preferences follow
+    /// from the scores.
+    fn prefer_pairs(
+        &mut self,
+        _items: &[(&Content, &str, &str)],
+    ) -> Option<Result<Vec<Preference>, AlgoError>> {
+        None
+    }
+
+    /// What the annotator spent since the last call (API judges); `None` for annotators that
+    /// call nothing.
+    fn take_usage(&mut self) -> Option<AnnotatorUsage> {
+        None
     }
 
     /// Which of two responses to `prompt` is better.

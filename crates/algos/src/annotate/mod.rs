@@ -2,12 +2,16 @@
 //! (prompt, response) pairs, higher is better; the pairwise form derives from the scores and
 //! makes a tie explicit. Built-in: VADER sentiment (the rules of vaderSentiment 3.3.2), AFINN-165
 //! word valence (a length-neutral second judge), a substring counter (toy tasks and tests), a
-//! reward model trained by `bpo rm train`, an external judge process speaking JSON lines, and
-//! weighted combinations of these.
+//! sequence-classification reward model, an LLM judge over an OpenAI-compatible API, an
+//! external judge process speaking JSON lines, and weighted combinations of these.
 
 mod annotator;
+mod http;
 mod judge;
+mod judge_cache;
+mod judge_reply;
 mod lexicon;
+mod openai;
 mod reward_model;
 mod vader;
 
@@ -18,9 +22,15 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AlgoError;
-pub use annotator::{Annotator, Preference};
+pub use annotator::{Annotator, AnnotatorUsage, Preference};
 pub use judge::ExternalJudge;
+pub use judge_cache::Judgment;
+pub use judge_reply::{parse_choice, parse_score};
 pub use lexicon::{Afinn, Count, Vader};
+pub use openai::{
+    DEFAULT_PAIRWISE_TEMPLATE, DEFAULT_SCORE_TEMPLATE, JudgeMode, MAX_REPLY_BYTES, OpenAiJudge,
+    OpenAiJudgeConfig,
+};
 pub use reward_model::RewardModelAnnotator;
 
 /// A weighted sum of annotators' scores.
@@ -44,6 +54,18 @@ impl Annotator for Weighted {
 
     fn score_prompts(&mut self, items: &[(&Content, &str)]) -> Result<Vec<f64>, AlgoError> {
         self.sum(|annotator| annotator.score_prompts(items), items.len())
+    }
+
+    fn take_usage(&mut self) -> Option<AnnotatorUsage> {
+        let mut total: Option<AnnotatorUsage> = None;
+        for (_, annotator) in &mut self.parts {
+            if let Some(usage) = annotator.take_usage() {
+                let sum = total.get_or_insert_default();
+                sum.add(&usage);
+                sum.seconds += usage.seconds;
+            }
+        }
+        total
     }
 }
 
@@ -101,6 +123,9 @@ pub enum AnnotatorConfig {
         #[serde(default = "default_batch")]
         batch_size: usize,
     },
+    /// An LLM judge over an OpenAI-compatible chat-completions API (vLLM, llama.cpp, Ollama,
+    /// TGI, OpenAI).
+    OpenaiJudge(OpenAiJudgeConfig),
     /// A weighted sum of other annotators.
     Weighted {
         /// The parts: `{ weight = 0.5, kind = "vader" }`, ...
@@ -132,6 +157,15 @@ pub struct WeightedPart {
 impl AnnotatorConfig {
     /// Builds the annotator (spawning a judge process where there is one).
     pub fn build(&self) -> Result<Box<dyn Annotator>, AlgoError> {
+        self.build_in(None)
+    }
+
+    /// [`AnnotatorConfig::build`] for a run writing to `run_dir`, where an LLM judge keeps its
+    /// cache (`judge-cache.jsonl`) unless its config names one.
+    pub fn build_in(
+        &self,
+        run_dir: Option<&std::path::Path>,
+    ) -> Result<Box<dyn Annotator>, AlgoError> {
         Ok(match self {
             AnnotatorConfig::Vader => Box::new(Vader::new()),
             AnnotatorConfig::Afinn => Box::new(Afinn::new()),
@@ -158,6 +192,10 @@ impl AnnotatorConfig {
                 *batch_size,
                 *input,
             )?),
+            AnnotatorConfig::OpenaiJudge(judge) => {
+                let cache = run_dir.map(|dir| dir.join("judge-cache.jsonl"));
+                Box::new(OpenAiJudge::new(judge, cache.as_deref())?)
+            }
             AnnotatorConfig::Weighted { parts } => {
                 if parts.is_empty() {
                     return Err(AlgoError::Config(
@@ -167,7 +205,7 @@ impl AnnotatorConfig {
                 Box::new(Weighted {
                     parts: parts
                         .iter()
-                        .map(|p| Ok((p.weight, p.annotator.build()?)))
+                        .map(|p| Ok((p.weight, p.annotator.build_in(run_dir)?)))
                         .collect::<Result<_, AlgoError>>()?,
                 })
             }
@@ -194,6 +232,29 @@ pub fn noisy_preference(s1: f64, s2: f64, temperature: f64, rng: &mut impl Rng) 
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn an_openai_judge_reads_from_toml_with_its_defaults() {
+        let text = "kind = \"openai_judge\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\n";
+        let config: AnnotatorConfig = toml::from_str(text).unwrap();
+        let AnnotatorConfig::OpenaiJudge(judge) = config else {
+            panic!("{config:?}")
+        };
+        assert_eq!(
+            (judge.concurrency, judge.max_attempts, judge.timeout_s),
+            (4, 6, 60.0)
+        );
+        assert_eq!((judge.mode, judge.api_key_env), (JudgeMode::Score, None));
+        let typo = format!("{text}concurrence = 2\n");
+        assert!(toml::from_str::<AnnotatorConfig>(&typo).is_err());
+        let pairwise = format!("{text}mode = \"pairwise\"\n");
+        let Ok(AnnotatorConfig::OpenaiJudge(judge)) = toml::from_str(&pairwise) else {
+            panic!("pairwise")
+        };
+        assert!(judge.mode == JudgeMode::Pairwise && judge.both_orders);
+        let unknown = format!("{text}mode = \"ranking\"\n");
+        assert!(toml::from_str::<AnnotatorConfig>(&unknown).is_err());
+    }
 
     #[test]
     fn vader_and_afinn_rank_sentiment() {

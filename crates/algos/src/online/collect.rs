@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::annotate::{Annotator, Preference, noisy_preference};
+use crate::annotate::{Annotator, AnnotatorUsage, Preference, noisy_preference};
 use crate::error::AlgoError;
 use crate::online::config::OnlineSampling;
 
@@ -32,6 +32,29 @@ pub struct PhaseCollection {
     pub seconds: f64,
     /// Samples generated.
     pub samples: usize,
+    /// What the annotator spent on them (API judges).
+    #[serde(default)]
+    pub annotator: Option<AnnotatorUsage>,
+}
+
+/// Per-sample scores of pairwise preferences between each group's two samples: 1 for the
+/// preferred, 0 for the other, 0.5 each for a tie.
+fn preference_scores(
+    preferences: &[Preference],
+    groups: &[Vec<usize>],
+    samples: usize,
+) -> Vec<f64> {
+    let mut scores = vec![0.5; samples];
+    for (preference, group) in preferences.iter().zip(groups) {
+        let (first, second) = match preference {
+            Preference::First => (1.0, 0.0),
+            Preference::Second => (0.0, 1.0),
+            Preference::Tie => (0.5, 0.5),
+        };
+        scores[group[0]] = first;
+        scores[group[1]] = second;
+    }
+    scores
 }
 
 /// The token ids and behavior log-probs a sampled pair carries in its meta.
@@ -101,21 +124,46 @@ pub fn collect_pairs(
         .iter()
         .map(|g| (&prompts[g.prompt_index].1.prompt, g.text.as_str()))
         .collect();
-    let scores = annotator.score_prompts(&items)?;
+    // A failed judgment scores NaN: it is left out of the mean and never chosen, and a pair
+    // with one compares as a tie (dropped). A judge that compares (pairwise) labels each
+    // prompt's two samples: 1 for the preferred, 0 for the other, 0.5 each for a tie.
+    let pair_items: Vec<(&Content, &str, &str)> = groups
+        .iter()
+        .filter(|_| k == 2)
+        .map(|g| {
+            let prompt = &prompts[generations[g[0]].prompt_index].1.prompt;
+            (
+                prompt,
+                generations[g[0]].text.as_str(),
+                generations[g[1]].text.as_str(),
+            )
+        })
+        .collect();
+    let preferences = match k {
+        2 => annotator.prefer_pairs(&pair_items).transpose()?,
+        _ => None,
+    };
+    let scores = match preferences {
+        Some(preferences) => preference_scores(&preferences, &groups, generations.len()),
+        None => annotator.score_prompts(&items)?,
+    };
+    let judged: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006e_6f69_7365);
     let mut stats = PhaseCollection {
         prompts: prompts.len(),
         samples: generations.len(),
-        mean_score: scores.iter().sum::<f64>() / scores.len().max(1) as f64,
+        mean_score: judged.iter().sum::<f64>() / judged.len().max(1) as f64,
         mean_response_tokens: generations.iter().map(|g| g.token_ids.len()).sum::<usize>() as f64
             / generations.len().max(1) as f64,
+        annotator: annotator.take_usage(),
         ..PhaseCollection::default()
     };
     let mut pairs = Vec::new();
     for ((index, record, prompt_ids), group) in prompts.iter().zip(&groups) {
         let by_score = |a: &&usize, b: &&usize| scores[**a].total_cmp(&scores[**b]);
-        let best = *group.iter().max_by(by_score).expect("k >= 2 samples");
-        let worst = *group.iter().min_by(by_score).expect("k >= 2 samples");
+        let finite = || group.iter().filter(|&&i| scores[i].is_finite());
+        let best = *finite().max_by(by_score).unwrap_or(&group[0]);
+        let worst = *finite().min_by(by_score).unwrap_or(&group[0]);
         let (i1, i2) = if k == 2 {
             (group[0], group[1])
         } else {

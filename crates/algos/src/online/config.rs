@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use bpo_model::device::{Precision, default_spec};
 use serde::{Deserialize, Serialize};
 
-use crate::annotate::AnnotatorConfig;
+use crate::annotate::{AnnotatorConfig, JudgeMode};
 use crate::config::{LoraConfig, OptimConfig, ReferenceConfig, ReferenceMode};
 use crate::error::AlgoError;
 use crate::loss::LossConfig;
@@ -193,6 +193,15 @@ impl OnlineConfig {
         }
         if self.sampling.samples_per_prompt < 2 {
             return bad("sampling.samples_per_prompt must be at least 2".into());
+        }
+        if let AnnotatorConfig::OpenaiJudge(judge) = &self.annotator
+            && judge.mode == JudgeMode::Pairwise
+            && self.sampling.samples_per_prompt != 2
+        {
+            return bad(
+                "a pairwise judge compares two samples: sampling.samples_per_prompt must be 2"
+                    .into(),
+            );
         }
         if self.sampling.max_new_tokens == 0 || self.sampling.batch_size == 0 {
             return bad(

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::annotate::AnnotatorUsage;
 use crate::online::collect::PhaseCollection;
 use crate::reference::ReferenceLogps;
 use crate::trainer::Progress;
@@ -82,6 +83,9 @@ pub struct PhaseRecord {
     /// KL and agreement, when `run.kl_metrics` is on.
     #[serde(flatten)]
     pub drift: Option<Drift>,
+    /// Requests, retries, failures, tokens and seconds of an API judge.
+    #[serde(flatten)]
+    pub annotator: Option<AnnotatorUsage>,
 }
 
 impl PhaseRecord {
@@ -110,6 +114,7 @@ impl PhaseRecord {
             metric_seconds: 0.0,
             phase_seconds: collection.seconds + reference_seconds + training.seconds,
             drift: None,
+            annotator: collection.annotator.clone(),
         }
     }
 }

@@ -120,7 +120,7 @@ pub fn train_online(
         config.lora.as_ref(),
         observer,
     )?;
-    let mut annotator = config.annotator.build()?;
+    let mut annotator = config.annotator.build_in(Some(&out))?;
     observer.message(&format!("annotator: {}", annotator.name()));
     let prompts = phase_prompts(config, &tokenizer)?;
     let batch = config.run.batch_size;

@@ -93,7 +93,8 @@ impl RewardModel {
                 let last = (0..len)
                     .rev()
                     .find(|&t| real[t] && self.pad_token_id.is_none_or(|pad| ids[t] != pad));
-                // Only pad ids: transformers' argmax over an all-zero mask picks the start.
+                // Only pad ids: transformers' argmax over an all-zero mask picks index 0 (a
+                // padding position when the row is left-padded); bpo takes the first real token.
                 let first_real = real.iter().position(|m| *m).unwrap_or(0);
                 (r * len + last.unwrap_or(first_real)) as i64
             })

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::config::hf::{field, opt_token, opt_usize, type_error};
+use crate::config::json::{field, opt_token, opt_usize, type_error};
 use crate::config::{ModelConfig, ModelType};
 use crate::error::ModelError;
 

@@ -4,7 +4,11 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::config::{LayerType, ModelConfig, ModelType};
+use crate::config::json::{
+    check_heads_divide, field, opt_bool, opt_f64, opt_str, opt_token, opt_usize, str_field,
+    type_error, usize_field,
+};
+use crate::config::{LayerType, MAX_LAYERS, ModelConfig, ModelType};
 use crate::error::ModelError;
 
 impl ModelConfig {
@@ -214,7 +218,7 @@ fn llama_like(obj: &Map<String, Value>, model_type: ModelType) -> Result<ModelCo
         rope_theta,
         norm_eps: opt_f64(obj, "rms_norm_eps")?.unwrap_or(1e-6),
         tie_word_embeddings: opt_bool(obj, "tie_word_embeddings")?.unwrap_or(gemma),
-        attention_bias: opt_bool(obj, "attention_bias")?.unwrap_or(model_type.block().qkv_bias),
+        attention_bias: attention_bias(obj, model_type)?,
         bos_token_id: opt_token(obj, "bos_token_id")?,
         eos_token_id: opt_token(obj, "eos_token_id")?,
         sliding_window,
@@ -225,6 +229,22 @@ fn llama_like(obj: &Map<String, Value>, model_type: ModelType) -> Result<ModelCo
             false => None,
         },
     })
+}
+
+/// Whether the q/k/v projections have biases: as `attention_bias` says for Llama, Qwen2 and
+/// Qwen3; never for Mistral and Phi-3 (transformers ignores the key); refused for Gemma 3,
+/// whose biased variant also has one on the output projection, which bpo does not compute.
+fn attention_bias(obj: &Map<String, Value>, model_type: ModelType) -> Result<bool, ModelError> {
+    let said = opt_bool(obj, "attention_bias")?;
+    match model_type {
+        ModelType::Mistral | ModelType::Phi3 => Ok(false),
+        ModelType::Gemma3 if said == Some(true) => Err(ModelError::Config(
+            "config.json field `attention_bias`: true is not supported for Gemma 3 (biases on \
+             q, k, v and o); bpo refuses rather than compute something other than this model"
+                .into(),
+        )),
+        _ => Ok(said.unwrap_or(model_type.block().qkv_bias)),
+    }
 }
 
 /// The sliding window and which layers use it, as transformers reads them: Mistral's window
@@ -241,14 +261,28 @@ fn attention_layers(
         true => opt_usize(obj, "sliding_window"),
         false => Ok(Some(default)),
     };
+    // The per-layer list is built before `validate` sees the layer count: bound it first.
+    if num_layers > MAX_LAYERS {
+        return Err(ModelError::Config(format!(
+            "num_hidden_layers = {num_layers} is larger than {MAX_LAYERS}: not a model bpo can hold"
+        )));
+    }
     let qwen_window = opt_bool(obj, "use_sliding_window")?.unwrap_or(false);
     let window = match model_type {
         ModelType::Mistral | ModelType::Gemma3 => window_or(4096)?,
         ModelType::Phi3 => opt_usize(obj, "sliding_window")?,
-        ModelType::Qwen2 | ModelType::Qwen3 if qwen_window => opt_usize(obj, "sliding_window")?,
+        ModelType::Qwen2 | ModelType::Qwen3 if qwen_window => window_or(4096)?,
         _ => None,
     };
     let Some(window) = window else {
+        if model_type == ModelType::Gemma3 {
+            // transformers' Gemma 3 cannot build its sliding layers' mask without one.
+            return Err(ModelError::Config(
+                "config.json field `sliding_window`: null, but Gemma 3's sliding layers need a \
+                 window"
+                    .into(),
+            ));
+        }
         return Ok((None, Vec::new()));
     };
     let listed = field(obj, "layer_types").filter(|_| model_type.reads_layer_types());
@@ -394,81 +428,4 @@ fn rope_bases(obj: &Map<String, Value>, gemma: bool) -> Result<(f64, Option<f64>
         None => opt_f64(obj, "rope_local_base_freq")?.unwrap_or(10000.0),
     };
     Ok((theta, Some(local)))
-}
-
-pub(super) fn field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    obj.get(key).filter(|v| !v.is_null())
-}
-
-pub(super) fn type_error(key: &str, expected: &str, value: &Value) -> ModelError {
-    ModelError::Config(format!(
-        "config.json field `{key}`: expected {expected}, found {value}"
-    ))
-}
-
-fn str_field(obj: &Map<String, Value>, key: &str) -> Result<String, ModelError> {
-    opt_str(obj, key)
-        .ok_or_else(|| ModelError::Config(format!("config.json: missing field `{key}`")))
-}
-
-fn opt_str(obj: &Map<String, Value>, key: &str) -> Option<String> {
-    field(obj, key).and_then(|v| v.as_str()).map(str::to_owned)
-}
-
-/// Without an explicit `head_dim`, a head is `hidden / heads` wide: `heads` must divide it.
-fn check_heads_divide(hidden: usize, heads: usize, h: &str, n: &str) -> Result<(), ModelError> {
-    if heads == 0 || !hidden.is_multiple_of(heads) {
-        return Err(ModelError::Config(format!(
-            "config.json: `{n}` ({heads}) must divide `{h}` ({hidden})"
-        )));
-    }
-    Ok(())
-}
-
-fn usize_field(obj: &Map<String, Value>, key: &str) -> Result<usize, ModelError> {
-    opt_usize(obj, key)?
-        .ok_or_else(|| ModelError::Config(format!("config.json: missing field `{key}`")))
-}
-
-pub(super) fn opt_usize(obj: &Map<String, Value>, key: &str) -> Result<Option<usize>, ModelError> {
-    field(obj, key)
-        .map(|v| {
-            v.as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| type_error(key, "a non-negative integer", v))
-        })
-        .transpose()
-}
-
-fn opt_f64(obj: &Map<String, Value>, key: &str) -> Result<Option<f64>, ModelError> {
-    field(obj, key)
-        .map(|v| v.as_f64().ok_or_else(|| type_error(key, "a number", v)))
-        .transpose()
-}
-
-fn opt_bool(obj: &Map<String, Value>, key: &str) -> Result<Option<bool>, ModelError> {
-    field(obj, key)
-        .map(|v| {
-            v.as_bool()
-                .ok_or_else(|| type_error(key, "true or false", v))
-        })
-        .transpose()
-}
-
-/// Token ids may be an integer or a list of integers (the first one is used).
-pub(super) fn opt_token(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ModelError> {
-    let Some(v) = field(obj, key) else {
-        return Ok(None);
-    };
-    let first = match v {
-        Value::Array(items) => items.first(),
-        other => Some(other),
-    };
-    first
-        .map(|t| {
-            t.as_u64()
-                .map(|n| n as u32)
-                .ok_or_else(|| type_error(key, "a token id", v))
-        })
-        .transpose()
 }

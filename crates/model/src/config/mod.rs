@@ -5,6 +5,7 @@
 mod classifier;
 mod family;
 mod hf;
+mod json;
 
 pub use classifier::{ClassifierHead, SCORE_WEIGHT};
 pub use family::{BlockSpec, LayerType, MODEL_TYPES, MlpKind, ModelType, NormKind, Positions};
@@ -14,6 +15,9 @@ use crate::error::ModelError;
 /// The most parameters a configuration may have (2^40, ~4 TB of f32 weights): larger numbers
 /// come from corrupt or hostile config files.
 pub const MAX_PARAMETERS: u128 = 1 << 40;
+
+/// The most blocks a configuration may have.
+pub const MAX_LAYERS: usize = 1 << 12;
 
 /// Hyper-parameters of a decoder-only transformer.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,7 +167,7 @@ impl ModelConfig {
             ("vocab_size", self.vocab_size, 1 << 24),
             ("hidden_size", self.hidden_size, 1 << 17),
             ("intermediate_size", self.intermediate_size, 1 << 19),
-            ("num_layers", self.num_layers, 1 << 12),
+            ("num_layers", self.num_layers, MAX_LAYERS),
             ("num_heads", self.num_heads, 1 << 12),
             ("head_dim", self.head_dim, 1 << 12),
             (
@@ -270,9 +274,13 @@ impl ModelConfig {
             attention_bias: model_type.block().qkv_bias,
             bos_token_id: None,
             eos_token_id: None,
-            sliding_window: None,
-            layer_types: Vec::new(),
-            // Gemma 3 always has both (its config.json defaults them).
+            // Gemma 3 always has a window, its own RoPE base for it and a score scalar (its
+            // config.json defaults them).
+            sliding_window: (model_type == ModelType::Gemma3).then_some(4096),
+            layer_types: match model_type {
+                ModelType::Gemma3 => model_type.default_layer_types(layers, 6),
+                _ => Vec::new(),
+            },
             rope_local_theta: (model_type == ModelType::Gemma3).then_some(10000.0),
             query_pre_attn_scalar: (model_type == ModelType::Gemma3)
                 .then_some((hidden / heads) as f64),

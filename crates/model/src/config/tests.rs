@@ -159,6 +159,35 @@ fn sliding_windows_and_layer_types_are_read_as_transformers_reads_them() {
         (5e5, Some(2e4))
     );
     assert_eq!(config.layer_types, vec![Sliding, Sliding]);
+    // Qwen's window defaults to 4096 once switched on.
+    let on = json!({"use_sliding_window": true, "max_window_layers": 0});
+    assert_eq!(read("qwen2", on), (Some(4096), vec![Sliding; 2]));
+}
+
+#[test]
+fn hostile_or_inconsistent_attention_settings_are_errors() {
+    let err = |model_type: &str, extra: serde_json::Value| {
+        ModelConfig::from_hf_json(&hf_config(model_type, extra))
+            .unwrap_err()
+            .to_string()
+    };
+    // A layer count that would allocate without bound is refused before anything is built.
+    let e = err(
+        "mistral",
+        json!({"num_hidden_layers": 1_000_000_000_000_000u64}),
+    );
+    assert!(e.contains("num_hidden_layers"), "{e}");
+    let e = err("gemma3_text", json!({"sliding_window": null}));
+    assert!(e.contains("`sliding_window`"), "{e}");
+    let e = err("gemma3_text", json!({"attention_bias": true}));
+    assert!(e.contains("`attention_bias`"), "{e}");
+    // transformers' Mistral and Phi-3 never have q/k/v biases, whatever the key says.
+    for model_type in ["mistral", "phi3"] {
+        let config =
+            ModelConfig::from_hf_json(&hf_config(model_type, json!({"attention_bias": true})))
+                .unwrap();
+        assert!(!config.attention_bias, "{model_type}");
+    }
 }
 
 #[test]

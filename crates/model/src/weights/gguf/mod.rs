@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::arch::{Arch, Layout};
-use crate::config::{LayerType, MODEL_TYPES, ModelConfig, ModelType, Positions};
+use crate::config::{LayerType, MAX_LAYERS, MODEL_TYPES, ModelConfig, ModelType, Positions};
 use crate::error::ModelError;
 use crate::weights::tensor::{HostTensor, TensorMap};
 pub use quant::{GgmlType, dequantize};
@@ -200,7 +200,8 @@ impl GgufFile {
             .and_then(MetaValue::as_str)
             .ok_or_else(|| self.error("missing metadata `general.architecture`".into()))?;
         ModelType::from_gguf_name(arch).ok_or_else(|| {
-            let known: Vec<&str> = MODEL_TYPES.iter().filter_map(|t| t.gguf_name()).collect();
+            let mut known: Vec<&str> = MODEL_TYPES.iter().filter_map(|t| t.gguf_name()).collect();
+            known.dedup();
             self.error(format!(
                 "architecture `{arch}` is not supported ({} are)",
                 known.join(", ")
@@ -267,6 +268,12 @@ impl GgufFile {
             "attention.layer_norm_rms_epsilon"
         };
         let num_layers = self.meta_usize(&key("block_count"))?;
+        if num_layers > MAX_LAYERS {
+            return Err(self.error(format!(
+                "{} = {num_layers} is larger than {MAX_LAYERS}: not a model bpo can hold",
+                key("block_count")
+            )));
+        }
         // llama.cpp gives a window to every layer of the families that have one (Phi-3).
         let layer_types = model_type.default_layer_types(num_layers, 1);
         let windowed = layer_types.contains(&LayerType::Sliding);

@@ -1,0 +1,141 @@
+//! POSTing JSON to an HTTP API as a production client does: connect and read timeouts,
+//! retries with exponential backoff and jitter on 429, 5xx, timeouts and dropped connections
+//! (a `Retry-After` is honoured), a cap on attempts, and a bounded read of the reply.
+
+use std::io::Read;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// When to try again and how long to wait.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; doubled for each further one, then jittered to
+    /// 50-150%.
+    pub base_delay: Duration,
+    /// The longest wait between attempts (a `Retry-After` included).
+    pub max_delay: Duration,
+}
+
+/// What one request cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attempts {
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Of those, retries.
+    pub retries: u64,
+}
+
+/// Why a request gave no usable reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpFailure {
+    /// An error retrying cannot fix (a 4xx other than 429), or the attempts ran out: the
+    /// message names the last status and an excerpt of its body, or the transport error.
+    Fatal(String),
+    /// The server answered 2xx with a body past the size limit (counted as a failed answer).
+    TooLarge(u64),
+}
+
+/// The first `limit` characters of `text`, for messages.
+pub fn excerpt(text: &str, limit: usize) -> String {
+    let cut: String = text.chars().take(limit).collect();
+    match cut.len() < text.len() {
+        true => format!("{cut}..."),
+        false => cut,
+    }
+}
+
+/// The wait before retry `retry` (1-based): `base * 2^(retry-1)` jittered to 50-150%, or
+/// the server's `Retry-After` seconds when longer, at most `max_delay`.
+fn backoff(
+    policy: &RetryPolicy,
+    retry: u32,
+    retry_after: Option<f64>,
+    rng: &mut ChaCha8Rng,
+) -> Duration {
+    let exponential = policy.base_delay.as_secs_f64() * 2f64.powi(retry as i32 - 1);
+    let jittered = exponential * rng.random_range(0.5..1.5);
+    let wait = jittered.max(retry_after.unwrap_or(0.0));
+    Duration::from_secs_f64(wait.min(policy.max_delay.as_secs_f64()))
+}
+
+/// POSTs `body` (JSON) to `url`, with `Authorization: Bearer <api_key>` when a key is given,
+/// and returns the reply body (at most `max_body` bytes) and what the request cost. The key
+/// never appears in a returned message. `seed` makes the jitter reproducible.
+pub fn post_json(
+    agent: &ureq::Agent,
+    url: &str,
+    api_key: Option<&str>,
+    body: &str,
+    policy: &RetryPolicy,
+    max_body: u64,
+    seed: u64,
+) -> (Result<String, HttpFailure>, Attempts) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut attempts = Attempts::default();
+    let mut last = String::new();
+    for attempt in 1..=policy.max_attempts.max(1) {
+        if attempt > 1 {
+            attempts.retries += 1;
+        }
+        attempts.requests += 1;
+        let mut request = agent.post(url).set("Content-Type", "application/json");
+        if let Some(key) = api_key {
+            request = request.set("Authorization", &format!("Bearer {key}"));
+        }
+        let retry_after = match request.send_string(body) {
+            Ok(response) => {
+                let mut bytes = Vec::new();
+                let read = response
+                    .into_reader()
+                    .take(max_body + 1)
+                    .read_to_end(&mut bytes);
+                match read {
+                    Ok(_) if bytes.len() as u64 > max_body => {
+                        return (Err(HttpFailure::TooLarge(max_body)), attempts);
+                    }
+                    Ok(_) => return (Ok(String::from_utf8_lossy(&bytes).into_owned()), attempts),
+                    Err(e) => {
+                        last = format!("the reply was cut off: {e}");
+                        None
+                    }
+                }
+            }
+            Err(ureq::Error::Status(status, response)) => {
+                let retry_after = response
+                    .header("Retry-After")
+                    .and_then(|s| s.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0);
+                let text = response.into_string().unwrap_or_default();
+                last = format!("HTTP {status}: {}", excerpt(&text, 200));
+                if status != 429 && status < 500 {
+                    let hint = match status {
+                        401 | 403 => " (check the API key the config's api_key_env names)",
+                        404 => " (check base_url and model)",
+                        _ => "",
+                    };
+                    return (
+                        Err(HttpFailure::Fatal(format!("{url}: {last}{hint}"))),
+                        attempts,
+                    );
+                }
+                retry_after
+            }
+            Err(ureq::Error::Transport(transport)) => {
+                last = transport.to_string();
+                None
+            }
+        };
+        if attempt < policy.max_attempts {
+            std::thread::sleep(backoff(policy, attempt, retry_after, &mut rng));
+        }
+    }
+    let message = format!(
+        "{url}: no answer after {} attempts; the last: {last}",
+        attempts.requests
+    );
+    (Err(HttpFailure::Fatal(message)), attempts)
+}

@@ -1,0 +1,437 @@
+//! An LLM judge over an OpenAI-compatible chat-completions API (vLLM, llama.cpp's server,
+//! Ollama, TGI, OpenAI). In score mode each (prompt, response) is shown to the judge model
+//! through a prompt template and its 1-10 answer, parsed strictly, is the score; in pairwise
+//! mode it sees two responses and answers A or B, in both orders unless told otherwise (a
+//! disagreement is a tie: position bias cancels). Requests run `concurrency` at a
+//! time through [`post_json`] (timeouts, retries with backoff, `Retry-After`); every judgment,
+//! raw reply included, is appended to a cache file as it arrives, so a resumed or repeated run
+//! reads it instead of paying again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use bpo_data::Content;
+
+use crate::annotate::annotator::{Annotator, AnnotatorUsage, Preference};
+use crate::annotate::http::{HttpFailure, RetryPolicy, post_json};
+use crate::annotate::judge_cache::{JudgeCache, Judgment};
+use crate::annotate::judge_reply::{fill, judgment_of, parse_choice, parse_score};
+use crate::error::AlgoError;
+use crate::online::prompt_text;
+
+/// The judge prompt of score mode when the config names no template.
+pub const DEFAULT_SCORE_TEMPLATE: &str = "You are a careful, impartial judge of AI assistant \
+responses. Rate how well the response answers the prompt, for helpfulness, correctness and \
+clarity, on a scale from 1 (worst) to 10 (best).\n\n[Prompt]\n{prompt}\n\n[Response]\n{response}\n\n\
+Answer with a single integer from 1 to 10 and nothing else.";
+
+/// The judge prompt of pairwise mode when the config names no template.
+pub const DEFAULT_PAIRWISE_TEMPLATE: &str = "You are a careful, impartial judge of AI assistant \
+responses. Which of the two responses below answers the prompt better, for helpfulness, \
+correctness and clarity?\n\n[Prompt]\n{prompt}\n\n[Response A]\n{response_a}\n\n\
+[Response B]\n{response_b}\n\nAnswer with a single letter, A or B, and nothing else.";
+
+/// The largest reply body read; a longer one is a failed judgment, never held in memory.
+pub const MAX_REPLY_BYTES: u64 = 1 << 20;
+
+/// What the judge is asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeMode {
+    /// A 1-10 score per response (pairs are then the best and worst of each prompt's samples).
+    #[default]
+    Score,
+    /// A or B between a prompt's two samples (`sampling.samples_per_prompt = 2`).
+    Pairwise,
+}
+
+impl JudgeMode {
+    /// The placeholders a template of this mode must hold.
+    fn placeholders(self) -> &'static [&'static str] {
+        match self {
+            JudgeMode::Score => &["{prompt}", "{response}"],
+            JudgeMode::Pairwise => &["{prompt}", "{response_a}", "{response_b}"],
+        }
+    }
+
+    /// Parses a reply; anything but an allowed answer is `None`, a failed judgment, never a
+    /// guess (pairwise: A is 1, B is 2).
+    pub(crate) fn parse(self, reply: &str) -> Option<f64> {
+        match self {
+            JudgeMode::Score => parse_score(reply),
+            JudgeMode::Pairwise => parse_choice(reply),
+        }
+    }
+}
+
+/// `kind = "openai_judge"`: where the judge is and how to ask it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiJudgeConfig {
+    /// The API's base URL, up to `/v1` (`http://127.0.0.1:8000/v1`).
+    pub base_url: String,
+    /// The judge model's name as the server knows it.
+    pub model: String,
+    /// The environment variable holding the API key (sent as a bearer token); none: no key.
+    /// The key itself is never written anywhere.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// What the judge is asked. Default `score`.
+    #[serde(default)]
+    pub mode: JudgeMode,
+    /// A file with the judge prompt, `{prompt}` and `{response}` (pairwise: `{response_a}`
+    /// and `{response_b}`) standing for them; default [`DEFAULT_SCORE_TEMPLATE`] or
+    /// [`DEFAULT_PAIRWISE_TEMPLATE`].
+    #[serde(default)]
+    pub template: Option<PathBuf>,
+    /// Pairwise mode: ask in both orders and call a disagreement a tie. Default true.
+    #[serde(default = "default_both_orders")]
+    pub both_orders: bool,
+    /// Tokens the judge may answer with. Default 8.
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Sampling temperature of the judge. Default 0.
+    #[serde(default)]
+    pub temperature: f64,
+    /// Requests in flight at once. Default 4.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Seconds to connect and to wait for each reply. Default 60.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    /// Attempts per judgment before the phase stops with an error. Default 6.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Seconds before the first retry, doubled for each further one (jittered to 50-150%,
+    /// longer when the server's `Retry-After` says so, at most 60). Default 0.5.
+    #[serde(default = "default_backoff")]
+    pub backoff_s: f64,
+    /// The cache of judgments (JSON lines); default `<run.out>/judge-cache.jsonl` in a run,
+    /// none elsewhere.
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
+}
+
+fn default_max_tokens() -> u32 {
+    8
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+
+fn default_timeout() -> f64 {
+    60.0
+}
+
+fn default_attempts() -> u32 {
+    6
+}
+
+fn default_backoff() -> f64 {
+    0.5
+}
+
+fn default_both_orders() -> bool {
+    true
+}
+
+/// The judge as an annotator.
+pub struct OpenAiJudge {
+    config: OpenAiJudgeConfig,
+    template: String,
+    url: String,
+    api_key: Option<String>,
+    agent: ureq::Agent,
+    cache: JudgeCache,
+    usage: AnnotatorUsage,
+}
+
+impl OpenAiJudge {
+    /// Builds the judge of `config`, caching in `config.cache`, else `default_cache`.
+    pub fn new(
+        config: &OpenAiJudgeConfig,
+        default_cache: Option<&Path>,
+    ) -> Result<Self, AlgoError> {
+        let bad = |m: String| Err(AlgoError::Config(format!("annotator: {m}")));
+        if !(config.timeout_s > 0.0 && config.timeout_s <= crate::annotate::MAX_TIMEOUT_S) {
+            return bad(format!(
+                "timeout_s must be in (0, 86400], got {}",
+                config.timeout_s
+            ));
+        }
+        if config.concurrency == 0 || config.concurrency > 256 {
+            return bad(format!(
+                "concurrency must be 1-256, got {}",
+                config.concurrency
+            ));
+        }
+        if config.max_attempts == 0 {
+            return bad("max_attempts must be at least 1".into());
+        }
+        if !(config.backoff_s >= 0.0 && config.backoff_s <= 60.0) {
+            return bad(format!(
+                "backoff_s must be in [0, 60], got {}",
+                config.backoff_s
+            ));
+        }
+        let api_key = match &config.api_key_env {
+            Some(name) => Some(std::env::var(name).map_err(|_| {
+                AlgoError::Config(format!(
+                    "annotator.api_key_env: the environment variable `{name}` is not set"
+                ))
+            })?),
+            None => None,
+        };
+        let template = match (&config.template, config.mode) {
+            (Some(path), _) => std::fs::read_to_string(path).map_err(|e| AlgoError::io(path, e))?,
+            (None, JudgeMode::Score) => DEFAULT_SCORE_TEMPLATE.to_owned(),
+            (None, JudgeMode::Pairwise) => DEFAULT_PAIRWISE_TEMPLATE.to_owned(),
+        };
+        for placeholder in config.mode.placeholders() {
+            if !template.contains(placeholder) {
+                return bad(format!("the judge template has no `{placeholder}`"));
+            }
+        }
+        let timeout = Duration::from_secs_f64(config.timeout_s);
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout_read(timeout)
+            .timeout_write(timeout)
+            .build();
+        let cache_path = config
+            .cache
+            .clone()
+            .or(default_cache.map(Path::to_path_buf));
+        Ok(OpenAiJudge {
+            url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
+            config: config.clone(),
+            template,
+            api_key,
+            agent,
+            cache: JudgeCache::open(cache_path.as_deref())?,
+            usage: AnnotatorUsage::default(),
+        })
+    }
+
+    /// The judge prompt of a score-mode item.
+    fn render(&self, prompt: &str, response: &str) -> String {
+        fill(
+            &self.template,
+            &[("{prompt}", prompt), ("{response}", response)],
+        )
+    }
+
+    /// The judge prompt of a pairwise item, `a` shown first.
+    fn render_pair(&self, prompt: &str, a: &str, b: &str) -> String {
+        let values = [
+            ("{prompt}", prompt),
+            ("{response_a}", a),
+            ("{response_b}", b),
+        ];
+        fill(&self.template, &values)
+    }
+
+    /// Which of two responses to each prompt is better: asked in the order given and, with
+    /// `both_orders`, swapped; a disagreement or a failed judgment is a tie.
+    fn prefer(&mut self, items: &[(&str, &str, &str)]) -> Result<Vec<Preference>, AlgoError> {
+        let both = self.config.both_orders;
+        let mut contents = Vec::new();
+        for (prompt, first, second) in items {
+            contents.push(self.render_pair(prompt, first, second));
+            if both {
+                contents.push(self.render_pair(prompt, second, first));
+            }
+        }
+        let answers = self.judge_all(&contents)?;
+        let per_item = if both { 2 } else { 1 };
+        Ok(answers
+            .chunks(per_item)
+            .map(|votes| {
+                let straight = match votes[0] {
+                    Some(1.0) => Preference::First,
+                    Some(2.0) => Preference::Second,
+                    _ => Preference::Tie,
+                };
+                let swapped = match votes.get(1).copied().flatten() {
+                    Some(1.0) => Preference::Second,
+                    Some(2.0) => Preference::First,
+                    _ => Preference::Tie,
+                };
+                match (both, straight == swapped) {
+                    (false, _) | (true, true) => straight,
+                    (true, false) => Preference::Tie,
+                }
+            })
+            .collect())
+    }
+
+    /// The cache key of a judge prompt: everything that decides the answer (not the key).
+    fn key(&self, content: &str) -> String {
+        let c = &self.config;
+        let what = json!([
+            c.base_url,
+            c.model,
+            c.mode,
+            c.max_tokens,
+            c.temperature,
+            content
+        ]);
+        let digest = Sha256::digest(what.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Asks the judge about `content`: the judgment (failed when the reply is unusable), or
+    /// the error that stops the phase.
+    fn ask(&self, content: &str, seed: u64) -> (Result<Judgment, String>, u64, u64) {
+        let body = json!({
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": content}],
+            "max_tokens": self.config.max_tokens,
+            "temperature": self.config.temperature,
+        });
+        let policy = RetryPolicy {
+            max_attempts: self.config.max_attempts,
+            base_delay: Duration::from_secs_f64(self.config.backoff_s),
+            max_delay: Duration::from_secs(60),
+        };
+        let (reply, attempts) = post_json(
+            &self.agent,
+            &self.url,
+            self.api_key.as_deref(),
+            &body.to_string(),
+            &policy,
+            MAX_REPLY_BYTES,
+            seed,
+        );
+        let judgment = match reply {
+            Ok(text) => Ok(judgment_of(&text, self.config.mode)),
+            Err(HttpFailure::TooLarge(limit)) => Ok(Judgment {
+                score: None,
+                reply: format!("(a reply body over {limit} bytes, not read)"),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+            }),
+            Err(HttpFailure::Fatal(message)) => Err(message),
+        };
+        (judgment, attempts.requests, attempts.retries)
+    }
+    /// The parsed answers to judge prompts `contents` (`None`: a failed judgment). Judgments
+    /// already in the cache are not asked again; each new one is in the cache before the next
+    /// is asked, so an error (attempts exhausted) loses none of those paid for.
+    fn judge_all(&mut self, contents: &[String]) -> Result<Vec<Option<f64>>, AlgoError> {
+        let started = Instant::now();
+        let keys: Vec<String> = contents.iter().map(|c| self.key(c)).collect();
+        let mut asked = std::collections::HashSet::new();
+        let missing: Vec<usize> = (0..contents.len())
+            .filter(|&i| self.cache.get(&keys[i]).is_none() && asked.insert(keys[i].clone()))
+            .collect();
+        self.usage.cached += (contents.len() - missing.len()) as u64;
+        let next = AtomicUsize::new(0);
+        let fatal: Mutex<Option<String>> = Mutex::new(None);
+        let usage = Mutex::new(AnnotatorUsage::default());
+        let judge = &*self;
+        std::thread::scope(|scope| {
+            for _ in 0..judge.config.concurrency.min(missing.len()) {
+                scope.spawn(|| {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::SeqCst);
+                        if n >= missing.len() || fatal.lock().expect("lock").is_some() {
+                            return;
+                        }
+                        let i = missing[n];
+                        let seed = u64::from_str_radix(&keys[i][..16], 16).unwrap_or(0);
+                        let (judgment, requests, retries) = judge.ask(&contents[i], seed);
+                        let mut u = usage.lock().expect("lock");
+                        u.requests += requests;
+                        u.retries += retries;
+                        if let Ok(j) = &judgment {
+                            u.prompt_tokens += j.prompt_tokens;
+                            u.completion_tokens += j.completion_tokens;
+                            u.failures += u64::from(j.score.is_none());
+                        }
+                        drop(u);
+                        let stored = judgment.and_then(|j| {
+                            judge.cache.insert(&keys[i], j).map_err(|e| e.to_string())
+                        });
+                        if let Err(message) = stored {
+                            *fatal.lock().expect("lock") = Some(message);
+                        }
+                    }
+                });
+            }
+        });
+        let asked = usage.into_inner().expect("lock");
+        self.usage.add(&asked);
+        self.usage.seconds += started.elapsed().as_secs_f64();
+        if let Some(message) = fatal.into_inner().expect("lock") {
+            return Err(AlgoError::Annotator(message));
+        }
+        Ok(keys
+            .iter()
+            .map(|key| self.cache.get(key).expect("judged above").score)
+            .collect())
+    }
+}
+
+impl Annotator for OpenAiJudge {
+    fn name(&self) -> String {
+        format!(
+            "LLM judge {} at {}",
+            self.config.model, self.config.base_url
+        )
+    }
+
+    /// Scores 1-10; a failed judgment (a reply that is not one of them) scores NaN, which
+    /// collection drops like a tie and counts. A pairwise judge has no scores: an error.
+    fn score(&mut self, items: &[(&str, &str)]) -> Result<Vec<f64>, AlgoError> {
+        if self.config.mode == JudgeMode::Pairwise {
+            return Err(AlgoError::Annotator(
+                "a pairwise judge compares two responses and gives no scores: it labels online \
+                 runs with sampling.samples_per_prompt = 2; evaluation needs a scoring annotator"
+                    .into(),
+            ));
+        }
+        let contents: Vec<String> = items.iter().map(|(p, r)| self.render(p, r)).collect();
+        let answers = self.judge_all(&contents)?;
+        Ok(answers.into_iter().map(|a| a.unwrap_or(f64::NAN)).collect())
+    }
+
+    fn prefer_pairs(
+        &mut self,
+        items: &[(&Content, &str, &str)],
+    ) -> Option<Result<Vec<Preference>, AlgoError>> {
+        (self.config.mode == JudgeMode::Pairwise).then(|| {
+            let texts: Vec<(&str, &str, &str)> = items
+                .iter()
+                .map(|(p, a, b)| (prompt_text(p), *a, *b))
+                .collect();
+            self.prefer(&texts)
+        })
+    }
+
+    fn compare(
+        &mut self,
+        prompt: &str,
+        first: &str,
+        second: &str,
+    ) -> Result<Preference, AlgoError> {
+        match self.config.mode {
+            JudgeMode::Pairwise => Ok(self.prefer(&[(prompt, first, second)])?[0]),
+            JudgeMode::Score => {
+                let s = self.score(&[(prompt, first), (prompt, second)])?;
+                Ok(Preference::from_scores(s[0], s[1]))
+            }
+        }
+    }
+
+    fn take_usage(&mut self) -> Option<AnnotatorUsage> {
+        Some(std::mem::take(&mut self.usage))
+    }
+}

@@ -1,0 +1,189 @@
+//! An OpenAI-compatible chat-completions stand-in on 127.0.0.1 for tests of LLM judges: it
+//! answers `POST /v1/chat/completions` with what a closure makes of the last message, plays
+//! scripted faults first (statuses with `Retry-After`, dropped connections, malformed JSON,
+//! slow replies, oversized bodies), and logs every request.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A reply the server plays instead of the judge's answer.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// This status with this body, and `Retry-After` seconds when given.
+    Status(u16, Option<u32>, String),
+    /// The connection closed without a reply.
+    Drop,
+    /// A 200 whose body is not JSON.
+    Malformed,
+    /// A 200 with this message content (the judge says something).
+    Content(String),
+    /// The normal answer after this delay.
+    Slow(Duration),
+    /// A 200 whose body has this many bytes.
+    Huge(usize),
+}
+
+/// One request the server received.
+#[derive(Debug, Clone)]
+pub struct JudgeRequest {
+    /// The content of the request's last message.
+    pub content: String,
+    /// The whole request body.
+    pub body: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+}
+
+type Answer = Box<dyn Fn(&str) -> String + Send>;
+
+struct State {
+    faults: VecDeque<Fault>,
+    log: Vec<JudgeRequest>,
+    answer: Answer,
+}
+
+/// The running server; stopped when dropped.
+pub struct JudgeServer {
+    /// `http://127.0.0.1:PORT/v1`, for `base_url`.
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl JudgeServer {
+    /// Starts a server whose judge answers `answer(content of the last message)`.
+    pub fn start(answer: impl Fn(&str) -> String + Send + 'static) -> JudgeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
+        let state = Arc::new(Mutex::new(State {
+            faults: VecDeque::new(),
+            log: Vec::new(),
+            answer: Box::new(answer),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (state2, stop2) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let state = state2.clone();
+                        std::thread::spawn(move || serve(stream, &state));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        JudgeServer {
+            base_url,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Plays `faults`, in order, for the next requests.
+    pub fn fail_next(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().faults.extend(faults);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<JudgeRequest> {
+        self.state.lock().unwrap().log.clone()
+    }
+}
+
+impl Drop for JudgeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) {
+    stream.set_nonblocking(false).ok();
+    let mut reader = BufReader::new(stream.try_clone().expect("stream clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let content = request
+        .pointer("/messages")
+        .and_then(|m| m.as_array())
+        .and_then(|m| m.last())
+        .and_then(|m| m.get("content"))
+        .and_then(|c| c.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let (fault, answer) = {
+        let mut state = state.lock().unwrap();
+        state.log.push(JudgeRequest {
+            content: content.clone(),
+            body,
+            authorization: headers.get("authorization").cloned(),
+        });
+        let fault = state.faults.pop_front();
+        (fault, (state.answer)(&content))
+    };
+    let completion = |text: &str| {
+        serde_json::json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": content.len() / 4, "completion_tokens": 1},
+        })
+        .to_string()
+    };
+    let (status, retry_after, reply) = match fault {
+        None => (200, None, completion(&answer)),
+        Some(Fault::Status(status, retry_after, text)) => (status, retry_after, text),
+        Some(Fault::Drop) => return,
+        Some(Fault::Malformed) => (200, None, "{\"choices\": [".to_owned()),
+        Some(Fault::Content(text)) => (200, None, completion(&text)),
+        Some(Fault::Slow(delay)) => {
+            std::thread::sleep(delay);
+            (200, None, completion(&answer))
+        }
+        Some(Fault::Huge(bytes)) => (200, None, "x".repeat(bytes)),
+    };
+    let mut stream = stream;
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n",
+        reply.len()
+    );
+    if let Some(seconds) = retry_after {
+        head.push_str(&format!("Retry-After: {seconds}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(reply.as_bytes());
+    let _ = stream.flush();
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
