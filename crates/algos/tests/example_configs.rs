@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use bpo_algos::annotate::AnnotatorConfig;
 use bpo_algos::rm::RewardModelConfig;
 use bpo_algos::{OnlineConfig, SftConfig, TrainConfig, load_config};
 
@@ -23,6 +24,16 @@ fn example_configs_parse_and_validate() {
     sft.run.validate().unwrap();
     let online: OnlineConfig = load_config(&path("bpo_sentiment_lora.toml"), &[]).unwrap();
     online.validate().unwrap();
+    // The README's BPO run labelled by the reward model `bpo rm train` writes.
+    let sets = [
+        "annotator.kind=reward_model".to_owned(),
+        "annotator.path=runs/rm_sentiment/reward-model".to_owned(),
+    ];
+    let labelled: OnlineConfig = load_config(&path("bpo_sentiment_lora.toml"), &sets).unwrap();
+    let AnnotatorConfig::RewardModel { path: model, .. } = &labelled.annotator else {
+        panic!("{:?}", labelled.annotator)
+    };
+    assert_eq!(model, &PathBuf::from("runs/rm_sentiment/reward-model"));
     let rm: RewardModelConfig = load_config(&path("rm_sentiment.toml"), &[]).unwrap();
     rm.optim.validate().unwrap();
     assert_eq!(

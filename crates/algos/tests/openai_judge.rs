@@ -1,7 +1,8 @@
 //! The LLM judge over an OpenAI-compatible API, against a stand-in server on 127.0.0.1:
 //! answers, the cache, retries (429 with Retry-After, 5xx, dropped connections, timeouts),
-//! errors that stop a phase, unusable replies counted as failures, and an online run labelled by
-//! the judge that never writes the API key and repeats offline from its cache.
+//! errors that stop a phase, unusable replies counted as failures, online runs labelled by the
+//! judge that never write the API key, repeat offline from their cache and resume after the
+//! judge stopped them without asking anything twice.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use bpo_algos::annotate::{
 };
 use bpo_algos::{OnlineConfig, ReferenceMode, Silent, train_online};
 use bpo_data::{Content, PreferencePair, PromptRecord, ReadOptions, read_all, write_all};
-use bpo_testkit::{Fault, JudgeServer, tiny_model_dir};
+use bpo_testkit::{Fault, JudgeServer, probe_logits, tiny_model_dir};
 
 const KEY_ENV: &str = "BPO_TEST_JUDGE_KEY";
 const KEY: &str = "sk-test-0123456789-secret";
@@ -378,4 +379,72 @@ fn an_online_run_labels_pairs_with_a_pairwise_judge() {
             (Some(1.0), Some(0.0))
         );
     }
+}
+
+#[test]
+fn a_run_the_judge_stopped_resumes_without_asking_anything_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(dir.path(), 8);
+    let prompt_path = prompts(dir.path());
+    let online = |server: &JudgeServer, out: &Path| {
+        let mut settings = config(server, None);
+        settings.max_attempts = 2;
+        let mut c = OnlineConfig {
+            model: model.clone(),
+            device: "flex".into(),
+            prompts: prompt_path.to_str().unwrap().into(),
+            annotator: AnnotatorConfig::OpenaiJudge(settings),
+            budget: 12,
+            phases: 2,
+            ..OnlineConfig::default()
+        };
+        c.sampling.max_new_tokens = 6;
+        c.run.out = out.to_path_buf();
+        c.run.batch_size = 4;
+        c.run.save_every = 1;
+        c.run.keep_checkpoints = 100;
+        c
+    };
+    // The uninterrupted run, with its own judge.
+    let steady = JudgeServer::start(byte_answer);
+    let full_out = dir.path().join("full");
+    let full = train_online(&online(&steady, &full_out), None, &mut Silent).unwrap();
+    let first_phase = full.phases[0].annotator.as_ref().unwrap().requests as usize;
+    let total = steady.requests().len();
+    assert!(
+        total > first_phase + 3,
+        "{total} requests, {first_phase} in phase 1"
+    );
+    // The judge fails for good three judgments into phase 2: the run stops with its error.
+    let flaky = JudgeServer::start(byte_answer);
+    let out = dir.path().join("stopped");
+    let c = online(&flaky, &out);
+    let answers = std::iter::repeat_n(Fault::Answer, first_phase + 3);
+    let failures = std::iter::repeat_n(Fault::Status(500, None, "down".into()), 100);
+    flaky.fail_next(answers.chain(failures));
+    let err = train_online(&c, None, &mut Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("HTTP 500") && err.contains("down"), "{err}");
+    // Back up, the run resumes from its last checkpoint and the judge's cache.
+    flaky.clear_faults();
+    let resumed = train_online(&c, Some(&out), &mut Silent).unwrap();
+    let answered: Vec<String> = flaky
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.content)
+        .collect();
+    let mut unique = answered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        answered.len(),
+        "a judgment was paid for twice"
+    );
+    assert_eq!(answered.len(), total);
+    assert_eq!(pairs(&out), pairs(&full_out));
+    assert_eq!(probe_logits(&resumed.model), probe_logits(&full.model));
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 /// A reply the server plays instead of the judge's answer.
 #[derive(Debug, Clone)]
 pub enum Fault {
+    /// The judge's normal answer (to let requests through before later faults).
+    Answer,
     /// This status with this body, and `Retry-After` seconds when given.
     Status(u16, Option<u32>, String),
     /// The connection closed without a reply.
@@ -37,6 +39,8 @@ pub struct JudgeRequest {
     pub body: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The status the server answered with (0: the connection was dropped).
+    pub status: u16,
 }
 
 type Answer = Box<dyn Fn(&str) -> String + Send>;
@@ -93,6 +97,11 @@ impl JudgeServer {
         self.state.lock().unwrap().faults.extend(faults);
     }
 
+    /// Forgets the faults not played yet.
+    pub fn clear_faults(&self) {
+        self.state.lock().unwrap().faults.clear();
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<JudgeRequest> {
         self.state.lock().unwrap().log.clone()
@@ -145,12 +154,18 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         .to_owned();
     let (fault, answer) = {
         let mut state = state.lock().unwrap();
+        let fault = state.faults.pop_front();
+        let status = match &fault {
+            Some(Fault::Status(status, _, _)) => *status,
+            Some(Fault::Drop) => 0,
+            _ => 200,
+        };
         state.log.push(JudgeRequest {
             content: content.clone(),
             body,
             authorization: headers.get("authorization").cloned(),
+            status,
         });
-        let fault = state.faults.pop_front();
         (fault, (state.answer)(&content))
     };
     let completion = |text: &str| {
@@ -161,7 +176,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         .to_string()
     };
     let (status, retry_after, reply) = match fault {
-        None => (200, None, completion(&answer)),
+        None | Some(Fault::Answer) => (200, None, completion(&answer)),
         Some(Fault::Status(status, retry_after, text)) => (status, retry_after, text),
         Some(Fault::Drop) => return,
         Some(Fault::Malformed) => (200, None, "{\"choices\": [".to_owned()),
