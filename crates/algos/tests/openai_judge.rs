@@ -100,10 +100,28 @@ fn scores_come_from_the_judge_and_are_cached_with_their_replies() {
     assert_eq!(text.lines().count(), 3);
     assert!(text.contains("\"reply\":\"4\"") && !text.contains(KEY));
     // A run killed mid-write leaves a torn last line: it is dropped and that judgment asked again.
-    std::fs::write(&cache, format!("{text}{{\"key\":\"ab")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let torn = format!(
+        "{}\n{}\n{}",
+        lines[0],
+        lines[1],
+        &lines[2][..lines[2].len() / 2]
+    );
+    std::fs::write(&cache, torn).unwrap();
     let mut after_kill = OpenAiJudge::new(&settings, None).unwrap();
     assert_eq!(after_kill.score(&items).unwrap(), vec![4.0, 1.0, 4.0, 2.0]);
-    assert_eq!(server.requests().len(), 3);
+    assert_eq!(
+        server.requests().len(),
+        4,
+        "the torn judgment is asked once more"
+    );
+    // A whole last line that lost only its newline is kept (and ended).
+    let text = std::fs::read_to_string(&cache).unwrap();
+    std::fs::write(&cache, text.trim_end()).unwrap();
+    let mut kept = OpenAiJudge::new(&settings, None).unwrap();
+    assert_eq!(kept.score(&items).unwrap(), vec![4.0, 1.0, 4.0, 2.0]);
+    assert_eq!(server.requests().len(), 4);
+    assert_eq!(std::fs::read_to_string(&cache).unwrap(), text);
     // Any other unreadable line is an error naming it.
     std::fs::write(&cache, format!("garbage\n{text}")).unwrap();
     let err = OpenAiJudge::new(&settings, None).err().unwrap().to_string();
@@ -123,6 +141,12 @@ fn retries_honour_retry_after_and_give_up_naming_the_last_status() {
     assert_eq!(judge.score(&[("p", "ee")]).unwrap(), vec![3.0]);
     let usage = judge.take_usage().unwrap();
     assert_eq!((usage.requests, usage.retries), (4, 3));
+    // A Retry-After longer than the backoff is waited for.
+    server.fail_next([Fault::Status(429, Some(1), "wait a second".into())]);
+    let started = std::time::Instant::now();
+    assert_eq!(judge.score(&[("p", "eee e")]).unwrap(), vec![5.0]);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(judge.take_usage().unwrap().retries, 1);
     // Past max_attempts the phase stops; the message names the last status and body.
     server.fail_next(vec![Fault::Status(500, None, "internal boom".into()); 4]);
     let err = judge.score(&[("p", "e")]).unwrap_err().to_string();
@@ -131,7 +155,7 @@ fn retries_honour_retry_after_and_give_up_naming_the_last_status() {
         "{err}"
     );
     assert!(err.contains("4 attempts") && !err.contains(KEY), "{err}");
-    assert_eq!(server.requests().len(), 8);
+    assert_eq!(server.requests().len(), 10);
     // The same judgment succeeds on the next call: nothing was recorded for it.
     assert_eq!(judge.score(&[("p", "e")]).unwrap(), vec![2.0]);
 }
@@ -153,6 +177,15 @@ fn an_unauthorized_key_stops_at_once_with_a_hint() {
     let err = OpenAiJudge::new(&missing, None).err().unwrap().to_string();
     assert!(
         err.contains("BPO_TEST_UNSET_KEY_VARIABLE") && err.contains("not set"),
+        "{err}"
+    );
+    // A key a header cannot carry is refused by its variable's name, never echoed.
+    unsafe { std::env::set_var("BPO_TEST_CRLF_KEY", "sk-from-a-windows-file\r") };
+    let mut crlf = config(&server, None);
+    crlf.api_key_env = Some("BPO_TEST_CRLF_KEY".into());
+    let err = OpenAiJudge::new(&crlf, None).err().unwrap().to_string();
+    assert!(
+        err.contains("BPO_TEST_CRLF_KEY") && !err.contains("sk-from"),
         "{err}"
     );
 }

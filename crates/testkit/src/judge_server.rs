@@ -1,7 +1,8 @@
-//! An OpenAI-compatible chat-completions stand-in on 127.0.0.1 for tests of LLM judges: it
-//! answers `POST /v1/chat/completions` with what a closure makes of the last message, plays
-//! scripted faults first (statuses with `Retry-After`, dropped connections, malformed JSON,
-//! slow replies, oversized bodies), and logs every request.
+//! An OpenAI-compatible chat-completions stand-in on 127.0.0.1 for tests of LLM judges (and of
+//! other JSON APIs such as reward servers): it answers each POST with what a closure makes of
+//! the last message (or of the whole request), plays scripted faults first (statuses with
+//! `Retry-After`, dropped connections, malformed JSON, slow replies, oversized bodies), and logs
+//! every request.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -43,7 +44,8 @@ pub struct JudgeRequest {
     pub status: u16,
 }
 
-type Answer = Box<dyn Fn(&str) -> String + Send>;
+/// The reply body to a request (its JSON and its last message's content).
+type Answer = Box<dyn Fn(&serde_json::Value, &str) -> String + Send>;
 
 struct State {
     faults: VecDeque<Fault>,
@@ -61,15 +63,29 @@ pub struct JudgeServer {
 }
 
 impl JudgeServer {
-    /// Starts a server whose judge answers `answer(content of the last message)`.
+    /// Starts a server whose judge answers `answer(content of the last message)` as a chat
+    /// completion.
     pub fn start(answer: impl Fn(&str) -> String + Send + 'static) -> JudgeServer {
+        Self::serve_with(Box::new(move |_, content| {
+            completion(content, &answer(content))
+        }))
+    }
+
+    /// Starts a server that replies `handler(request JSON)` to every request.
+    pub fn start_json(
+        handler: impl Fn(&serde_json::Value) -> serde_json::Value + Send + 'static,
+    ) -> JudgeServer {
+        Self::serve_with(Box::new(move |request, _| handler(request).to_string()))
+    }
+
+    fn serve_with(answer: Answer) -> JudgeServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).expect("non-blocking");
         let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
         let state = Arc::new(Mutex::new(State {
             faults: VecDeque::new(),
             log: Vec::new(),
-            answer: Box::new(answer),
+            answer,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (state2, stop2) = (state.clone(), stop.clone());
@@ -166,24 +182,17 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             authorization: headers.get("authorization").cloned(),
             status,
         });
-        (fault, (state.answer)(&content))
-    };
-    let completion = |text: &str| {
-        serde_json::json!({
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": content.len() / 4, "completion_tokens": 1},
-        })
-        .to_string()
+        (fault, (state.answer)(&request, &content))
     };
     let (status, retry_after, reply) = match fault {
-        None | Some(Fault::Answer) => (200, None, completion(&answer)),
+        None | Some(Fault::Answer) => (200, None, answer),
         Some(Fault::Status(status, retry_after, text)) => (status, retry_after, text),
         Some(Fault::Drop) => return,
         Some(Fault::Malformed) => (200, None, "{\"choices\": [".to_owned()),
-        Some(Fault::Content(text)) => (200, None, completion(&text)),
+        Some(Fault::Content(text)) => (200, None, completion(&content, &text)),
         Some(Fault::Slow(delay)) => {
             std::thread::sleep(delay);
-            (200, None, completion(&answer))
+            (200, None, answer)
         }
         Some(Fault::Huge(bytes)) => (200, None, "x".repeat(bytes)),
     };
@@ -201,4 +210,13 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     let _ = stream.write_all(reply.as_bytes());
     let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// A chat-completions reply body saying `text` to a request whose last message was `content`.
+fn completion(content: &str, text: &str) -> String {
+    serde_json::json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": content.len() / 4, "completion_tokens": 1},
+    })
+    .to_string()
 }

@@ -8,6 +8,109 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::error::AlgoError;
+
+/// The largest reply body read; a longer one is never held in memory.
+pub const MAX_REPLY_BYTES: u64 = 1 << 20;
+
+/// How an API annotator reaches its endpoint (the fields its config shares).
+#[derive(Debug, Clone)]
+pub struct ClientSettings<'a> {
+    /// The environment variable holding the API key (sent as a bearer token), if any.
+    pub api_key_env: Option<&'a str>,
+    /// Seconds to connect and to wait for each reply.
+    pub timeout_s: f64,
+    /// Attempts per request before giving up.
+    pub max_attempts: u32,
+    /// Seconds before the first retry.
+    pub backoff_s: f64,
+}
+
+/// A client of one endpoint: an agent with the timeouts, the API key read once from the
+/// environment, and the retry policy.
+pub struct ApiClient {
+    agent: ureq::Agent,
+    url: String,
+    api_key: Option<String>,
+    policy: RetryPolicy,
+}
+
+impl ApiClient {
+    /// A client of `url`, its settings checked (errors name the `annotator.` field; the key's
+    /// variable by name, never its value).
+    pub fn new(url: String, settings: &ClientSettings) -> Result<Self, AlgoError> {
+        let bad = |m: String| Err(AlgoError::Config(format!("annotator.{m}")));
+        if !(settings.timeout_s > 0.0 && settings.timeout_s <= crate::annotate::MAX_TIMEOUT_S) {
+            return bad(format!(
+                "timeout_s must be in (0, 86400], got {}",
+                settings.timeout_s
+            ));
+        }
+        if settings.max_attempts == 0 {
+            return bad("max_attempts must be at least 1".into());
+        }
+        if !(settings.backoff_s >= 0.0 && settings.backoff_s <= 60.0) {
+            return bad(format!(
+                "backoff_s must be in [0, 60], got {}",
+                settings.backoff_s
+            ));
+        }
+        let api_key = match settings.api_key_env {
+            Some(name) => {
+                let key = std::env::var(name).map_err(|_| {
+                    AlgoError::Config(format!(
+                        "annotator.api_key_env: the environment variable `{name}` is not set"
+                    ))
+                })?;
+                // A character a header cannot hold would put the key into ureq's error text.
+                if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                    return bad(format!(
+                        "api_key_env: `{name}` holds a character an HTTP header cannot carry \
+                         (whitespace, a trailing carriage return, non-ASCII) or is empty"
+                    ));
+                }
+                Some(key)
+            }
+            None => None,
+        };
+        let timeout = Duration::from_secs_f64(settings.timeout_s);
+        // `timeout` bounds the whole request too, so a server trickling bytes cannot stall it.
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout(timeout)
+            .build();
+        Ok(ApiClient {
+            agent,
+            url,
+            api_key,
+            policy: RetryPolicy {
+                max_attempts: settings.max_attempts,
+                base_delay: Duration::from_secs_f64(settings.backoff_s),
+                max_delay: Duration::from_secs(60),
+            },
+        })
+    }
+
+    /// The endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// POSTs `body` through [`post_json`] with this client's key, policy and
+    /// [`MAX_REPLY_BYTES`].
+    pub fn post(&self, body: &str, seed: u64) -> (Result<String, HttpFailure>, Attempts) {
+        post_json(
+            &self.agent,
+            &self.url,
+            self.api_key.as_deref(),
+            body,
+            &self.policy,
+            MAX_REPLY_BYTES,
+            seed,
+        )
+    }
+}
+
 /// When to try again and how long to wait.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -49,7 +152,8 @@ pub fn excerpt(text: &str, limit: usize) -> String {
 }
 
 /// The wait before retry `retry` (1-based): `base * 2^(retry-1)` jittered to 50-150%, or
-/// the server's `Retry-After` seconds when longer, at most `max_delay`.
+/// the server's `Retry-After` seconds when longer (its HTTP-date form is not read), at most
+/// `max_delay`.
 fn backoff(
     policy: &RetryPolicy,
     retry: u32,
@@ -109,7 +213,10 @@ pub fn post_json(
                     .header("Retry-After")
                     .and_then(|s| s.trim().parse::<f64>().ok())
                     .filter(|s| s.is_finite() && *s >= 0.0);
-                let text = response.into_string().unwrap_or_default();
+                // Only an excerpt is shown: the error body is read no further than needed.
+                let mut bytes = Vec::new();
+                let _ = response.into_reader().take(4096).read_to_end(&mut bytes);
+                let text = String::from_utf8_lossy(&bytes);
                 last = format!("HTTP {status}: {}", excerpt(&text, 200));
                 if status != 429 && status < 500 {
                     let hint = match status {
@@ -125,7 +232,12 @@ pub fn post_json(
                 retry_after
             }
             Err(ureq::Error::Transport(transport)) => {
+                use ureq::ErrorKind::{ConnectionFailed, Dns, Io};
                 last = transport.to_string();
+                // A bad URL or scheme does not heal: only network failures are retried.
+                if !matches!(transport.kind(), Dns | ConnectionFailed | Io) {
+                    return (Err(HttpFailure::Fatal(format!("{url}: {last}"))), attempts);
+                }
                 None
             }
         };

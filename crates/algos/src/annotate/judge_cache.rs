@@ -40,13 +40,19 @@ pub struct JudgeCache {
 }
 
 impl JudgeCache {
-    /// Reads the cache at `path` (a missing file is an empty cache). A last line cut short by
-    /// a killed run is ignored; any other unreadable line is an error naming it.
+    /// Reads the cache at `path` (a missing file is an empty cache, an unreadable one an error).
+    /// A last line cut short by a killed run is dropped (a whole one without its newline is
+    /// ended); any other unreadable line is an error naming it.
     pub fn open(path: Option<&Path>) -> Result<Self, AlgoError> {
         let mut entries = HashMap::new();
         let mut file = None;
         if let Some(path) = path {
-            if let Ok(text) = std::fs::read_to_string(path) {
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => Some(text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(AlgoError::io(path, e)),
+            };
+            if let Some(text) = text {
                 let lines: Vec<&str> = text.lines().collect();
                 for (n, line) in lines.iter().enumerate() {
                     match serde_json::from_str::<Line>(line) {
@@ -64,14 +70,18 @@ impl JudgeCache {
                     }
                 }
                 if !text.is_empty() && !text.ends_with('\n') {
-                    // Drop the torn line so that the next append starts a fresh one.
-                    let whole = text.rfind('\n').map_or(0, |i| i + 1);
-                    let f = OpenOptions::new()
-                        .write(true)
+                    // A last line without its newline: ended if it is whole (it was read), else
+                    // dropped, so that the next append starts a fresh line.
+                    let start = text.rfind('\n').map_or(0, |i| i + 1);
+                    let mut f = OpenOptions::new()
+                        .append(true)
                         .open(path)
                         .map_err(|e| AlgoError::io(path, e))?;
-                    f.set_len(whole as u64)
-                        .map_err(|e| AlgoError::io(path, e))?;
+                    let fixed = match serde_json::from_str::<Line>(&text[start..]).is_ok() {
+                        true => f.write_all(b"\n"),
+                        false => f.set_len(start as u64),
+                    };
+                    fixed.map_err(|e| AlgoError::io(path, e))?;
                 }
             }
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

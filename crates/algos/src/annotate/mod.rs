@@ -2,8 +2,9 @@
 //! (prompt, response) pairs, higher is better; the pairwise form derives from the scores and
 //! makes a tie explicit. Built-in: VADER sentiment (the rules of vaderSentiment 3.3.2), AFINN-165
 //! word valence (a length-neutral second judge), a substring counter (toy tasks and tests), a
-//! sequence-classification reward model, an LLM judge over an OpenAI-compatible API, an
-//! external judge process speaking JSON lines, and weighted combinations of these.
+//! sequence-classification reward model, an LLM judge over an OpenAI-compatible API, a remote
+//! reward server (OpenRLHF's protocol), an external judge process speaking JSON lines, and
+//! weighted combinations of these.
 
 mod annotator;
 mod http;
@@ -13,6 +14,7 @@ mod judge_reply;
 mod lexicon;
 mod openai;
 mod reward_model;
+mod reward_server;
 mod vader;
 
 use std::time::Duration;
@@ -23,15 +25,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AlgoError;
 pub use annotator::{Annotator, AnnotatorUsage, Preference};
+pub use http::MAX_REPLY_BYTES;
 pub use judge::ExternalJudge;
 pub use judge_cache::Judgment;
 pub use judge_reply::{parse_choice, parse_score};
 pub use lexicon::{Afinn, Count, Vader};
 pub use openai::{
-    DEFAULT_PAIRWISE_TEMPLATE, DEFAULT_SCORE_TEMPLATE, JudgeMode, MAX_REPLY_BYTES, OpenAiJudge,
-    OpenAiJudgeConfig,
+    DEFAULT_PAIRWISE_TEMPLATE, DEFAULT_SCORE_TEMPLATE, JudgeMode, OpenAiJudge, OpenAiJudgeConfig,
 };
 pub use reward_model::RewardModelAnnotator;
+pub use reward_server::{RewardServer, RewardServerConfig};
 
 /// A weighted sum of annotators' scores.
 pub struct Weighted {
@@ -126,6 +129,9 @@ pub enum AnnotatorConfig {
     /// An LLM judge over an OpenAI-compatible chat-completions API (vLLM, llama.cpp, Ollama,
     /// TGI, OpenAI).
     OpenaiJudge(OpenAiJudgeConfig),
+    /// A remote reward model speaking OpenRLHF's protocol (`{"query": [...]}` ->
+    /// `{"rewards": [...]}`).
+    RewardServer(RewardServerConfig),
     /// A weighted sum of other annotators.
     Weighted {
         /// The parts: `{ weight = 0.5, kind = "vader" }`, ...
@@ -196,6 +202,10 @@ impl AnnotatorConfig {
                 let cache = run_dir.map(|dir| dir.join("judge-cache.jsonl"));
                 Box::new(OpenAiJudge::new(judge, cache.as_deref())?)
             }
+            AnnotatorConfig::RewardServer(server) => {
+                let cache = run_dir.map(|dir| dir.join("judge-cache.jsonl"));
+                Box::new(RewardServer::new(server, cache.as_deref())?)
+            }
             AnnotatorConfig::Weighted { parts } => {
                 if parts.is_empty() {
                     return Err(AlgoError::Config(
@@ -215,9 +225,10 @@ impl AnnotatorConfig {
 
 /// Label noise for experiments with an imperfect annotator: the first response wins with
 /// probability `sigmoid((s1 - s2) / temperature)` (Bradley-Terry on the score gap) instead of
-/// whenever its score is higher. Equal scores stay ties.
+/// whenever its score is higher. Equal scores, and a score that is not finite, stay ties.
 pub fn noisy_preference(s1: f64, s2: f64, temperature: f64, rng: &mut impl Rng) -> Preference {
-    if s1 == s2 {
+    // A failed judgment (NaN) stays a tie: noise never turns it into a label.
+    if s1 == s2 || !s1.is_finite() || !s2.is_finite() {
         return Preference::Tie;
     }
     let p_first = 1.0 / (1.0 + (-(s1 - s2) / temperature).exp());
@@ -232,6 +243,15 @@ pub fn noisy_preference(s1: f64, s2: f64, temperature: f64, rng: &mut impl Rng) 
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn label_noise_never_labels_a_failed_judgment() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        for _ in 0..20 {
+            let p = noisy_preference(f64::NAN, 3.0, 0.5, &mut rng);
+            assert_eq!(p, Preference::Tie);
+        }
+    }
 
     #[test]
     fn an_openai_judge_reads_from_toml_with_its_defaults() {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use bpo_data::Content;
 
 use crate::annotate::annotator::{Annotator, AnnotatorUsage, Preference};
-use crate::annotate::http::{HttpFailure, RetryPolicy, post_json};
+use crate::annotate::http::{ApiClient, ClientSettings, HttpFailure};
 use crate::annotate::judge_cache::{JudgeCache, Judgment};
 use crate::annotate::judge_reply::{fill, judgment_of, parse_choice, parse_score};
 use crate::error::AlgoError;
@@ -36,9 +36,6 @@ pub const DEFAULT_PAIRWISE_TEMPLATE: &str = "You are a careful, impartial judge 
 responses. Which of the two responses below answers the prompt better, for helpfulness, \
 correctness and clarity?\n\n[Prompt]\n{prompt}\n\n[Response A]\n{response_a}\n\n\
 [Response B]\n{response_b}\n\nAnswer with a single letter, A or B, and nothing else.";
-
-/// The largest reply body read; a longer one is a failed judgment, never held in memory.
-pub const MAX_REPLY_BYTES: u64 = 1 << 20;
 
 /// What the judge is asked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,9 +143,7 @@ fn default_both_orders() -> bool {
 pub struct OpenAiJudge {
     config: OpenAiJudgeConfig,
     template: String,
-    url: String,
-    api_key: Option<String>,
-    agent: ureq::Agent,
+    client: ApiClient,
     cache: JudgeCache,
     usage: AnnotatorUsage,
 }
@@ -160,35 +155,20 @@ impl OpenAiJudge {
         default_cache: Option<&Path>,
     ) -> Result<Self, AlgoError> {
         let bad = |m: String| Err(AlgoError::Config(format!("annotator: {m}")));
-        if !(config.timeout_s > 0.0 && config.timeout_s <= crate::annotate::MAX_TIMEOUT_S) {
-            return bad(format!(
-                "timeout_s must be in (0, 86400], got {}",
-                config.timeout_s
-            ));
-        }
         if config.concurrency == 0 || config.concurrency > 256 {
             return bad(format!(
                 "concurrency must be 1-256, got {}",
                 config.concurrency
             ));
         }
-        if config.max_attempts == 0 {
-            return bad("max_attempts must be at least 1".into());
-        }
-        if !(config.backoff_s >= 0.0 && config.backoff_s <= 60.0) {
-            return bad(format!(
-                "backoff_s must be in [0, 60], got {}",
-                config.backoff_s
-            ));
-        }
-        let api_key = match &config.api_key_env {
-            Some(name) => Some(std::env::var(name).map_err(|_| {
-                AlgoError::Config(format!(
-                    "annotator.api_key_env: the environment variable `{name}` is not set"
-                ))
-            })?),
-            None => None,
+        let settings = ClientSettings {
+            api_key_env: config.api_key_env.as_deref(),
+            timeout_s: config.timeout_s,
+            max_attempts: config.max_attempts,
+            backoff_s: config.backoff_s,
         };
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let client = ApiClient::new(url, &settings)?;
         let template = match (&config.template, config.mode) {
             (Some(path), _) => std::fs::read_to_string(path).map_err(|e| AlgoError::io(path, e))?,
             (None, JudgeMode::Score) => DEFAULT_SCORE_TEMPLATE.to_owned(),
@@ -199,22 +179,14 @@ impl OpenAiJudge {
                 return bad(format!("the judge template has no `{placeholder}`"));
             }
         }
-        let timeout = Duration::from_secs_f64(config.timeout_s);
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(timeout)
-            .timeout_read(timeout)
-            .timeout_write(timeout)
-            .build();
         let cache_path = config
             .cache
             .clone()
             .or(default_cache.map(Path::to_path_buf));
         Ok(OpenAiJudge {
-            url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
             config: config.clone(),
             template,
-            api_key,
-            agent,
+            client,
             cache: JudgeCache::open(cache_path.as_deref())?,
             usage: AnnotatorUsage::default(),
         })
@@ -296,20 +268,7 @@ impl OpenAiJudge {
             "max_tokens": self.config.max_tokens,
             "temperature": self.config.temperature,
         });
-        let policy = RetryPolicy {
-            max_attempts: self.config.max_attempts,
-            base_delay: Duration::from_secs_f64(self.config.backoff_s),
-            max_delay: Duration::from_secs(60),
-        };
-        let (reply, attempts) = post_json(
-            &self.agent,
-            &self.url,
-            self.api_key.as_deref(),
-            &body.to_string(),
-            &policy,
-            MAX_REPLY_BYTES,
-            seed,
-        );
+        let (reply, attempts) = self.client.post(&body.to_string(), seed);
         let judgment = match reply {
             Ok(text) => Ok(judgment_of(&text, self.config.mode)),
             Err(HttpFailure::TooLarge(limit)) => Ok(Judgment {
@@ -322,6 +281,7 @@ impl OpenAiJudge {
         };
         (judgment, attempts.requests, attempts.retries)
     }
+
     /// The parsed answers to judge prompts `contents` (`None`: a failed judgment). Judgments
     /// already in the cache are not asked again; each new one is in the cache before the next
     /// is asked, so an error (attempts exhausted) loses none of those paid for.

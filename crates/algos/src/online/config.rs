@@ -194,14 +194,17 @@ impl OnlineConfig {
         if self.sampling.samples_per_prompt < 2 {
             return bad("sampling.samples_per_prompt must be at least 2".into());
         }
-        if let AnnotatorConfig::OpenaiJudge(judge) = &self.annotator
-            && judge.mode == JudgeMode::Pairwise
-            && self.sampling.samples_per_prompt != 2
-        {
+        let pairwise = |a: &AnnotatorConfig| matches!(a, AnnotatorConfig::OpenaiJudge(j) if j.mode == JudgeMode::Pairwise);
+        if pairwise(&self.annotator) && self.sampling.samples_per_prompt != 2 {
             return bad(
                 "a pairwise judge compares two samples: sampling.samples_per_prompt must be 2"
                     .into(),
             );
+        }
+        if let AnnotatorConfig::Weighted { parts } = &self.annotator
+            && parts.iter().any(|p| pairwise(&p.annotator))
+        {
+            return bad("a pairwise judge gives no scores to weigh: it labels alone".into());
         }
         if self.sampling.max_new_tokens == 0 || self.sampling.batch_size == 0 {
             return bad(
