@@ -292,6 +292,13 @@ fn an_online_bpo_run_labels_with_the_judge_and_repeats_from_its_cache() {
         let score = |r: &Content| byte_score(&r.render_response()) as f64;
         assert_eq!(pair.meta.chosen_score, Some(score(&pair.chosen)));
         assert_eq!(pair.meta.rejected_score, Some(score(&pair.rejected)));
+        // The judge's raw replies sit beside each pair for audit.
+        let reply = |r: &Content| serde_json::json!([byte_score(&r.render_response()).to_string()]);
+        assert_eq!(pair.meta.extra["chosen_judge_replies"], reply(&pair.chosen));
+        assert_eq!(
+            pair.meta.extra["rejected_judge_replies"],
+            reply(&pair.rejected)
+        );
     }
     let requests: u64 = outcome
         .phases
@@ -411,6 +418,10 @@ fn an_online_run_labels_pairs_with_a_pairwise_judge() {
             (pair.meta.chosen_score, pair.meta.rejected_score),
             (Some(1.0), Some(0.0))
         );
+        // Chosen shown first it is A, shown second B: both replies are kept.
+        let replies = &pair.meta.extra["judge_replies"];
+        let orders = [serde_json::json!(["A", "B"]), serde_json::json!(["B", "A"])];
+        assert!(orders.contains(replies), "{replies}");
     }
 }
 

@@ -13,6 +13,7 @@ use bpo_data::{
 use bpo_model::burn::tensor::Device;
 use bpo_model::host::to_f32_vec;
 use bpo_model::spec::save_hf;
+use bpo_model::weights::{HostTensor, hf_dir};
 use bpo_model::{ChatMessage, ModelType, PaddingSide, TokenBatch};
 use bpo_testkit::{tiny_model, tokenizer};
 
@@ -80,6 +81,7 @@ fn a_reward_model_learns_a_preference_and_annotates() {
     let mut annotator = AnnotatorConfig::RewardModel {
         path: outcome.model_dir.clone(),
         input: Default::default(),
+        label: None,
         device: "flex".into(),
         batch_size: 4,
     }
@@ -100,6 +102,7 @@ fn a_reward_model_learns_a_preference_and_annotates() {
     let missing = AnnotatorConfig::RewardModel {
         path: dir.path().join("nothing"),
         input: Default::default(),
+        label: None,
         device: "flex".into(),
         batch_size: 4,
     }
@@ -262,7 +265,31 @@ fn written_as_transformers_writes_classifiers(model_dir: &Path, body: &Path) {
     two["num_labels"] = 2.into();
     std::fs::write(copy.join("config.json"), two.to_string()).unwrap();
     let err = refused(&copy);
-    assert!(err.contains("2 labels"), "{err}");
+    assert!(err.contains("2 labels") && err.contains("`label`"), "{err}");
+    // A real two-label model: the trained score as label 1 ("helpfulness"), zeros as label 0.
+    let mut tensors = hf_dir::read_tensors(model_dir).unwrap();
+    let score = tensors.tensors.remove("score.weight").unwrap();
+    let hidden = score.data.len();
+    let rows = [vec![0.0; hidden], score.data].concat();
+    tensors.insert("score.weight", HostTensor::new(vec![2, hidden], rows));
+    bpo_model::weights::safetensors::write(&copy.join("model.safetensors"), &tensors).unwrap();
+    two["id2label"] = serde_json::json!({"0": "style", "1": "helpfulness"});
+    std::fs::write(copy.join("config.json"), two.to_string()).unwrap();
+    let batch = TokenBatch::padded(&[vec![5, 6, 7], vec![9, 8]], 0, PaddingSide::Right);
+    let rewards = |dir: &Path, label| {
+        let (model, _) =
+            RewardModel::load_label(dir.to_str().unwrap(), &Device::flex(), label).unwrap();
+        to_f32_vec(model.forward(&batch))
+    };
+    let original = rewards(model_dir, None);
+    assert_eq!(rewards(&copy, Some("helpfulness")), original);
+    assert_eq!(rewards(&copy, Some("1")), original);
+    assert_eq!(rewards(&copy, Some("style")), vec![0.0, 0.0]);
+    let err = RewardModel::load_label(copy.to_str().unwrap(), &Device::flex(), Some("tone"))
+        .map(|_| ())
+        .expect_err("no such label")
+        .to_string();
+    assert!(err.contains("`tone`") && err.contains("style"), "{err}");
     let mut older = config;
     older["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
     std::fs::write(copy.join("config.json"), older.to_string()).unwrap();
@@ -290,6 +317,7 @@ fn online_bpo_labels_with_it(model_dir: &Path, body: &Path) {
     let annotator = AnnotatorConfig::RewardModel {
         path: model_dir.to_path_buf(),
         input: RewardInput::Auto,
+        label: None,
         device: "flex".into(),
         batch_size: 4,
     };

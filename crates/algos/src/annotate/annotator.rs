@@ -98,6 +98,13 @@ pub trait Annotator {
         None
     }
 
+    /// The raw replies behind the last call's labels, per item (a scored response's reply; a
+    /// compared pair's replies, one per order asked), for annotators that ask a model in words
+    /// (LLM judges); `None` for the others.
+    fn take_replies(&mut self) -> Option<Vec<Vec<String>>> {
+        None
+    }
+
     /// What the annotator spent since the last call (API judges); `None` for annotators that
     /// call nothing.
     fn take_usage(&mut self) -> Option<AnnotatorUsage> {

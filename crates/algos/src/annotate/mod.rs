@@ -111,14 +111,18 @@ pub enum AnnotatorConfig {
         #[serde(default = "default_timeout")]
         timeout_s: f64,
     },
-    /// A sequence-classification reward model with one label (`bpo rm train`'s, or any
-    /// `*ForSequenceClassification` of transformers, TRL or the Hub).
+    /// A sequence-classification reward model (`bpo rm train`'s, or any
+    /// `*ForSequenceClassification` of transformers, TRL or the Hub; one label is the reward).
     RewardModel {
         /// Its directory, or a Hub id (`ORG/NAME[@REVISION]`).
         path: std::path::PathBuf,
         /// How a (prompt, response) becomes its input: `auto` (default), `chat` or `plain`.
         #[serde(default)]
         input: crate::rm::RewardInput,
+        /// The label that is the reward, for a model with several: an index (`"1"`) or a name
+        /// of its `id2label`.
+        #[serde(default)]
+        label: Option<String>,
         /// Device it runs on. Default `auto`.
         #[serde(default = "bpo_model::device::default_spec")]
         device: String,
@@ -190,13 +194,15 @@ impl AnnotatorConfig {
             AnnotatorConfig::RewardModel {
                 path,
                 input,
+                label,
                 device,
                 batch_size,
-            } => Box::new(RewardModelAnnotator::load(
+            } => Box::new(RewardModelAnnotator::load_label(
                 &path.to_string_lossy(),
                 device,
                 *batch_size,
                 *input,
+                label.as_deref(),
             )?),
             AnnotatorConfig::OpenaiJudge(judge) => {
                 let cache = run_dir.map(|dir| dir.join("judge-cache.jsonl"));

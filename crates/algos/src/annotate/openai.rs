@@ -146,6 +146,8 @@ pub struct OpenAiJudge {
     client: ApiClient,
     cache: JudgeCache,
     usage: AnnotatorUsage,
+    /// The raw replies of the last call, per item.
+    replies: Vec<Vec<String>>,
 }
 
 impl OpenAiJudge {
@@ -189,6 +191,7 @@ impl OpenAiJudge {
             client,
             cache: JudgeCache::open(cache_path.as_deref())?,
             usage: AnnotatorUsage::default(),
+            replies: Vec::new(),
         })
     }
 
@@ -221,8 +224,13 @@ impl OpenAiJudge {
                 contents.push(self.render_pair(prompt, second, first));
             }
         }
-        let answers = self.judge_all(&contents)?;
+        let judgments = self.judge_all(&contents)?;
         let per_item = if both { 2 } else { 1 };
+        self.replies = judgments
+            .chunks(per_item)
+            .map(|j| j.iter().map(|j| j.reply.clone()).collect())
+            .collect();
+        let answers: Vec<Option<f64>> = judgments.iter().map(|j| j.score).collect();
         Ok(answers
             .chunks(per_item)
             .map(|votes| {
@@ -282,10 +290,10 @@ impl OpenAiJudge {
         (judgment, attempts.requests, attempts.retries)
     }
 
-    /// The parsed answers to judge prompts `contents` (`None`: a failed judgment). Judgments
+    /// The judgments of judge prompts `contents` (a `None` score: a failed one). Judgments
     /// already in the cache are not asked again; each new one is in the cache before the next
     /// is asked, so an error (attempts exhausted) loses none of those paid for.
-    fn judge_all(&mut self, contents: &[String]) -> Result<Vec<Option<f64>>, AlgoError> {
+    fn judge_all(&mut self, contents: &[String]) -> Result<Vec<Judgment>, AlgoError> {
         let started = Instant::now();
         let keys: Vec<String> = contents.iter().map(|c| self.key(c)).collect();
         let mut asked = std::collections::HashSet::new();
@@ -335,7 +343,7 @@ impl OpenAiJudge {
         }
         Ok(keys
             .iter()
-            .map(|key| self.cache.get(key).expect("judged above").score)
+            .map(|key| self.cache.get(key).expect("judged above"))
             .collect())
     }
 }
@@ -359,8 +367,12 @@ impl Annotator for OpenAiJudge {
             ));
         }
         let contents: Vec<String> = items.iter().map(|(p, r)| self.render(p, r)).collect();
-        let answers = self.judge_all(&contents)?;
-        Ok(answers.into_iter().map(|a| a.unwrap_or(f64::NAN)).collect())
+        let judgments = self.judge_all(&contents)?;
+        self.replies = judgments.iter().map(|j| vec![j.reply.clone()]).collect();
+        Ok(judgments
+            .iter()
+            .map(|j| j.score.unwrap_or(f64::NAN))
+            .collect())
     }
 
     fn prefer_pairs(
@@ -393,5 +405,9 @@ impl Annotator for OpenAiJudge {
 
     fn take_usage(&mut self) -> Option<AnnotatorUsage> {
         Some(std::mem::take(&mut self.usage))
+    }
+
+    fn take_replies(&mut self) -> Option<Vec<Vec<String>>> {
+        Some(std::mem::take(&mut self.replies))
     }
 }

@@ -34,7 +34,19 @@ impl RewardModelAnnotator {
         batch_size: usize,
         input: RewardInput,
     ) -> Result<Self, AlgoError> {
-        let (model, tokenizer) = RewardModel::load(spec, &parse_device(device)?)?;
+        Self::load_label(spec, device, batch_size, input, None)
+    }
+
+    /// [`RewardModelAnnotator::load`] with the reward read from `label` (an index or a name of
+    /// `id2label`) of a model with several.
+    pub fn load_label(
+        spec: &str,
+        device: &str,
+        batch_size: usize,
+        input: RewardInput,
+        label: Option<&str>,
+    ) -> Result<Self, AlgoError> {
+        let (model, tokenizer) = RewardModel::load_label(spec, &parse_device(device)?, label)?;
         let input = match (input, model.input) {
             (RewardInput::Auto, Some(recorded)) if recorded != RewardInput::Auto => recorded,
             (RewardInput::Auto, _) if tokenizer.chat_template.is_some() => RewardInput::Chat,

@@ -143,10 +143,14 @@ pub fn collect_pairs(
         2 => annotator.prefer_pairs(&pair_items).transpose()?,
         _ => None,
     };
+    let pairwise = preferences.is_some();
     let scores = match preferences {
         Some(preferences) => preference_scores(&preferences, &groups, generations.len()),
         None => annotator.score_prompts(&items)?,
     };
+    // The raw replies behind the labels (API judges): per pair when the judge compared, per
+    // sample when it scored; kept in each pair's meta for audit.
+    let replies = annotator.take_replies();
     let judged: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006e_6f69_7365);
     let mut stats = PhaseCollection {
@@ -159,7 +163,7 @@ pub fn collect_pairs(
         ..PhaseCollection::default()
     };
     let mut pairs = Vec::new();
-    for ((index, record, prompt_ids), group) in prompts.iter().zip(&groups) {
+    for (n, ((index, record, prompt_ids), group)) in prompts.iter().zip(&groups).enumerate() {
         let by_score = |a: &&usize, b: &&usize| scores[**a].total_cmp(&scores[**b]);
         let finite = || group.iter().filter(|&&i| scores[i].is_finite());
         let best = *finite().max_by(by_score).unwrap_or(&group[0]);
@@ -179,9 +183,9 @@ pub fn collect_pairs(
             Some(t) => noisy_preference(s1, s2, t, &mut rng),
             None => Preference::from_scores(s1, s2),
         };
-        let (chosen, rejected, cs, rs) = match preference {
-            Preference::First => (first, second, s1, s2),
-            Preference::Second => (second, first, s2, s1),
+        let (chosen, rejected, cs, rs, ci, ri) = match preference {
+            Preference::First => (first, second, s1, s2, i1, i2),
+            Preference::Second => (second, first, s2, s1, i2, i1),
             Preference::Tie => {
                 stats.dropped_ties += 1;
                 continue;
@@ -189,6 +193,22 @@ pub fn collect_pairs(
         };
         let mut extra = std::collections::BTreeMap::new();
         extra.insert("prompt_index".into(), serde_json::json!(index));
+        match (&replies, pairwise) {
+            (Some(replies), true) => {
+                extra.insert("judge_replies".into(), serde_json::json!(replies[n]));
+            }
+            (Some(replies), false) => {
+                extra.insert(
+                    "chosen_judge_replies".into(),
+                    serde_json::json!(replies[ci]),
+                );
+                extra.insert(
+                    "rejected_judge_replies".into(),
+                    serde_json::json!(replies[ri]),
+                );
+            }
+            (None, _) => {}
+        }
         pairs.push(PreferencePair {
             prompt: record.prompt.clone(),
             chosen: Content::Text(chosen.text.clone()),

@@ -117,6 +117,7 @@ impl RewardModel {
         let head = ClassifierHead {
             num_labels: 1,
             pad_token_id: self.pad_token_id,
+            label_names: vec!["LABEL_0".into()],
         };
         let mut config = head.to_hf_json(&body.config);
         if let Some(input) = self.input {
@@ -126,9 +127,19 @@ impl RewardModel {
         Ok(())
     }
 
-    /// Loads a sequence-classification reward model with one label from a directory (written
-    /// by [`RewardModel::save`], transformers or TRL) or a Hub id.
+    /// Loads a sequence-classification reward model from a directory (written by
+    /// [`RewardModel::save`], transformers or TRL) or a Hub id; its one label is the reward.
     pub fn load(spec: &str, device: &Device) -> Result<(Self, Tokenizer), AlgoError> {
+        Self::load_label(spec, device, None)
+    }
+
+    /// [`RewardModel::load`] where the reward is `label` (an index or a name of `id2label`),
+    /// which a model with several labels needs.
+    pub fn load_label(
+        spec: &str,
+        device: &Device,
+        label: Option<&str>,
+    ) -> Result<(Self, Tokenizer), AlgoError> {
         let dir = match resolve(spec)? {
             ModelSource::HfDir(dir) => dir,
             ModelSource::Gguf(path) => {
@@ -141,13 +152,20 @@ impl RewardModel {
         };
         let head = hf_dir::read_config_json(&dir, ClassifierHead::from_hf_json)?;
         let head = head.ok_or_else(|| not_a_classifier(&dir))?;
-        if head.num_labels != 1 {
-            return Err(AlgoError::Config(format!(
-                "{}: {} labels (num_labels); bpo takes a reward model with one output",
-                dir.display(),
-                head.num_labels
-            )));
-        }
+        let row = match (label, head.num_labels) {
+            (Some(label), _) => head
+                .label_index(label)
+                .map_err(|e| AlgoError::Config(format!("{}: {e}", dir.display())))?,
+            (None, 1) => 0,
+            (None, n) => {
+                return Err(AlgoError::Config(format!(
+                    "{}: {n} labels (num_labels); choose the reward with the annotator's \
+                     `label` (an index or one of `{}`)",
+                    dir.display(),
+                    head.label_names.join("`, `")
+                )));
+            }
+        };
         let input = hf_dir::read_config_json(&dir, |v| {
             Ok(v.get(INPUT_KEY)
                 .and_then(|i| serde_json::from_value::<RewardInput>(i.clone()).ok()))
@@ -157,13 +175,14 @@ impl RewardModel {
         config.tie_word_embeddings = true;
         let mut tensors = hf_dir::read_tensors(&dir)?;
         let hidden = config.hidden_size;
-        let score = tensors.take(SCORE_WEIGHT, &[1, hidden])?;
+        let scores = tensors.take(SCORE_WEIGHT, &[head.num_labels, hidden])?;
+        let score = scores.data[row * hidden..(row + 1) * hidden].to_vec();
         tensors.tensors.remove("lm_head.weight");
         let backbone = Transformer::from_tensor_map(&config, tensors, device)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
         let mut linear = LinearConfig::new(hidden, 1).with_bias(false).init(device);
         linear.weight = Param::from_tensor(Tensor::from_data(
-            TensorData::new(score.data, [hidden, 1]),
+            TensorData::new(score, [hidden, 1]),
             device,
         ));
         let model = RewardModel {

@@ -60,6 +60,7 @@ pub fn parse_annotator(spec: &str) -> Result<AnnotatorConfig> {
         Some(("rm", path)) => AnnotatorConfig::RewardModel {
             path: path.into(),
             input: Default::default(),
+            label: None,
             device: bpo_model::device::default_spec(),
             batch_size: 16,
         },

@@ -18,6 +18,8 @@ pub struct ClassifierHead {
     pub num_labels: usize,
     /// The id transformers' pooling skips from the right; `None`: the last token.
     pub pad_token_id: Option<u32>,
+    /// The labels' names by index (`id2label`), where the config names them.
+    pub label_names: Vec<String>,
 }
 
 /// The checkpoint name of the classifier's weight.
@@ -55,16 +57,48 @@ impl ClassifierHead {
         if !classifier {
             return Ok(None);
         }
-        let labels = match (opt_usize(obj, "num_labels")?, field(obj, "id2label")) {
-            (Some(n), _) => n,
-            (None, Some(Value::Object(labels))) => labels.len(),
-            (None, Some(other)) => return Err(type_error("id2label", "an object", other)),
-            (None, None) => 2,
+        let names = match field(obj, "id2label") {
+            Some(Value::Object(labels)) => {
+                let mut named: Vec<(usize, String)> = labels
+                    .iter()
+                    .filter_map(|(i, n)| Some((i.parse().ok()?, n.as_str()?.to_owned())))
+                    .collect();
+                named.sort();
+                named.into_iter().map(|(_, name)| name).collect()
+            }
+            Some(other) => return Err(type_error("id2label", "an object", other)),
+            None => Vec::new(),
+        };
+        let labels = match opt_usize(obj, "num_labels")? {
+            Some(n) => n,
+            None if !names.is_empty() => names.len(),
+            None => 2,
         };
         Ok(Some(ClassifierHead {
             num_labels: labels,
             pad_token_id: opt_token(obj, "pad_token_id")?,
+            label_names: names,
         }))
+    }
+
+    /// The index of `label`: a number below `num_labels` or a name of `id2label`; an error
+    /// listing the names otherwise.
+    pub fn label_index(&self, label: &str) -> Result<usize, ModelError> {
+        if let Ok(index) = label.parse::<usize>()
+            && index < self.num_labels
+        {
+            return Ok(index);
+        }
+        self.label_names
+            .iter()
+            .position(|name| name == label)
+            .ok_or_else(|| {
+                ModelError::Config(format!(
+                    "no label `{label}`: an index below {} or one of `{}`",
+                    self.num_labels,
+                    self.label_names.join("`, `")
+                ))
+            })
     }
 
     /// The `config.json` of a classifier with this head on a body of `config`, as transformers
@@ -104,6 +138,7 @@ mod tests {
         let head = ClassifierHead {
             num_labels: 1,
             pad_token_id: Some(7),
+            label_names: vec!["LABEL_0".into()],
         };
         let written = head.to_hf_json(&config);
         assert_eq!(
