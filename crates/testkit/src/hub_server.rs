@@ -6,13 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::local_server::LocalServer;
 
 /// Who may read a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,37 +56,19 @@ pub struct HubServer {
     /// `http://127.0.0.1:PORT`, for `HF_ENDPOINT`.
     pub endpoint: String,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: LocalServer,
 }
 
 impl HubServer {
     /// Starts a server with no repositories on a free port of 127.0.0.1.
     pub fn start() -> HubServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let endpoint = format!("http://{}", listener.local_addr().expect("address"));
         let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (state2, stop2) = (state.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let state = state2.clone();
-                        std::thread::spawn(move || serve(stream, &state));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
+        let shared = state.clone();
+        let server = LocalServer::start(move |stream| serve(stream, &shared));
         HubServer {
-            endpoint,
+            endpoint: format!("http://{}", server.address),
             state,
-            stop,
-            thread: Some(thread),
+            server,
         }
     }
 
@@ -138,20 +119,7 @@ impl HubServer {
 
     /// Stops the server and closes its port.
     pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.join().expect("server thread");
-        }
-    }
-}
-
-impl Drop for HubServer {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.server.shutdown();
     }
 }
 
@@ -179,7 +147,6 @@ impl Response {
 }
 
 fn serve(stream: TcpStream, state: &Mutex<State>) {
-    stream.set_nonblocking(false).ok();
     let mut reader = BufReader::new(stream.try_clone().expect("stream clone"));
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {

@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::local_server::LocalServer;
 
 /// A reply the server plays instead of the judge's answer.
 #[derive(Debug, Clone)]
@@ -58,8 +58,7 @@ pub struct JudgeServer {
     /// `http://127.0.0.1:PORT/v1`, for `base_url`.
     pub base_url: String,
     state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: LocalServer,
 }
 
 impl JudgeServer {
@@ -79,32 +78,17 @@ impl JudgeServer {
     }
 
     fn serve_with(answer: Answer) -> JudgeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
         let state = Arc::new(Mutex::new(State {
             faults: VecDeque::new(),
             log: Vec::new(),
             answer,
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (state2, stop2) = (state.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let state = state2.clone();
-                        std::thread::spawn(move || serve(stream, &state));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
+        let shared = state.clone();
+        let server = LocalServer::start(move |stream| serve(stream, &shared));
         JudgeServer {
-            base_url,
+            base_url: format!("http://{}/v1", server.address),
             state,
-            stop,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -124,17 +108,7 @@ impl JudgeServer {
     }
 }
 
-impl Drop for JudgeServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 fn serve(stream: TcpStream, state: &Mutex<State>) {
-    stream.set_nonblocking(false).ok();
     let mut reader = BufReader::new(stream.try_clone().expect("stream clone"));
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {

@@ -6,6 +6,7 @@
 mod gguf_writer;
 mod hub_server;
 mod judge_server;
+mod local_server;
 
 use std::path::Path;
 

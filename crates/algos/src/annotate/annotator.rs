@@ -111,13 +111,18 @@ pub trait Annotator {
         None
     }
 
-    /// Which of two responses to `prompt` is better.
+    /// Which of two responses to `prompt` is better: the annotator's own comparison when it
+    /// compares ([`Annotator::prefer_pairs`]), else the order of their scores.
     fn compare(
         &mut self,
         prompt: &str,
         first: &str,
         second: &str,
     ) -> Result<Preference, AlgoError> {
+        let text = Content::text(prompt);
+        if let Some(preferences) = self.prefer_pairs(&[(&text, first, second)]) {
+            return Ok(preferences?[0]);
+        }
         let s = self.score(&[(prompt, first), (prompt, second)])?;
         Ok(Preference::from_scores(s[0], s[1]))
     }

@@ -13,6 +13,21 @@ use crate::error::AlgoError;
 /// The largest reply body read; a longer one is never held in memory.
 pub const MAX_REPLY_BYTES: u64 = 1 << 20;
 
+/// The default of an API annotator's `timeout_s`: 60 seconds.
+pub(crate) fn default_timeout() -> f64 {
+    60.0
+}
+
+/// The default of an API annotator's `max_attempts`: 6.
+pub(crate) fn default_attempts() -> u32 {
+    6
+}
+
+/// The default of an API annotator's `backoff_s`: 0.5 seconds.
+pub(crate) fn default_backoff() -> f64 {
+    0.5
+}
+
 /// How an API annotator reaches its endpoint (the fields its config shares).
 #[derive(Debug, Clone)]
 pub struct ClientSettings<'a> {

@@ -108,7 +108,7 @@ pub enum AnnotatorConfig {
         /// Program and arguments.
         command: Vec<String>,
         /// Seconds to wait for each answer (default 60).
-        #[serde(default = "default_timeout")]
+        #[serde(default = "http::default_timeout")]
         timeout_s: f64,
     },
     /// A sequence-classification reward model (`bpo rm train`'s, or any
@@ -145,10 +145,6 @@ pub enum AnnotatorConfig {
 
 /// The longest wait for a judge's answer that `timeout_s` accepts: one day.
 pub const MAX_TIMEOUT_S: f64 = 86_400.0;
-
-fn default_timeout() -> f64 {
-    60.0
-}
 
 fn default_batch() -> usize {
     16

@@ -100,14 +100,14 @@ pub struct OpenAiJudgeConfig {
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Seconds to connect and to wait for each reply. Default 60.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::annotate::http::default_timeout")]
     pub timeout_s: f64,
     /// Attempts per judgment before the phase stops with an error. Default 6.
-    #[serde(default = "default_attempts")]
+    #[serde(default = "crate::annotate::http::default_attempts")]
     pub max_attempts: u32,
     /// Seconds before the first retry, doubled for each further one (jittered to 50-150%,
     /// longer when the server's `Retry-After` says so, at most 60). Default 0.5.
-    #[serde(default = "default_backoff")]
+    #[serde(default = "crate::annotate::http::default_backoff")]
     pub backoff_s: f64,
     /// The cache of judgments (JSON lines); default `<run.out>/judge-cache.jsonl` in a run,
     /// none elsewhere.
@@ -121,18 +121,6 @@ fn default_max_tokens() -> u32 {
 
 fn default_concurrency() -> usize {
     4
-}
-
-fn default_timeout() -> f64 {
-    60.0
-}
-
-fn default_attempts() -> u32 {
-    6
-}
-
-fn default_backoff() -> f64 {
-    0.5
 }
 
 fn default_both_orders() -> bool {
@@ -386,21 +374,6 @@ impl Annotator for OpenAiJudge {
                 .collect();
             self.prefer(&texts)
         })
-    }
-
-    fn compare(
-        &mut self,
-        prompt: &str,
-        first: &str,
-        second: &str,
-    ) -> Result<Preference, AlgoError> {
-        match self.config.mode {
-            JudgeMode::Pairwise => Ok(self.prefer(&[(prompt, first, second)])?[0]),
-            JudgeMode::Score => {
-                let s = self.score(&[(prompt, first), (prompt, second)])?;
-                Ok(Preference::from_scores(s[0], s[1]))
-            }
-        }
     }
 
     fn take_usage(&mut self) -> Option<AnnotatorUsage> {

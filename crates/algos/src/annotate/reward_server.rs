@@ -28,13 +28,13 @@ pub struct RewardServerConfig {
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// Seconds to connect and to wait for each reply. Default 60.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::annotate::http::default_timeout")]
     pub timeout_s: f64,
     /// Attempts per request before the phase stops with an error. Default 6.
-    #[serde(default = "default_attempts")]
+    #[serde(default = "crate::annotate::http::default_attempts")]
     pub max_attempts: u32,
     /// Seconds before the first retry, doubled for each further one. Default 0.5.
-    #[serde(default = "default_backoff")]
+    #[serde(default = "crate::annotate::http::default_backoff")]
     pub backoff_s: f64,
     /// The cache of rewards (JSON lines); default `<run.out>/judge-cache.jsonl` in a run.
     #[serde(default)]
@@ -43,18 +43,6 @@ pub struct RewardServerConfig {
 
 fn default_batch() -> usize {
     16
-}
-
-fn default_timeout() -> f64 {
-    60.0
-}
-
-fn default_attempts() -> u32 {
-    6
-}
-
-fn default_backoff() -> f64 {
-    0.5
 }
 
 /// The reward server as an annotator.
