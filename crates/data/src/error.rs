@@ -13,6 +13,8 @@ pub enum Location {
     Line(usize),
     /// 0-based element of a JSON array file.
     Element(usize),
+    /// 0-based row of a Parquet file.
+    Row(usize),
 }
 
 impl fmt::Display for Location {
@@ -20,6 +22,7 @@ impl fmt::Display for Location {
         match self {
             Location::Line(n) => write!(f, "line {n}"),
             Location::Element(n) => write!(f, "element {n}"),
+            Location::Row(n) => write!(f, "row {n}"),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Reading and writing records: JSONL streamed line by line (a multi-GB file never sits in
-//! memory), JSON arrays read whole. Bad records are errors naming file, line and field, or,
-//! with `skip_invalid`, skipped and reported.
+//! Reading and writing records: JSONL streamed line by line and Parquet row group by row group
+//! (a multi-GB file never sits in memory), JSON arrays read whole. Bad records are errors
+//! naming file, line (or row) and field, or, with `skip_invalid`, skipped and reported.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -10,14 +10,17 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{DataError, FieldError, Location};
+use crate::parquet_rows::ParquetRows;
 use crate::record::Record;
+use crate::source::{is_parquet, resolve_files};
 
 /// How strictly to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Skip malformed records (and report them) instead of failing on the first.
     pub skip_invalid: bool,
-    /// Longest accepted record, in bytes.
+    /// Longest accepted record, in bytes (JSONL and JSON; a Parquet row is as its file holds
+    /// it).
     pub max_record_bytes: usize,
 }
 
@@ -34,6 +37,8 @@ impl Default for ReadOptions {
 /// A record that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
+    /// The file it was in.
+    pub source: String,
     /// Where it was.
     pub location: Location,
     /// The error, field included.
@@ -46,6 +51,7 @@ type RawRecord<T> = (Location, Result<T, FieldError>);
 enum Source {
     Lines(Box<dyn BufRead>),
     Array(std::vec::IntoIter<Value>),
+    Parquet(ParquetRows),
 }
 
 /// A streaming reader of records of type `T`.
@@ -53,7 +59,7 @@ pub struct Reader<T> {
     source: Source,
     name: String,
     options: ReadOptions,
-    /// Location of the next record: line (JSONL) or element (array).
+    /// Location of the next record: line (JSONL) or element (array); Parquet keeps its own.
     position: usize,
     skipped: Vec<Skipped>,
     done: bool,
@@ -61,9 +67,28 @@ pub struct Reader<T> {
 }
 
 impl<T: Record> Reader<T> {
-    /// Opens `path`; a file whose first non-blank byte is `[` is read as a JSON array,
-    /// anything else as JSONL.
+    /// Opens what `path` names (see [`resolve_files`]): Parquet files and directories of
+    /// shards by row, Hub datasets (`hf:ORG/NAME[:SPLIT][@REVISION]`) as their Parquet files;
+    /// any other file whose first non-blank byte is `[` as a JSON array, else as JSONL.
     pub fn open(path: &Path, options: ReadOptions) -> Result<Self, DataError> {
+        let files = resolve_files(path)?;
+        if let [file] = files.as_slice()
+            && !is_parquet(file)?
+        {
+            return Self::open_json(file, options);
+        }
+        Ok(Reader {
+            source: Source::Parquet(ParquetRows::new(files, T::FIELDS, T::REQUIRED_COLUMNS)),
+            name: path.display().to_string(),
+            options,
+            position: 0,
+            skipped: Vec::new(),
+            done: false,
+            _record: PhantomData,
+        })
+    }
+
+    fn open_json(path: &Path, options: ReadOptions) -> Result<Self, DataError> {
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
         let mut reader = BufReader::new(file);
         let is_array = loop {
@@ -155,6 +180,14 @@ impl<T: Record> Reader<T> {
     fn next_raw(&mut self) -> Option<Result<RawRecord<T>, DataError>> {
         let max = self.options.max_record_bytes;
         match &mut self.source {
+            Source::Parquet(rows) => {
+                let row = rows.next()?;
+                if let Some(name) = rows.source_name() {
+                    self.name.clear();
+                    self.name.push_str(name);
+                }
+                Some(row.map(|(location, value)| (location, value.and_then(T::from_json))))
+            }
             Source::Array(items) => {
                 let value = items.next()?;
                 let location = Location::Element(self.position);
@@ -254,6 +287,7 @@ impl<T: Record> Iterator for Reader<T> {
                 Ok((location, Err(error))) => {
                     if self.options.skip_invalid {
                         self.skipped.push(Skipped {
+                            source: self.name.clone(),
                             location,
                             reason: error.to_string(),
                         });

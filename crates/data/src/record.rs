@@ -165,6 +165,11 @@ pub struct PromptRecord {
 
 /// A record type the readers and writers handle.
 pub trait Record: Sized {
+    /// The fields (columns) the record reads; others are ignored (a Parquet reader reads only
+    /// these columns).
+    const FIELDS: &'static [&'static str];
+    /// The columns a columnar file (Parquet) must have for this record type.
+    const REQUIRED_COLUMNS: &'static [&'static str];
     /// Parses one JSON value, naming the field at fault.
     fn from_json(value: Value) -> Result<Self, FieldError>;
     /// The JSON form written to files.
@@ -253,7 +258,11 @@ fn content(map: &mut Map<String, Value>, field: &str) -> Result<Option<Content>,
 }
 
 fn required(map: &mut Map<String, Value>, field: &str) -> Result<Content, FieldError> {
-    content(map, field)?.ok_or_else(|| FieldError::field(field, "is missing"))
+    let why = match map.get(field) {
+        Some(Value::Null) => "is null",
+        _ => "is missing",
+    };
+    content(map, field)?.ok_or_else(|| FieldError::field(field, why))
 }
 
 /// TRL's implicit prompt: the longest common prefix of chosen and rejected (backing off one
@@ -313,6 +322,9 @@ fn split_implicit_prompt(
 }
 
 impl Record for PreferencePair {
+    const FIELDS: &'static [&'static str] = &["prompt", "chosen", "rejected", "meta"];
+    const REQUIRED_COLUMNS: &'static [&'static str] = &["chosen", "rejected"];
+
     fn from_json(value: Value) -> Result<Self, FieldError> {
         let mut map = object(value)?;
         let chosen = required(&mut map, "chosen")?;
@@ -352,6 +364,9 @@ impl Record for PreferencePair {
 }
 
 impl Record for PromptRecord {
+    const FIELDS: &'static [&'static str] = &["prompt", "reference", "meta"];
+    const REQUIRED_COLUMNS: &'static [&'static str] = &["prompt"];
+
     fn from_json(value: Value) -> Result<Self, FieldError> {
         let mut map = object(value)?;
         let prompt = required(&mut map, "prompt")?;

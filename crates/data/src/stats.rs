@@ -30,6 +30,9 @@ pub enum AnyRecord {
 }
 
 impl Record for AnyRecord {
+    const FIELDS: &'static [&'static str] = &["prompt", "chosen", "rejected", "reference", "meta"];
+    const REQUIRED_COLUMNS: &'static [&'static str] = &[];
+
     /// A record with `chosen` or `rejected` is a pair, anything else a prompt.
     fn from_json(value: Value) -> Result<Self, FieldError> {
         let is_pair = value.get("chosen").is_some() || value.get("rejected").is_some();

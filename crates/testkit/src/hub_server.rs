@@ -1,8 +1,10 @@
-//! A Hugging Face Hub stand-in on 127.0.0.1 for tests: it serves repositories the way the Hub
-//! does for `hf-hub` and `huggingface_hub` (`/api/models/ORG/NAME/revision/REV` with the commit
-//! and the file list, `/api/models/ORG/NAME/tree/REV`, `/ORG/NAME/resolve/REV/FILE` with `ETag`, `X-Repo-Commit`, ranges), answers
-//! private and gated repositories with the Hub's status codes and `X-Error-Code`, can drop a
-//! connection part-way through a file, and logs every request.
+//! A Hugging Face Hub stand-in on 127.0.0.1 for tests: it serves model and dataset repositories
+//! the way the Hub does for `hf-hub` and `huggingface_hub` (`/api/models/ORG/NAME/revision/REV`
+//! and `/api/datasets/...` with the commit and the file list, `/api/{models,datasets}/ORG/NAME/
+//! tree/REV`, `/ORG/NAME/resolve/REV/FILE` and `/datasets/ORG/NAME/resolve/REV/FILE` with `ETag`,
+//! `X-Repo-Commit`, ranges), branches besides `main` (a dataset's `refs/convert/parquet`),
+//! answers private and gated repositories with the Hub's status codes and `X-Error-Code`, can
+//! drop a connection part-way through a file, and logs every request.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -37,14 +39,30 @@ pub struct LoggedRequest {
     pub authorization: Option<String>,
 }
 
-struct HubRepo {
+/// One revision of a repository: its commit and files.
+struct Revision {
     commit: String,
     files: BTreeMap<String, Vec<u8>>,
+}
+
+struct HubRepo {
+    /// Branch name -> revision; `main` always.
+    branches: BTreeMap<String, Revision>,
     access: Access,
+}
+
+impl HubRepo {
+    /// The revision a branch name or commit hash names.
+    fn revision(&self, name: &str) -> Option<&Revision> {
+        self.branches
+            .get(name)
+            .or_else(|| self.branches.values().find(|r| r.commit == name))
+    }
 }
 
 #[derive(Default)]
 struct State {
+    /// `ORG/NAME` for models, `datasets/ORG/NAME` for datasets.
     repos: BTreeMap<String, HubRepo>,
     log: Vec<LoggedRequest>,
     /// File name -> (bytes sent before the connection is dropped, how many more times).
@@ -72,20 +90,47 @@ impl HubServer {
         }
     }
 
-    /// Publishes `files` as repository `repo` (`ORG/NAME`); returns its commit hash.
+    /// Publishes `files` as model repository `repo` (`ORG/NAME`); returns its commit hash.
     pub fn add_repo(&self, repo: &str, files: BTreeMap<String, Vec<u8>>, access: Access) -> String {
-        let mut hasher = Sha256::new();
-        for (name, bytes) in &files {
-            hasher.update(name.as_bytes());
-            hasher.update(bytes);
-        }
-        let commit: String = hex(&hasher.finalize())[..40].to_owned();
+        self.publish(repo.to_owned(), files, access)
+    }
+
+    /// Publishes `files` (paths may have directories) as dataset repository `repo`
+    /// (`ORG/NAME`); returns its commit hash.
+    pub fn add_dataset(
+        &self,
+        repo: &str,
+        files: BTreeMap<String, Vec<u8>>,
+        access: Access,
+    ) -> String {
+        self.publish(format!("datasets/{repo}"), files, access)
+    }
+
+    fn publish(&self, key: String, files: BTreeMap<String, Vec<u8>>, access: Access) -> String {
+        let revision = Revision::new(&key, "main", files);
+        let commit = revision.commit.clone();
         let entry = HubRepo {
-            commit: commit.clone(),
-            files,
+            branches: BTreeMap::from([("main".to_owned(), revision)]),
             access,
         };
-        self.state.lock().unwrap().repos.insert(repo.into(), entry);
+        self.state.lock().unwrap().repos.insert(key, entry);
+        commit
+    }
+
+    /// Adds branch `branch` (e.g. `refs/convert/parquet`) holding `files` to the published
+    /// dataset `repo`; returns its commit hash.
+    pub fn add_dataset_branch(
+        &self,
+        repo: &str,
+        branch: &str,
+        files: BTreeMap<String, Vec<u8>>,
+    ) -> String {
+        let key = format!("datasets/{repo}");
+        let revision = Revision::new(&key, branch, files);
+        let commit = revision.commit.clone();
+        let mut state = self.state.lock().unwrap();
+        let entry = state.repos.get_mut(&key).expect("dataset published first");
+        entry.branches.insert(branch.to_owned(), revision);
         commit
     }
 
@@ -120,6 +165,21 @@ impl HubServer {
     /// Stops the server and closes its port.
     pub fn stop(mut self) {
         self.server.shutdown();
+    }
+}
+
+impl Revision {
+    /// A revision whose commit hash is derived from the repository, branch and files.
+    fn new(key: &str, branch: &str, files: BTreeMap<String, Vec<u8>>) -> Revision {
+        let mut hasher = Sha256::new();
+        hasher.update(key.as_bytes());
+        hasher.update(branch.as_bytes());
+        for (name, bytes) in &files {
+            hasher.update(name.as_bytes());
+            hasher.update(bytes);
+        }
+        let commit = hex(&hasher.finalize())[..40].to_owned();
+        Revision { commit, files }
     }
 }
 
@@ -213,16 +273,26 @@ fn allowed(access: &Access, authorization: Option<&str>) -> Result<(), Response>
     }
 }
 
+/// `refs%2Fconvert%2Fparquet` -> `refs/convert/parquet` (clients escape `/` in revisions).
+fn unescape(revision: &str) -> String {
+    revision.replace("%2F", "/").replace("%2f", "/")
+}
+
 fn respond(state: &mut State, request: &LoggedRequest) -> Response {
     let auth = request.authorization.as_deref();
-    if let Some(rest) = request.path.strip_prefix("/api/models/") {
+    let api = [("/api/models/", ""), ("/api/datasets/", "datasets/")]
+        .into_iter()
+        .find_map(|(prefix, key)| Some((request.path.strip_prefix(prefix)?, key)));
+    if let Some((rest, key_prefix)) = api {
         let (repo, revision, tree) =
             match (rest.split_once("/revision/"), rest.split_once("/tree/")) {
                 (Some((repo, revision)), _) => (repo, revision, false),
                 (None, Some((repo, revision))) => (repo, revision, true),
                 _ => return Response::error(404, "EntryNotFound"),
             };
-        let Some(entry) = state.repos.get(repo) else {
+        // `tree/REV/PATH` lists a folder; this stand-in lists the whole revision.
+        let revision = unescape(revision.split('/').next().unwrap_or_default());
+        let Some(entry) = state.repos.get(&format!("{key_prefix}{repo}")) else {
             return Response::error(401, "RepoNotFound");
         };
         if let Access::Private(_) = entry.access
@@ -230,12 +300,12 @@ fn respond(state: &mut State, request: &LoggedRequest) -> Response {
         {
             return denied;
         }
-        if revision != "main" && revision != entry.commit {
+        let Some(revision) = entry.revision(&revision) else {
             return Response::error(404, "RevisionNotFound");
-        }
+        };
         let body = if tree {
             // huggingface_hub 1.x and later list the files of a snapshot this way.
-            let files: Vec<serde_json::Value> = entry
+            let files: Vec<serde_json::Value> = revision
                 .files
                 .iter()
                 .map(|(path, bytes)| {
@@ -245,12 +315,12 @@ fn respond(state: &mut State, request: &LoggedRequest) -> Response {
                 .collect();
             serde_json::Value::from(files)
         } else {
-            let siblings: Vec<serde_json::Value> = entry
+            let siblings: Vec<serde_json::Value> = revision
                 .files
                 .keys()
                 .map(|f| serde_json::json!({ "rfilename": f }))
                 .collect();
-            serde_json::json!({ "id": repo, "sha": entry.commit, "siblings": siblings })
+            serde_json::json!({ "id": repo, "sha": revision.commit, "siblings": siblings })
         };
         return Response {
             status: 200,
@@ -259,10 +329,10 @@ fn respond(state: &mut State, request: &LoggedRequest) -> Response {
             cut_after: None,
         };
     }
-    let Some((repo, rest)) = request.path[1..].split_once("/resolve/") else {
+    let Some((key, rest)) = request.path[1..].split_once("/resolve/") else {
         return Response::error(404, "EntryNotFound");
     };
-    let Some(entry) = state.repos.get(repo) else {
+    let Some(entry) = state.repos.get(key) else {
         return Response::error(401, "RepoNotFound");
     };
     if let Err(denied) = allowed(&entry.access, auth) {
@@ -271,16 +341,16 @@ fn respond(state: &mut State, request: &LoggedRequest) -> Response {
     let Some((revision, file)) = rest.split_once('/') else {
         return Response::error(404, "EntryNotFound");
     };
-    if revision != "main" && revision != entry.commit {
+    let Some(revision) = entry.revision(&unescape(revision)) else {
         return Response::error(404, "RevisionNotFound");
-    }
-    let Some(bytes) = entry.files.get(file) else {
+    };
+    let Some(bytes) = revision.files.get(file) else {
         return Response::error(404, "EntryNotFound");
     };
     let etag = hex(&Sha256::digest(bytes));
     let mut headers = vec![
         ("ETag".into(), format!("\"{etag}\"")),
-        ("X-Repo-Commit".into(), entry.commit.clone()),
+        ("X-Repo-Commit".into(), revision.commit.clone()),
         ("Accept-Ranges".into(), "bytes".into()),
     ];
     let total = bytes.len();

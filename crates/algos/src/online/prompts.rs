@@ -16,7 +16,8 @@ pub fn prompt_file(spec: &str) -> Option<&Path> {
     (!spec.starts_with("sentiment:")).then_some(Path::new(spec))
 }
 
-/// Reads prompts: `sentiment:<split>` or a JSONL/JSON file of prompt records.
+/// Reads prompts: `sentiment:<split>` or prompt records from a file, a directory of Parquet
+/// shards or a Hub dataset split (anything `bpo_data::Reader::open` reads).
 pub fn load_prompts(spec: &str) -> Result<Vec<PromptRecord>, AlgoError> {
     let Some(file) = prompt_file(spec) else {
         let split = match spec.trim_start_matches("sentiment:") {

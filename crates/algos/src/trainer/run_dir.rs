@@ -60,20 +60,24 @@ pub struct DataFile {
 }
 
 impl DataFile {
-    /// Fingerprints the file of config field `field` (read in blocks: any size).
+    /// Fingerprints what config field `field` names: a file, or the files of a directory of
+    /// Parquet shards or of a Hub dataset split (their contents in reading order), read in
+    /// blocks: any size.
     pub fn read(field: &str, path: &Path) -> Result<Self, AlgoError> {
-        let io = |e| AlgoError::io(path, e);
-        let mut file = std::fs::File::open(path).map_err(io)?;
         let mut hasher = Sha256::new();
         let mut block = vec![0u8; 1 << 20];
         let mut bytes = 0u64;
-        loop {
-            let n = file.read(&mut block).map_err(io)?;
-            if n == 0 {
-                break;
+        for file in bpo_data::resolve_files(path)? {
+            let io = |e| AlgoError::io(&file, e);
+            let mut reader = std::fs::File::open(&file).map_err(io)?;
+            loop {
+                let n = reader.read(&mut block).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&block[..n]);
+                bytes += n as u64;
             }
-            hasher.update(&block[..n]);
-            bytes += n as u64;
         }
         let sha256 = hex(&hasher.finalize());
         Ok(DataFile {

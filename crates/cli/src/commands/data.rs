@@ -1,8 +1,11 @@
-//! `bpo data validate FILE` and `bpo data stats FILE`.
+//! `bpo data validate DATA`, `bpo data stats DATA` and `bpo data convert IN OUT`. DATA is a
+//! JSONL, JSON or Parquet file, a directory of Parquet shards, or a Hub dataset split
+//! (`hf:ORG/NAME[:SPLIT][@REVISION]`).
 
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use bpo_data::convert::convert;
 use bpo_data::stats::AnyRecord;
 use bpo_data::{ReadOptions, Reader, stats};
 use bpo_model::spec::load_tokenizer;
@@ -14,6 +17,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Counts, fields present and length distributions.
     Stats(StatsArgs),
+    /// Copy records between JSONL and Parquet (the output's extension picks: `.parquet` or
+    /// anything else for JSONL), e.g. to publish online pairs as a Hub dataset.
+    Convert(ConvertArgs),
 }
 
 /// Reading flags shared by the data commands.
@@ -39,8 +45,20 @@ impl ReadFlags {
 /// Flags of `bpo data validate`.
 #[derive(clap::Args)]
 pub struct ValidateArgs {
-    /// A JSONL or JSON-array file of pairs or prompts.
+    /// Pairs or prompts: a JSONL, JSON-array or Parquet file, a directory of Parquet shards, or
+    /// a Hub dataset split hf:ORG/NAME[:SPLIT][@REVISION].
     file: PathBuf,
+    #[command(flatten)]
+    read: ReadFlags,
+}
+
+/// Flags of `bpo data convert`.
+#[derive(clap::Args)]
+pub struct ConvertArgs {
+    /// What to read (anything `bpo data validate` reads).
+    input: PathBuf,
+    /// The file to write: `.parquet` for Parquet, else JSONL. Written whole or not at all.
+    output: PathBuf,
     #[command(flatten)]
     read: ReadFlags,
 }
@@ -48,7 +66,8 @@ pub struct ValidateArgs {
 /// Flags of `bpo data stats`.
 #[derive(clap::Args)]
 pub struct StatsArgs {
-    /// A JSONL or JSON-array file of pairs or prompts.
+    /// Pairs or prompts: a JSONL, JSON-array or Parquet file, a directory of Parquet shards, or
+    /// a Hub dataset split hf:ORG/NAME[:SPLIT][@REVISION].
     file: PathBuf,
     /// Measure lengths in tokens of this model's tokenizer (default: characters).
     #[arg(long)]
@@ -65,7 +84,26 @@ pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Validate(args) => validate(args),
         Command::Stats(args) => show_stats(args),
+        Command::Convert(args) => convert_file(args),
     }
+}
+
+fn convert_file(args: ConvertArgs) -> Result<()> {
+    let done = convert(&args.input, &args.output, args.read.options())?;
+    for s in &done.skipped {
+        eprintln!("{}: {}: {}", s.source, s.location, s.reason);
+    }
+    println!(
+        "{}: {} {} written ({} skipped)",
+        args.output.display(),
+        done.records,
+        match done.kind {
+            bpo_data::stats::Kind::Pairs => "pairs",
+            bpo_data::stats::Kind::Prompts => "prompts",
+        },
+        done.skipped.len()
+    );
+    Ok(())
 }
 
 fn validate(args: ValidateArgs) -> Result<()> {
@@ -78,7 +116,7 @@ fn validate(args: ValidateArgs) -> Result<()> {
         }
     }
     for s in reader.skipped() {
-        eprintln!("{}: {}: {}", args.file.display(), s.location, s.reason);
+        eprintln!("{}: {}: {}", s.source, s.location, s.reason);
     }
     println!(
         "{}: {} valid records ({pairs} pairs, {prompts} prompts), {} skipped",

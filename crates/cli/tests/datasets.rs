@@ -1,0 +1,347 @@
+//! Parquet and Hub datasets through the binary: the same training run from pairs.jsonl and
+//! pairs.parquet, `bpo data convert`, and `hf:ORG/NAME[:SPLIT][@REVISION]` against a Hub
+//! stand-in on 127.0.0.1 (download once into the shared cache, offline reads, the Parquet
+//! conversion branch, errors that list the splits). With `BPO_PYTHON` (CI's venv), the cache is
+//! exchanged with huggingface_hub and bpo's Parquet is read by `datasets.load_dataset`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use bpo_testkit::{Access, HubServer};
+use common::{bpo, json, stderr, stdout, tiny_model};
+
+fn data_fixture(name: &str) -> String {
+    format!(
+        "{}/../data/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// Runs `bpo` with the Hub settings of `env` only (none inherited from the caller).
+fn bpo_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bpo"));
+    for var in [
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_TOKEN",
+        "HF_TOKEN_PATH",
+        "HF_HUB_OFFLINE",
+        "HF_ENDPOINT",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("bpo runs")
+}
+
+fn fails_with(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+}
+
+/// `jsonl` converted to Parquet by bpo, as bytes.
+fn parquet_of(jsonl: &str, dir: &Path) -> Vec<u8> {
+    let out = dir.join("converted.parquet");
+    let done = bpo(&["data", "convert", jsonl, out.to_str().unwrap()]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn the_same_run_from_jsonl_and_parquet_gives_identical_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let jsonl = data_fixture("pairs_explicit.jsonl");
+    let parquet = dir.path().join("pairs.parquet");
+    let converted = bpo(&["data", "convert", &jsonl, parquet.to_str().unwrap()]);
+    assert!(
+        stdout(&converted).contains("3 pairs written (0 skipped)"),
+        "{}",
+        stderr(&converted)
+    );
+    let metrics = |data: &str, run: &str| {
+        let out = dir.path().join(run);
+        let last = json(&bpo(&[
+            "train",
+            "--config",
+            &format!(
+                "{}/../../examples/configs/dpo_full_tiny.toml",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+            "--set",
+            &format!("model=\"{model}\""),
+            "--set",
+            &format!("data.train=\"{data}\""),
+            "--set",
+            &format!("run.out=\"{}\"", out.display()),
+            "--set",
+            "run.max_steps=3",
+        ]));
+        assert_eq!(last["step"], 3.0);
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap()
+    };
+    let from_jsonl = metrics(&jsonl, "run-jsonl");
+    let from_parquet = metrics(parquet.to_str().unwrap(), "run-parquet");
+    let strip_time = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let map = v.as_object_mut().unwrap();
+                map.retain(|k, _| !k.contains("time") && !k.contains("per_s"));
+                v
+            })
+            .collect()
+    };
+    assert_eq!(strip_time(&from_jsonl), strip_time(&from_parquet));
+}
+
+fn publish_prefs(server: &HubServer, dir: &Path) -> String {
+    let train = parquet_of(&data_fixture("pairs_explicit.jsonl"), dir);
+    let test = parquet_of(&data_fixture("pairs_implicit.jsonl"), dir);
+    let files = BTreeMap::from([
+        ("README.md".to_owned(), b"---\nlicense: mit\n---\n".to_vec()),
+        (
+            "data/train-00000-of-00002.parquet".to_owned(),
+            train.clone(),
+        ),
+        ("data/train-00001-of-00002.parquet".to_owned(), train),
+        ("data/test-00000-of-00001.parquet".to_owned(), test),
+    ]);
+    server.add_dataset("bpo-test/prefs", files, Access::Public)
+}
+
+#[test]
+fn a_hub_dataset_split_downloads_once_then_reads_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HubServer::start();
+    let commit = publish_prefs(&server, dir.path());
+    let home = dir.path().join("hf");
+    let home = home.to_str().unwrap();
+    let online = [("HF_HOME", home), ("HF_ENDPOINT", server.endpoint.as_str())];
+    let stats =
+        |spec: &str, env: &[(&str, &str)]| json(&bpo_env(&["data", "stats", spec, "--json"], env));
+
+    assert_eq!(
+        stats("hf:bpo-test/prefs", &online)["pairs"],
+        6,
+        "two train shards of 3"
+    );
+    assert_eq!(stats("hf:bpo-test/prefs:test", &online)["pairs"], 2);
+    let snapshot = Path::new(home)
+        .join("hub/datasets--bpo-test--prefs/snapshots")
+        .join(&commit);
+    assert!(snapshot.join("data/train-00001-of-00002.parquet").is_file());
+    let refs = Path::new(home).join("hub/datasets--bpo-test--prefs/refs/main");
+    assert_eq!(std::fs::read_to_string(refs).unwrap().trim(), commit);
+    // Downloads, not hf-hub's metadata probes (a GET of byte 0).
+    let downloads = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/resolve/"))
+            .filter(|r| r.range.as_deref() != Some("bytes=0-0"))
+            .count()
+    };
+    assert_eq!(downloads(), 3, "the three shards, not README.md");
+    assert_eq!(stats("hf:bpo-test/prefs", &online)["pairs"], 6);
+    assert_eq!(downloads(), 3, "a second run reads the cache");
+
+    fails_with(
+        &bpo_env(&["data", "stats", "hf:bpo-test/prefs:dev"], &online),
+        &["has no split `dev`; its splits: test, train"],
+    );
+    fails_with(
+        &bpo_env(&["data", "stats", "hf:bpo-test/nope"], &online),
+        &[
+            "datasets/bpo-test/nope@main",
+            "no such dataset, or it is private",
+            "HF_TOKEN",
+        ],
+    );
+    fails_with(
+        &bpo_env(&["data", "stats", "hf:bpo-test"], &online),
+        &["hf:ORG/NAME[:SPLIT][@REVISION]"],
+    );
+
+    server.stop();
+    let offline = [("HF_HOME", home), ("HF_HUB_OFFLINE", "1")];
+    assert_eq!(stats("hf:bpo-test/prefs", &offline)["pairs"], 6);
+    let unreachable = [("HF_HOME", home), ("HF_ENDPOINT", "http://127.0.0.1:9")];
+    let out = bpo_env(
+        &["data", "stats", "hf:bpo-test/prefs:test", "--json"],
+        &unreachable,
+    );
+    assert_eq!(json(&out)["pairs"], 2);
+    assert!(
+        stderr(&out).contains("using the cached copy"),
+        "{}",
+        stderr(&out)
+    );
+    let empty = dir.path().join("empty");
+    fails_with(
+        &bpo_env(
+            &["data", "stats", "hf:bpo-test/prefs"],
+            &[
+                ("HF_HOME", empty.to_str().unwrap()),
+                ("HF_HUB_OFFLINE", "1"),
+            ],
+        ),
+        &[
+            "HF_HUB_OFFLINE is set and the cache",
+            "split `train` of dataset bpo-test/prefs",
+        ],
+    );
+}
+
+#[test]
+fn datasets_without_parquet_are_read_from_the_conversion_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HubServer::start();
+    let jsonl = data_fixture("pairs_explicit.jsonl");
+    let files = BTreeMap::from([("train.jsonl".to_owned(), std::fs::read(&jsonl).unwrap())]);
+    server.add_dataset("bpo-test/jsonl", files, Access::Gated("hf_t0ken".into()));
+    let converted = BTreeMap::from([(
+        "default/train/0000.parquet".to_owned(),
+        parquet_of(&jsonl, dir.path()),
+    )]);
+    server.add_dataset_branch("bpo-test/jsonl", "refs/convert/parquet", converted);
+    let home = dir.path().join("hf");
+    let env = |token: &'static str| {
+        let mut env = vec![
+            ("HF_HOME", home.to_str().unwrap().to_owned()),
+            ("HF_ENDPOINT", server.endpoint.clone()),
+        ];
+        if !token.is_empty() {
+            env.push(("HF_TOKEN", token.to_owned()));
+        }
+        env
+    };
+    let run = |args: &[&str], token: &'static str| {
+        let env = env(token);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        bpo_env(args, &env)
+    };
+    fails_with(
+        &run(&["data", "stats", "hf:bpo-test/jsonl"], "hf_wr0ng"),
+        &["gated or private", "accept its licence"],
+    );
+    let out = run(
+        &["data", "stats", "hf:bpo-test/jsonl", "--json"],
+        "hf_t0ken",
+    );
+    assert_eq!(json(&out)["pairs"], 3);
+    assert!(
+        home.join("hub/datasets--bpo-test--jsonl/refs/refs/convert/parquet")
+            .is_file(),
+        "the branch is recorded where huggingface_hub records it"
+    );
+    fails_with(
+        &run(&["data", "stats", "hf:bpo-test/jsonl@main"], "hf_t0ken"),
+        &["has no Parquet files on revision `main`"],
+    );
+}
+
+#[test]
+fn the_cache_and_parquet_are_shared_with_huggingface_hub_and_datasets() {
+    let Some(python) = std::env::var_os("BPO_PYTHON") else {
+        eprintln!("skipped: set BPO_PYTHON to a Python with huggingface_hub and datasets");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = HubServer::start();
+    publish_prefs(&server, dir.path());
+
+    // huggingface_hub fills a cache; bpo reads it offline.
+    let python_home = dir.path().join("hf-python");
+    let python_home = python_home.to_str().unwrap();
+    let download = Command::new(&python)
+        .args([
+            "-c",
+            "import huggingface_hub as h; print(h.snapshot_download('bpo-test/prefs', repo_type='dataset'))",
+        ])
+        .env("HF_HOME", python_home)
+        .env("HF_ENDPOINT", &server.endpoint)
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(download.status.success(), "{}", stderr(&download));
+    let offline = [("HF_HOME", python_home), ("HF_HUB_OFFLINE", "1")];
+    let out = bpo_env(
+        &["data", "stats", "hf:bpo-test/prefs:test", "--json"],
+        &offline,
+    );
+    assert_eq!(json(&out)["pairs"], 2);
+
+    // bpo fills a cache; huggingface_hub finds the files offline.
+    let bpo_home = dir.path().join("hf-bpo");
+    let bpo_home = bpo_home.to_str().unwrap();
+    let online = [
+        ("HF_HOME", bpo_home),
+        ("HF_ENDPOINT", server.endpoint.as_str()),
+    ];
+    assert_eq!(
+        json(&bpo_env(
+            &["data", "stats", "hf:bpo-test/prefs", "--json"],
+            &online
+        ))["pairs"],
+        6
+    );
+    server.stop();
+    let found = Command::new(&python)
+        .args([
+            "-c",
+            "import huggingface_hub as h; print(h.hf_hub_download('bpo-test/prefs', \
+             'data/train-00000-of-00002.parquet', repo_type='dataset'))",
+        ])
+        .env("HF_HOME", bpo_home)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "{}", stderr(&found));
+
+    // `datasets.load_dataset("parquet", ...)` reads bpo's Parquet as the JSONL's records, in
+    // both the standard and the conversational form.
+    for case in ["pairs_standard", "pairs_conversational", "prompts"] {
+        let jsonl = data_fixture(&format!("parquet/{case}.jsonl"));
+        let parquet = dir.path().join(format!("{case}.parquet"));
+        let done = bpo(&["data", "convert", &jsonl, parquet.to_str().unwrap()]);
+        assert!(done.status.success(), "{}", stderr(&done));
+        // `meta` is JSON text in bpo's Parquet (its keys vary by record): a reader parses it.
+        let script = format!(
+            "import json, datasets\n\
+             d = datasets.load_dataset('parquet', data_files={parquet:?}, split='train')\n\
+             for r in d.to_list():\n\
+             \x20   if isinstance(r.get('meta'), str): r['meta'] = json.loads(r['meta'])\n\
+             \x20   print(json.dumps(r))\n",
+            parquet = parquet.to_str().unwrap()
+        );
+        let loaded = Command::new(&python)
+            .args(["-c", &script])
+            .env("HF_DATASETS_CACHE", dir.path().join("datasets-cache"))
+            .output()
+            .unwrap();
+        assert!(loaded.status.success(), "{}", stderr(&loaded));
+        // Both sides written out by bpo in its canonical JSONL: equal records, equal bytes.
+        let back = dir.path().join(format!("{case}.from-datasets.jsonl"));
+        std::fs::write(&back, stdout(&loaded)).unwrap();
+        let canonical = |input: &str, name: &str| {
+            let out = dir.path().join(name);
+            let done = bpo(&["data", "convert", input, out.to_str().unwrap()]);
+            assert!(done.status.success(), "{}", stderr(&done));
+            std::fs::read_to_string(out).unwrap()
+        };
+        let ours = canonical(&jsonl, &format!("{case}.ours.jsonl"));
+        let theirs = canonical(back.to_str().unwrap(), &format!("{case}.theirs.jsonl"));
+        assert_eq!(ours, theirs, "{case}");
+    }
+}
