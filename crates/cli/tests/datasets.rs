@@ -1,5 +1,5 @@
 //! Parquet and Hub datasets through the binary: the same training run from pairs.jsonl and
-//! pairs.parquet, `bpo data convert`, and `hf:ORG/NAME[:SPLIT][@REVISION]` against a Hub
+//! pairs.parquet, `bpo data convert`, and `hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION]` against a Hub
 //! stand-in on 127.0.0.1 (download once into the shared cache, offline reads, the Parquet
 //! conversion branch, errors that list the splits). With `BPO_PYTHON` (CI's venv), the cache is
 //! exchanged with huggingface_hub and bpo's Parquet is read by `datasets.load_dataset`.
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use bpo_testkit::{Access, HubServer};
-use common::{bpo, json, stderr, stdout, tiny_model};
+use common::{bpo, bpo_hub, json, stderr, stdout, tiny_model};
 
 fn data_fixture(name: &str) -> String {
     format!(
@@ -20,33 +20,8 @@ fn data_fixture(name: &str) -> String {
     )
 }
 
-/// Runs `bpo` with the Hub settings of `env` only (none inherited from the caller).
-fn bpo_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bpo"));
-    for var in [
-        "HF_HOME",
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "HF_TOKEN",
-        "HF_TOKEN_PATH",
-        "HF_HUB_OFFLINE",
-        "HF_ENDPOINT",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("bpo runs")
-}
-
 fn fails_with(out: &Output, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "`{needle}` not in: {err}");
-    }
+    common::fails_with(out, needles, &["hf_t0ken"]);
 }
 
 /// `jsonl` converted to Parquet by bpo, as bytes.
@@ -105,19 +80,34 @@ fn the_same_run_from_jsonl_and_parquet_gives_identical_metrics() {
     assert_eq!(strip_time(&from_jsonl), strip_time(&from_parquet));
 }
 
+/// Publishes `bpo-test/prefs`: split `train` in two different shards (pairs_explicit, then
+/// pairs_implicit), split `test` (pairs_conversational), a README.
 fn publish_prefs(server: &HubServer, dir: &Path) -> String {
-    let train = parquet_of(&data_fixture("pairs_explicit.jsonl"), dir);
-    let test = parquet_of(&data_fixture("pairs_implicit.jsonl"), dir);
+    let shard = |name: &str| parquet_of(&data_fixture(name), dir);
     let files = BTreeMap::from([
         ("README.md".to_owned(), b"---\nlicense: mit\n---\n".to_vec()),
         (
             "data/train-00000-of-00002.parquet".to_owned(),
-            train.clone(),
+            shard("pairs_explicit.jsonl"),
         ),
-        ("data/train-00001-of-00002.parquet".to_owned(), train),
-        ("data/test-00000-of-00001.parquet".to_owned(), test),
+        (
+            "data/train-00001-of-00002.parquet".to_owned(),
+            shard("pairs_implicit.jsonl"),
+        ),
+        (
+            "data/test-00000-of-00001.parquet".to_owned(),
+            shard("pairs_conversational.jsonl"),
+        ),
     ]);
     server.add_dataset("bpo-test/prefs", files, Access::Public)
+}
+
+/// What bpo reads from `spec`, as its canonical JSONL.
+fn records(spec: &str, env: &[(&str, &str)], dir: &Path) -> String {
+    let out = dir.join("records.jsonl");
+    let done = bpo_hub(&["data", "convert", spec, out.to_str().unwrap()], env);
+    assert!(done.status.success(), "{}", stderr(&done));
+    std::fs::read_to_string(out).unwrap()
 }
 
 #[test]
@@ -129,13 +119,14 @@ fn a_hub_dataset_split_downloads_once_then_reads_offline() {
     let home = home.to_str().unwrap();
     let online = [("HF_HOME", home), ("HF_ENDPOINT", server.endpoint.as_str())];
     let stats =
-        |spec: &str, env: &[(&str, &str)]| json(&bpo_env(&["data", "stats", spec, "--json"], env));
+        |spec: &str, env: &[(&str, &str)]| json(&bpo_hub(&["data", "stats", spec, "--json"], env));
 
-    assert_eq!(
-        stats("hf:bpo-test/prefs", &online)["pairs"],
-        6,
-        "two train shards of 3"
-    );
+    let train = records("hf:bpo-test/prefs", &online, dir.path());
+    let shards = [
+        records(&data_fixture("pairs_explicit.jsonl"), &[], dir.path()),
+        records(&data_fixture("pairs_implicit.jsonl"), &[], dir.path()),
+    ];
+    assert_eq!(train, shards.concat(), "both shards, in order");
     assert_eq!(stats("hf:bpo-test/prefs:test", &online)["pairs"], 2);
     let snapshot = Path::new(home)
         .join("hub/datasets--bpo-test--prefs/snapshots")
@@ -153,15 +144,15 @@ fn a_hub_dataset_split_downloads_once_then_reads_offline() {
             .count()
     };
     assert_eq!(downloads(), 3, "the three shards, not README.md");
-    assert_eq!(stats("hf:bpo-test/prefs", &online)["pairs"], 6);
+    assert_eq!(stats("hf:bpo-test/prefs", &online)["pairs"], 5);
     assert_eq!(downloads(), 3, "a second run reads the cache");
 
     fails_with(
-        &bpo_env(&["data", "stats", "hf:bpo-test/prefs:dev"], &online),
+        &bpo_hub(&["data", "stats", "hf:bpo-test/prefs:dev"], &online),
         &["has no split `dev`; its splits: test, train"],
     );
     fails_with(
-        &bpo_env(&["data", "stats", "hf:bpo-test/nope"], &online),
+        &bpo_hub(&["data", "stats", "hf:bpo-test/nope"], &online),
         &[
             "datasets/bpo-test/nope@main",
             "no such dataset, or it is private",
@@ -169,15 +160,15 @@ fn a_hub_dataset_split_downloads_once_then_reads_offline() {
         ],
     );
     fails_with(
-        &bpo_env(&["data", "stats", "hf:bpo-test"], &online),
-        &["hf:ORG/NAME[:SPLIT][@REVISION]"],
+        &bpo_hub(&["data", "stats", "hf:bpo-test"], &online),
+        &["hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION]"],
     );
 
     server.stop();
     let offline = [("HF_HOME", home), ("HF_HUB_OFFLINE", "1")];
-    assert_eq!(stats("hf:bpo-test/prefs", &offline)["pairs"], 6);
+    assert_eq!(records("hf:bpo-test/prefs", &offline, dir.path()), train);
     let unreachable = [("HF_HOME", home), ("HF_ENDPOINT", "http://127.0.0.1:9")];
-    let out = bpo_env(
+    let out = bpo_hub(
         &["data", "stats", "hf:bpo-test/prefs:test", "--json"],
         &unreachable,
     );
@@ -187,9 +178,17 @@ fn a_hub_dataset_split_downloads_once_then_reads_offline() {
         "{}",
         stderr(&out)
     );
+    // A split the cache holds in part is not taken for the whole split.
+    std::fs::remove_file(snapshot.join("data/train-00001-of-00002.parquet")).unwrap();
+    fails_with(
+        &bpo_hub(&["data", "stats", "hf:bpo-test/prefs"], &offline),
+        &[
+            "lacks split `train` of dataset bpo-test/prefs whole (it holds 1 of 2 shards in `data/`)",
+        ],
+    );
     let empty = dir.path().join("empty");
     fails_with(
-        &bpo_env(
+        &bpo_hub(
             &["data", "stats", "hf:bpo-test/prefs"],
             &[
                 ("HF_HOME", empty.to_str().unwrap()),
@@ -229,7 +228,7 @@ fn datasets_without_parquet_are_read_from_the_conversion_branch() {
     let run = |args: &[&str], token: &'static str| {
         let env = env(token);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        bpo_env(args, &env)
+        bpo_hub(args, &env)
     };
     fails_with(
         &run(&["data", "stats", "hf:bpo-test/jsonl"], "hf_wr0ng"),
@@ -248,6 +247,31 @@ fn datasets_without_parquet_are_read_from_the_conversion_branch() {
     fails_with(
         &run(&["data", "stats", "hf:bpo-test/jsonl@main"], "hf_t0ken"),
         &["has no Parquet files on revision `main`"],
+    );
+    let offline = [("HF_HOME", home.to_str().unwrap()), ("HF_HUB_OFFLINE", "1")];
+    let out = bpo_hub(&["data", "stats", "hf:bpo-test/jsonl", "--json"], &offline);
+    assert_eq!(json(&out)["pairs"], 3, "the cached conversion offline");
+
+    // Configs: the default one unless named, several without a default named one by one; a
+    // revision with Parquet for other splits is not a reason to look at the conversion.
+    let shard = parquet_of(&jsonl, dir.path());
+    let files = BTreeMap::from([
+        ("en/train-00000-of-00001.parquet".to_owned(), shard.clone()),
+        ("fr/test-00000-of-00001.parquet".to_owned(), shard),
+    ]);
+    server.add_dataset("bpo-test/configs", files, Access::Public);
+    fails_with(
+        &run(&["data", "stats", "hf:bpo-test/configs"], ""),
+        &["has several configs (en, fr): name one as hf:ORG/NAME/CONFIG:SPLIT"],
+    );
+    let out = run(
+        &["data", "stats", "hf:bpo-test/configs/fr:test", "--json"],
+        "",
+    );
+    assert_eq!(json(&out)["pairs"], 3);
+    fails_with(
+        &run(&["data", "stats", "hf:bpo-test/configs/en:test"], ""),
+        &["has no split `test`; its splits: train"],
     );
 }
 
@@ -276,7 +300,7 @@ fn the_cache_and_parquet_are_shared_with_huggingface_hub_and_datasets() {
         .unwrap();
     assert!(download.status.success(), "{}", stderr(&download));
     let offline = [("HF_HOME", python_home), ("HF_HUB_OFFLINE", "1")];
-    let out = bpo_env(
+    let out = bpo_hub(
         &["data", "stats", "hf:bpo-test/prefs:test", "--json"],
         &offline,
     );
@@ -289,13 +313,11 @@ fn the_cache_and_parquet_are_shared_with_huggingface_hub_and_datasets() {
         ("HF_HOME", bpo_home),
         ("HF_ENDPOINT", server.endpoint.as_str()),
     ];
-    assert_eq!(
-        json(&bpo_env(
-            &["data", "stats", "hf:bpo-test/prefs", "--json"],
-            &online
-        ))["pairs"],
-        6
-    );
+    let stats = json(&bpo_hub(
+        &["data", "stats", "hf:bpo-test/prefs", "--json"],
+        &online,
+    ));
+    assert_eq!(stats["pairs"], 5);
     server.stop();
     let found = Command::new(&python)
         .args([

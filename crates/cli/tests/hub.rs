@@ -13,30 +13,9 @@ use std::process::{Command, Output};
 use bpo_model::weights::TensorMap;
 use bpo_model::weights::safetensors;
 use bpo_testkit::{Access, HubServer};
-use common::{bpo, json, stderr, stdout, tiny_model};
+use common::{bpo, bpo_hub, json, stderr, stdout, tiny_model};
 
 const TOKEN: &str = "hf_s3cretT0ken";
-
-/// Runs `bpo` with the Hub settings of `env` only (none inherited from the caller).
-fn bpo_hub(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bpo"));
-    for var in [
-        "HF_HOME",
-        "HF_HUB_CACHE",
-        "HUGGINGFACE_HUB_CACHE",
-        "HF_TOKEN",
-        "HF_TOKEN_PATH",
-        "HF_HUB_OFFLINE",
-        "HF_ENDPOINT",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("bpo runs")
-}
 
 /// A short greedy generation as JSON lines (equal outputs mean equal models and tokenizers).
 fn generate(model: &str, env: &[(&str, &str)]) -> Output {
@@ -50,13 +29,7 @@ fn generate(model: &str, env: &[(&str, &str)]) -> Output {
 }
 
 fn fails_with(out: &Output, needles: &[&str]) -> String {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "`{needle}` not in: {err}");
-    }
-    assert!(!err.contains(TOKEN), "the token leaked: {err}");
-    err
+    common::fails_with(out, needles, &[TOKEN])
 }
 
 fn resolves(server: &HubServer) -> usize {

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::error::DataError;
 use crate::jsonl::{ReadOptions, Reader, Skipped, Writer};
+use crate::layout::is_parquet_name;
 use crate::parquet_writer::ParquetWriter;
 use crate::record::{PreferencePair, PromptRecord};
 use crate::stats::{AnyRecord, Kind};
@@ -27,12 +28,6 @@ enum Sink {
     ParquetPrompts(ParquetWriter<PromptRecord>),
 }
 
-/// Whether `path` is to be written as Parquet (its extension is `.parquet`).
-pub fn writes_parquet(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
-}
-
 /// Copies every record of `input` (anything [`Reader::open`] reads) to `output`: Parquet when
 /// its extension is `.parquet`, else JSONL. All records must be of one kind (pairs or prompts);
 /// the output appears only when whole.
@@ -51,8 +46,8 @@ pub fn convert(input: &Path, output: &Path, options: ReadOptions) -> Result<Conv
         };
         let mixed = || {
             DataError::Prepare(format!(
-                "{}: record {index} is one of {kind:?} but the records before it are {first:?}: \
-                 a file holds one kind",
+                "{}: valid record {index} (0-based) is one of {kind:?} but the records before it \
+                 are {first:?}: a file holds one kind",
                 input.display()
             ))
         };
@@ -83,7 +78,8 @@ pub fn convert(input: &Path, output: &Path, options: ReadOptions) -> Result<Conv
 }
 
 fn open_sink(kind: Kind, output: &Path) -> Result<Sink, DataError> {
-    Ok(match (writes_parquet(output), kind) {
+    let parquet = output.to_str().is_some_and(is_parquet_name);
+    Ok(match (parquet, kind) {
         (false, _) => Sink::Jsonl(Writer::create(output)?),
         (true, Kind::Pairs) => Sink::ParquetPairs(ParquetWriter::create(output)?),
         (true, Kind::Prompts) => Sink::ParquetPrompts(ParquetWriter::create(output)?),

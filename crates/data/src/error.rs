@@ -103,6 +103,14 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// An error about a whole file (or directory, or dataset) named `source_name`.
+    pub fn file(source_name: impl std::fmt::Display, message: impl Into<String>) -> Self {
+        DataError::File {
+            source_name: source_name.to_string(),
+            message: message.into(),
+        }
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{DataError, FieldError, Location};
+use crate::layout::is_parquet_name;
 use crate::parquet_rows::ParquetRows;
 use crate::record::Record;
-use crate::source::{is_parquet, resolve_files};
+use crate::source::resolve_files;
 
 /// How strictly to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,18 +68,24 @@ pub struct Reader<T> {
 }
 
 impl<T: Record> Reader<T> {
-    /// Opens what `path` names (see [`resolve_files`]): Parquet files and directories of
-    /// shards by row, Hub datasets (`hf:ORG/NAME[:SPLIT][@REVISION]`) as their Parquet files;
-    /// any other file whose first non-blank byte is `[` as a JSON array, else as JSONL.
+    /// Opens what `path` names (see [`resolve_files`]): Parquet files (by their magic bytes or
+    /// a `.parquet` name), directories of shards and Hub datasets
+    /// (`hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION]`) by row; any other file whose first
+    /// non-blank byte is `[` as a JSON array, else as JSONL.
     pub fn open(path: &Path, options: ReadOptions) -> Result<Self, DataError> {
         let files = resolve_files(path)?;
-        if let [file] = files.as_slice()
-            && !is_parquet(file)?
-        {
-            return Self::open_json(file, options);
+        let named_itself = matches!(files.as_slice(), [file] if file == path);
+        if named_itself && !path.to_str().is_some_and(is_parquet_name) {
+            // Opened once and peeked at, so that a pipe (`<(zcat pairs.jsonl.gz)`) reads whole.
+            let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+            let mut reader = BufReader::new(file);
+            let head = reader.fill_buf().map_err(|e| DataError::io(path, e))?;
+            if !head.starts_with(b"PAR1") {
+                return Self::open_json(reader, path, options);
+            }
         }
         Ok(Reader {
-            source: Source::Parquet(ParquetRows::new(files, T::FIELDS, T::REQUIRED_COLUMNS)),
+            source: Source::Parquet(ParquetRows::new(files, T::FIELDS, T::missing_column)),
             name: path.display().to_string(),
             options,
             position: 0,
@@ -88,9 +95,11 @@ impl<T: Record> Reader<T> {
         })
     }
 
-    fn open_json(path: &Path, options: ReadOptions) -> Result<Self, DataError> {
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let mut reader = BufReader::new(file);
+    fn open_json(
+        mut reader: BufReader<File>,
+        path: &Path,
+        options: ReadOptions,
+    ) -> Result<Self, DataError> {
         let is_array = loop {
             let buf = reader.fill_buf().map_err(|e| DataError::io(path, e))?;
             match buf.iter().position(|b| !b.is_ascii_whitespace()) {
@@ -138,19 +147,16 @@ impl<T: Record> Reader<T> {
         options: ReadOptions,
     ) -> Result<Self, DataError> {
         let name = name.into();
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| DataError::File {
-            source_name: name.clone(),
-            message: format!(
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            let message = format!(
                 "invalid JSON at line {} column {}: {e}",
                 e.line(),
                 e.column()
-            ),
+            );
+            DataError::file(&name, message)
         })?;
         let Value::Array(items) = value else {
-            return Err(DataError::File {
-                source_name: name,
-                message: "expected a JSON array of records".into(),
-            });
+            return Err(DataError::file(name, "expected a JSON array of records"));
         };
         Ok(Reader {
             source: Source::Array(items.into_iter()),

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod error;
 pub mod hub;
 pub mod jsonl;
+pub mod layout;
 mod parquet_rows;
 pub mod parquet_writer;
 pub mod record;

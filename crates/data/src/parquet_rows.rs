@@ -5,11 +5,14 @@
 //!
 //! Columns as `datasets` and pyarrow write them: strings, lists of `{role, content}` structs
 //! (TRL's conversational form), structs and maps as objects. A `meta` column may hold
-//! objects (structs) or JSON text (how `bpo data convert` writes it).
+//! objects (structs; members that are null are a key the row lacks) or JSON text (how
+//! `bpo data convert` writes it).
 
+use std::cell::Cell;
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::Once;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::reader::RowIter;
@@ -27,7 +30,7 @@ pub(crate) struct ParquetRows {
     files: std::vec::IntoIter<PathBuf>,
     current: Option<OpenFile>,
     fields: &'static [&'static str],
-    required: &'static [&'static str],
+    required: fn(&[&str]) -> Option<&'static str>,
 }
 
 struct OpenFile {
@@ -37,12 +40,12 @@ struct OpenFile {
 }
 
 impl ParquetRows {
-    /// Reads `files` in order, projecting each onto the columns in `fields`; a file without
-    /// one of `required` is an error naming the columns it has.
+    /// Reads `files` in order, projecting each onto the columns in `fields`; a file whose
+    /// columns `required` finds one missing from is an error naming the columns it has.
     pub(crate) fn new(
         files: Vec<PathBuf>,
         fields: &'static [&'static str],
-        required: &'static [&'static str],
+        required: fn(&[&str]) -> Option<&'static str>,
     ) -> Self {
         ParquetRows {
             files: files.into_iter(),
@@ -59,18 +62,22 @@ impl ParquetRows {
 
     fn open(&self, path: PathBuf) -> Result<OpenFile, DataError> {
         let name = path.display().to_string();
-        let file_error = |message: String| DataError::File {
-            source_name: name.clone(),
-            message,
-        };
+        let file_error = |message: String| DataError::file(&name, message);
         let file = File::open(&path).map_err(|e| DataError::io(&path, e))?;
-        let reader = SerializedFileReader::new(file)
-            .map_err(|e| file_error(format!("not a readable Parquet file: {e}")))?;
+        let reader = SerializedFileReader::new(file).map_err(|e| {
+            let lfs = std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.starts_with(b"version https://git-lfs"));
+            let hint = match lfs {
+                true => " (it is a Git LFS pointer: fetch the file with `git lfs pull`)",
+                false => "",
+            };
+            file_error(format!("not a readable Parquet file: {e}{hint}"))
+        })?;
         let schema = reader.metadata().file_metadata().schema();
         let columns = schema.get_fields();
         let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
         let listed = || names.join(", ");
-        if let Some(missing) = self.required.iter().find(|c| !names.contains(c)) {
+        if let Some(missing) = (self.required)(&names) {
             return Err(file_error(format!(
                 "no column `{missing}` (its columns: {})",
                 listed()
@@ -118,8 +125,8 @@ impl Iterator for ParquetRows {
             };
             let location = Location::Row(file.next_row);
             // The record reader panics on some malformed files instead of returning an error:
-            // a panic is this file's error, never a crash.
-            let row = std::panic::catch_unwind(AssertUnwindSafe(|| file.rows.next()));
+            // a panic is this file's error, never a crash (nor a panic message).
+            let row = quietly(|| file.rows.next());
             let row = match row {
                 Ok(None) => {
                     self.current = None;
@@ -135,17 +142,38 @@ impl Iterator for ParquetRows {
     }
 }
 
+thread_local! {
+    /// Set while [`quietly`] runs: the panic hook stays silent on this thread.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, a panic in it returned as `Err` without the panic hook printing it.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result
+}
+
 fn decode_error(file: &OpenFile, location: Location, error: &dyn std::fmt::Display) -> DataError {
     let error = error.to_string();
-    let hint = if error.contains("Disabled feature") || error.contains("not supported") {
-        " (bpo reads Parquet that is uncompressed or compressed with snappy or zstd)"
-    } else {
-        ""
+    let hint = match error.contains("Disabled feature at compile time") {
+        true => " (bpo reads Parquet that is uncompressed or compressed with snappy or zstd)",
+        false => "",
     };
-    DataError::File {
-        source_name: file.name.clone(),
-        message: format!("{location}: cannot decode: {error}{hint}"),
-    }
+    DataError::file(
+        &file.name,
+        format!("{location}: cannot decode: {error}{hint}"),
+    )
 }
 
 /// The row as the JSON object of a JSONL line; a value JSON cannot hold is an error naming its
@@ -157,6 +185,11 @@ fn row_to_json(row: Row) -> Result<Value, FieldError> {
         let value = match value {
             Value::String(text) if name == "meta" => serde_json::from_str(&text)
                 .map_err(|e| FieldError::field("meta", format!("is text that is not JSON: {e}")))?,
+            // A struct column holds every key of every row: a key this row lacks is null.
+            Value::Object(mut members) if name == "meta" => {
+                members.retain(|_, v| !v.is_null());
+                Value::Object(members)
+            }
             value => value,
         };
         object.insert(name, value);

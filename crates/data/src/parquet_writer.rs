@@ -90,10 +90,7 @@ impl<T: Record> ParquetWriter<T> {
     }
 
     fn error(&self, message: impl Into<String>) -> DataError {
-        DataError::File {
-            source_name: self.path.display().to_string(),
-            message: message.into(),
-        }
+        DataError::file(self.path.display(), message)
     }
 
     fn parquet_error(&self, e: parquet::errors::ParquetError) -> DataError {
@@ -164,8 +161,8 @@ impl<T: Record> ParquetWriter<T> {
             let first_row = self.count - self.rows.len();
             let mismatch = |i: usize, found: &str| {
                 self.error(format!(
-                    "record {}: field `{field}` holds {found}, but earlier records wrote the \
-                     column as {} (a Parquet column has one form)",
+                    "output record {} (0-based): field `{field}` holds {found}, but earlier \
+                     records wrote the column as {} (a Parquet column has one form)",
                     first_row + i,
                     match form {
                         Form::Text => "text",
@@ -200,6 +197,10 @@ impl<T: Record> ParquetWriter<T> {
                             Some(Value::Array(messages)) => messages,
                             Some(_) => return Err(mismatch(i, "text")),
                         };
+                        if messages.is_empty() {
+                            roles.push(None, 1, 0);
+                            contents.push(None, 1, 0);
+                        }
                         for (m, message) in messages.iter().enumerate() {
                             let repetition = i16::from(m > 0);
                             let text = |key: &str| message.get(key).and_then(Value::as_str);
@@ -226,8 +227,11 @@ impl<T: Record> ParquetWriter<T> {
                 .build();
             // Errors name `path`: the temporary file is an implementation detail.
             let file = File::create(&self.tmp).map_err(|e| DataError::io(&self.path, e))?;
-            let writer = SerializedFileWriter::new(file, schema, Arc::new(properties))
-                .map_err(|e| self.parquet_error(e))?;
+            let writer =
+                SerializedFileWriter::new(file, schema, Arc::new(properties)).map_err(|e| {
+                    let _ = std::fs::remove_file(&self.tmp);
+                    self.parquet_error(e)
+                })?;
             self.writer = Some(writer);
         }
         if self.rows.is_empty() {

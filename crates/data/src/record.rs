@@ -168,8 +168,8 @@ pub trait Record: Sized {
     /// The fields (columns) the record reads; others are ignored (a Parquet reader reads only
     /// these columns).
     const FIELDS: &'static [&'static str];
-    /// The columns a columnar file (Parquet) must have for this record type.
-    const REQUIRED_COLUMNS: &'static [&'static str];
+    /// The column a columnar file (Parquet) with `columns` lacks for this record type, if any.
+    fn missing_column(columns: &[&str]) -> Option<&'static str>;
     /// Parses one JSON value, naming the field at fault.
     fn from_json(value: Value) -> Result<Self, FieldError>;
     /// The JSON form written to files.
@@ -323,7 +323,12 @@ fn split_implicit_prompt(
 
 impl Record for PreferencePair {
     const FIELDS: &'static [&'static str] = &["prompt", "chosen", "rejected", "meta"];
-    const REQUIRED_COLUMNS: &'static [&'static str] = &["chosen", "rejected"];
+
+    fn missing_column(columns: &[&str]) -> Option<&'static str> {
+        ["chosen", "rejected"]
+            .into_iter()
+            .find(|c| !columns.contains(c))
+    }
 
     fn from_json(value: Value) -> Result<Self, FieldError> {
         let mut map = object(value)?;
@@ -365,7 +370,10 @@ impl Record for PreferencePair {
 
 impl Record for PromptRecord {
     const FIELDS: &'static [&'static str] = &["prompt", "reference", "meta"];
-    const REQUIRED_COLUMNS: &'static [&'static str] = &["prompt"];
+
+    fn missing_column(columns: &[&str]) -> Option<&'static str> {
+        (!columns.contains(&"prompt")).then_some("prompt")
+    }
 
     fn from_json(value: Value) -> Result<Self, FieldError> {
         let mut map = object(value)?;

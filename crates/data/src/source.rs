@@ -1,59 +1,90 @@
 //! What a data argument names: a JSONL or JSON file, a Parquet file, a directory of Parquet
-//! shards, or a split of a Hub dataset (`hf:ORG/NAME[:SPLIT][@REVISION]`). Every command that
-//! reads pairs or prompts takes any of them.
+//! shards (`DIR`, or `DIR:SPLIT` when it holds several splits), or a split of a Hub dataset
+//! (`hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION]`). Every command that reads pairs or prompts takes
+//! any of them.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bpo_model::hub::HubSettings;
 
 use crate::error::DataError;
 use crate::hub::DatasetSpec;
+use crate::layout::{Splits, repository_splits, select};
 
-/// The files `spec` names, in reading order: itself, the `.parquet` files of a directory
-/// (sorted by name), or the split's Parquet files of a Hub dataset (downloaded once into the
-/// Hub cache).
+/// The files `spec` names, in reading order: itself; the Parquet files of a directory (searched
+/// recursively, one config and split of it as [`crate::layout`] assigns them, in name order); or
+/// the split's Parquet files of a Hub dataset (downloaded once into the Hub cache).
 pub fn resolve_files(spec: &Path) -> Result<Vec<PathBuf>, DataError> {
     if let Some(dataset) = spec.to_str().map(DatasetSpec::parse).transpose()?.flatten() {
         return crate::hub::resolve(&dataset, &HubSettings::from_env());
     }
-    if !spec.is_dir() {
-        return Ok(vec![spec.to_path_buf()]);
+    if spec.is_dir() {
+        return directory_files(spec, None);
     }
-    let entries = std::fs::read_dir(spec).map_err(|e| DataError::io(spec, e))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| DataError::io(spec, e))?.path();
-        let parquet = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-        if parquet && path.is_file() {
-            files.push(path);
-        }
+    if !spec.exists()
+        && let Some((dir, split)) = spec.to_str().and_then(|s| s.rsplit_once(':'))
+        && Path::new(dir).is_dir()
+    {
+        return directory_files(Path::new(dir), Some(split));
     }
-    if files.is_empty() {
-        return Err(DataError::File {
-            source_name: spec.display().to_string(),
-            message: "is a directory without .parquet files (a directory is read as Parquet \
-                      shards; name a JSONL file directly)"
-                .into(),
-        });
-    }
-    files.sort();
-    Ok(files)
+    Ok(vec![spec.to_path_buf()])
 }
 
-/// Whether `path` is a Parquet file (it starts with Parquet's magic bytes `PAR1`).
-pub fn is_parquet(path: &Path) -> Result<bool, DataError> {
-    let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut read = 0;
-    while read < magic.len() {
-        match file.read(&mut magic[read..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => read += n,
-            Err(e) => return Err(DataError::io(path, e)),
+/// The Parquet files of `dir` that make up `split` (or its only split).
+fn directory_files(dir: &Path, split: Option<&str>) -> Result<Vec<PathBuf>, DataError> {
+    let error = |message: String| DataError::file(dir.display(), message);
+    let mut files = Vec::new();
+    list_files(dir, dir, &mut files);
+    let splits: Splits = repository_splits(&files);
+    if splits.is_empty() {
+        return Err(error(
+            "is a directory without .parquet files (a directory is read as Parquet shards; name \
+             a JSONL file directly)"
+                .into(),
+        ));
+    }
+    let chosen = match split {
+        Some(split) => select(&splits, None, split).map_err(error)?,
+        None => {
+            let all: Vec<(&String, &String)> = splits
+                .iter()
+                .flat_map(|(config, s)| s.keys().map(move |split| (config, split)))
+                .collect();
+            match all[..] {
+                [(config, split)] => &splits[config][split],
+                _ => {
+                    let names: Vec<String> = all
+                        .iter()
+                        .map(|(config, split)| match config.as_str() {
+                            crate::layout::DEFAULT_CONFIG => split.to_string(),
+                            config => format!("{config}/{split}"),
+                        })
+                        .collect();
+                    return Err(error(format!(
+                        "holds several splits ({}): name one as {}:SPLIT",
+                        names.join(", "),
+                        dir.display()
+                    )));
+                }
+            }
+        }
+    };
+    Ok(chosen.iter().map(|f| dir.join(f)).collect())
+}
+
+/// Every file under `dir`, as paths relative to `root` with `/` separators, sorted.
+pub fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            list_files(root, &path, out);
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            let parts: Vec<_> = relative.iter().map(|p| p.to_string_lossy()).collect();
+            out.push(parts.join("/"));
         }
     }
-    Ok(&magic == b"PAR1")
+    out.sort();
 }

@@ -31,7 +31,15 @@ pub enum AnyRecord {
 
 impl Record for AnyRecord {
     const FIELDS: &'static [&'static str] = &["prompt", "chosen", "rejected", "reference", "meta"];
-    const REQUIRED_COLUMNS: &'static [&'static str] = &[];
+
+    /// A file with `chosen` or `rejected` holds pairs and needs both; else prompts.
+    fn missing_column(columns: &[&str]) -> Option<&'static str> {
+        if columns.contains(&"chosen") || columns.contains(&"rejected") {
+            PreferencePair::missing_column(columns)
+        } else {
+            PromptRecord::missing_column(columns)
+        }
+    }
 
     /// A record with `chosen` or `rejected` is a pair, anything else a prompt.
     fn from_json(value: Value) -> Result<Self, FieldError> {

@@ -120,14 +120,28 @@ fn bad_rows_name_file_row_and_column() {
 fn damaged_files_are_errors_naming_them() {
     let tmp = tempfile::tempdir().unwrap();
     let whole = std::fs::read(fixtures().join("pairs_standard.pyarrow.parquet")).unwrap();
+    // Bytes of the first data pages overwritten, the footer intact: decoding fails inside the
+    // row reader.
+    let mut pages = whole.clone();
+    for b in &mut pages[8..200] {
+        *b = 0xA5;
+    }
     for (name, bytes) in [
         ("truncated.parquet", whole[..whole.len() / 2].to_vec()),
         ("magic_only.parquet", b"PAR1".to_vec()),
+        ("damaged_pages.parquet", pages),
+        (
+            "lfs_pointer.parquet",
+            b"version https://git-lfs.github.com/spec/v1\n".to_vec(),
+        ),
     ] {
         let path = tmp.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         let err = strict_error::<PreferencePair>(&path);
         assert!(err.contains(name), "{err}");
+        if name.starts_with("lfs") {
+            assert!(err.contains("Git LFS pointer"), "{err}");
+        }
     }
 }
 
@@ -183,21 +197,67 @@ fn bpo_parquet_reads_back_across_row_groups_and_as_shards() {
     std::fs::write(shards.join("README.md"), "shards").unwrap();
     assert_eq!(read::<PreferencePair>(&shards), pairs);
 
-    // Prompts with text, optional references and metadata.
-    let prompts: Vec<PromptRecord> = (0..5)
+    // Prompts with text or messages, optional references (null rows of a messages column
+    // too) and metadata.
+    let text: Vec<PromptRecord> = (0..6)
         .map(|i| PromptRecord {
             prompt: Content::text(format!("Prompt {i}")),
             reference: (i % 2 == 0).then(|| Content::text(format!(" ref {i}"))),
             meta: [("genre".to_owned(), serde_json::json!(format!("g{}", i % 2)))].into(),
         })
         .collect();
-    let path = tmp.path().join("prompts.parquet");
-    let mut writer = ParquetWriter::<PromptRecord>::create(&path).unwrap();
-    for p in &prompts {
-        writer.write(p).unwrap();
+    let chat: Vec<PromptRecord> = (0..4)
+        .map(|i| PromptRecord {
+            prompt: Content::Chat(vec![ChatMessage::new("user", format!("Hi {i}"))]),
+            reference: (i != 1).then(|| Content::Chat(vec![ChatMessage::new("assistant", "Yo")])),
+            meta: Default::default(),
+        })
+        .collect();
+    for (name, prompts) in [("text.parquet", text), ("chat.parquet", chat)] {
+        let path = tmp.path().join(name);
+        let mut writer = ParquetWriter::<PromptRecord>::create(&path).unwrap();
+        for p in &prompts {
+            writer.write(p).unwrap();
+        }
+        writer.finish().unwrap();
+        assert_eq!(read::<PromptRecord>(&path), prompts);
     }
-    writer.finish().unwrap();
-    assert_eq!(read::<PromptRecord>(&path), prompts);
+}
+
+#[test]
+fn directories_read_one_split_and_name_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = many_pairs(30);
+    let write = |path: &Path, part: &[PreferencePair]| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut w = ParquetWriter::<PreferencePair>::create(path).unwrap();
+        for p in part {
+            w.write(p).unwrap();
+        }
+        w.finish().unwrap();
+    };
+    // As `huggingface-cli download --local-dir` leaves a dataset.
+    let dir = tmp.path().join("prefs");
+    write(&dir.join("data/train-00000-of-00002.parquet"), &pairs[..10]);
+    write(
+        &dir.join("data/train-00001-of-00002.parquet"),
+        &pairs[10..20],
+    );
+    write(&dir.join("data/test-00000-of-00001.parquet"), &pairs[20..]);
+    let err = strict_error::<PreferencePair>(&dir);
+    let want = format!(
+        "holds several splits (test, train): name one as {}:SPLIT",
+        dir.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    let split = |name: &str| PathBuf::from(format!("{}:{name}", dir.display()));
+    assert_eq!(read::<PreferencePair>(&split("train")), pairs[..20]);
+    assert_eq!(read::<PreferencePair>(&split("test")), pairs[20..]);
+    let err = strict_error::<PreferencePair>(&split("dev"));
+    assert!(
+        err.contains("has no split `dev`; its splits: test, train"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -237,7 +297,8 @@ fn convert_goes_both_ways_and_a_column_keeps_one_form() {
         .to_string();
     assert!(
         err.contains(
-            "record 1: field `prompt` holds text, but earlier records wrote the column as messages"
+            "output record 1 (0-based): field `prompt` holds text, but earlier records wrote the \
+             column as messages"
         ),
         "{err}"
     );

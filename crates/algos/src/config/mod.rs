@@ -21,8 +21,9 @@ pub use overrides::{apply_overrides, load_config, parse_config};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Training data: a JSONL, JSON-array or Parquet file, a directory of Parquet shards, or a
-    /// Hub dataset split `hf:ORG/NAME[:SPLIT][@REVISION]`. Required.
+    /// Training data: a JSONL, JSON-array or Parquet file, a directory of Parquet shards
+    /// (`DIR:SPLIT` when it holds several splits), or a Hub dataset split
+    /// `hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION]`. Required.
     pub train: PathBuf,
     /// Dev file evaluated every `run.eval_every` steps. Default: none.
     #[serde(default)]

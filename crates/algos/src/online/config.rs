@@ -125,8 +125,9 @@ pub struct OnlineConfig {
     pub device: String,
     /// Float precision: `f32` (default), `f16` or `bf16` (where the device supports it).
     pub dtype: Precision,
-    /// Prompts: prompt records (a JSONL, JSON or Parquet file, a directory of Parquet shards, a
-    /// Hub dataset split `hf:ORG/NAME[:SPLIT][@REVISION]`), or `sentiment:train|dev|test` for the
+    /// Prompts: prompt records (a JSONL, JSON or Parquet file, a directory of Parquet shards,
+    /// `DIR:SPLIT` when it holds several splits, a Hub dataset split
+    /// `hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION]`), or `sentiment:train|dev|test` for the
     /// embedded task. Each prompt is used once. Default `sentiment:train`.
     pub prompts: String,
     /// Keep only the last this many prompt tokens. Default none.

@@ -1,6 +1,6 @@
 //! `bpo data validate DATA`, `bpo data stats DATA` and `bpo data convert IN OUT`. DATA is a
-//! JSONL, JSON or Parquet file, a directory of Parquet shards, or a Hub dataset split
-//! (`hf:ORG/NAME[:SPLIT][@REVISION]`).
+//! JSONL, JSON or Parquet file, a directory of Parquet shards (`DIR:SPLIT` when it holds several
+//! splits), or a Hub dataset split (`hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION]`).
 
 use std::path::PathBuf;
 
@@ -45,8 +45,9 @@ impl ReadFlags {
 /// Flags of `bpo data validate`.
 #[derive(clap::Args)]
 pub struct ValidateArgs {
-    /// Pairs or prompts: a JSONL, JSON-array or Parquet file, a directory of Parquet shards, or
-    /// a Hub dataset split hf:ORG/NAME[:SPLIT][@REVISION].
+    /// Pairs or prompts: a JSONL, JSON-array or Parquet file, a directory of Parquet shards
+    /// (DIR:SPLIT when it holds several splits), or a Hub dataset split
+    /// hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION].
     file: PathBuf,
     #[command(flatten)]
     read: ReadFlags,
@@ -66,8 +67,9 @@ pub struct ConvertArgs {
 /// Flags of `bpo data stats`.
 #[derive(clap::Args)]
 pub struct StatsArgs {
-    /// Pairs or prompts: a JSONL, JSON-array or Parquet file, a directory of Parquet shards, or
-    /// a Hub dataset split hf:ORG/NAME[:SPLIT][@REVISION].
+    /// Pairs or prompts: a JSONL, JSON-array or Parquet file, a directory of Parquet shards
+    /// (DIR:SPLIT when it holds several splits), or a Hub dataset split
+    /// hf:ORG/NAME[/CONFIG][:SPLIT][@REVISION].
     file: PathBuf,
     /// Measure lengths in tokens of this model's tokenizer (default: characters).
     #[arg(long)]

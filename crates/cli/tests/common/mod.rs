@@ -19,6 +19,43 @@ pub fn bpo(args: &[&str]) -> Output {
         .expect("bpo runs")
 }
 
+/// Runs `bpo` with the Hugging Face Hub settings of `env` only (none inherited from the caller).
+#[allow(dead_code)]
+pub fn bpo_hub(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bpo"));
+    for var in [
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_TOKEN",
+        "HF_TOKEN_PATH",
+        "HF_HUB_OFFLINE",
+        "HF_ENDPOINT",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("bpo runs")
+}
+
+/// Asserts that a run failed as a user error (exit code 1) with every needle in its stderr and
+/// none of `secrets`; returns the stderr.
+#[allow(dead_code)]
+pub fn fails_with(out: &Output, needles: &[&str], secrets: &[&str]) -> String {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    for secret in secrets {
+        assert!(!err.contains(secret), "`{secret}` leaked: {err}");
+    }
+    err
+}
+
 /// The standard output of a successful run (fails the test with stderr otherwise).
 pub fn stdout(out: &Output) -> String {
     assert!(

@@ -66,7 +66,7 @@ impl HubId {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         };
-        (part_ok(org) && part_ok(name) && !revision.is_empty()).then(|| HubId {
+        (part_ok(org) && part_ok(name) && revision_ok(revision)).then(|| HubId {
             kind,
             repo: repo.to_owned(),
             revision: revision.to_owned(),
@@ -196,6 +196,32 @@ pub fn hub_err(id: &HubId, message: impl Into<String>) -> ModelError {
     }
 }
 
+/// A branch, tag or commit name: `[A-Za-z0-9._-]` parts joined by `/` (`refs/convert/parquet`),
+/// never `.` or `..` (the revision names a file under `refs/` in the cache).
+fn revision_ok(revision: &str) -> bool {
+    revision.split('/').all(|part| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    })
+}
+
+/// A path in a repository bpo will fetch: `/`-separated `[A-Za-z0-9._ =+-]` parts, none of them
+/// `.` or `..` (it is joined under the snapshot directory and put in a URL unescaped).
+pub fn file_name_ok(name: &str) -> bool {
+    name.split('/').all(|part| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | '+'))
+    })
+}
+
 fn is_commit(revision: &str) -> bool {
     revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -204,8 +230,56 @@ fn is_commit(revision: &str) -> bool {
 pub enum Failure {
     /// The Hub could not be reached at all (a cached snapshot may stand in).
     Unreachable(String),
+    /// The repository or revision does not exist (HTTP 404), said with what to do about it.
+    Missing(ModelError),
     /// Anything else, said with what to do about it.
     Other(ModelError),
+}
+
+/// Resolves `id` as `huggingface_hub` does: with `HF_HUB_OFFLINE` from the cache alone
+/// (`cached`), else by `download`, and when the Hub cannot be reached from the cache with a
+/// note. `cached` gives the value and how to name it in the note, or what the cache lacks;
+/// `fill` is the command that fills the cache.
+pub fn download_or_cached<T>(
+    id: &HubId,
+    settings: &HubSettings,
+    fill: &str,
+    cached: impl Fn() -> Result<(T, String), String>,
+    download: impl FnOnce() -> Result<T, Failure>,
+) -> Result<T, ModelError> {
+    let cache = settings.cache.display();
+    if settings.offline {
+        return cached().map(|(value, _)| value).map_err(|missing| {
+            hub_err(
+                id,
+                format!(
+                    "HF_HUB_OFFLINE is set and the cache {cache} lacks {missing}; download it \
+                     once without HF_HUB_OFFLINE (or with `{fill}`)"
+                ),
+            )
+        });
+    }
+    match download() {
+        Err(Failure::Unreachable(why)) => match cached() {
+            Ok((value, described)) => {
+                eprintln!(
+                    "note: {} cannot be reached ({why}); using the cached {described}",
+                    settings.endpoint
+                );
+                Ok(value)
+            }
+            Err(missing) => Err(hub_err(
+                id,
+                format!(
+                    "cannot reach {} ({why}), and the cache {cache} lacks {missing}; check the \
+                     network (or HF_ENDPOINT); HF_HUB_OFFLINE=1 uses a cached copy without it",
+                    settings.endpoint
+                ),
+            )),
+        },
+        Err(Failure::Missing(e) | Failure::Other(e)) => Err(e),
+        Ok(value) => Ok(value),
+    }
 }
 
 /// A revision of a repository as the Hub lists it.
@@ -247,6 +321,14 @@ impl<'a> HubRepo<'a> {
             ApiError::RequestError(e) if matches!(*e, ureq::Error::Transport(_)) => {
                 Failure::Unreachable(e.to_string())
             }
+            ApiError::RequestError(e) if matches!(*e, ureq::Error::Status(404, _)) => {
+                Failure::Missing(request_error(
+                    self.id,
+                    self.settings,
+                    None,
+                    ApiError::RequestError(e),
+                ))
+            }
             e => Failure::Other(request_error(self.id, self.settings, None, e)),
         })?;
         Ok(Listing {
@@ -257,6 +339,14 @@ impl<'a> HubRepo<'a> {
 
     /// File `name` of snapshot `commit`, downloaded into the cache unless already there.
     pub fn fetch(&self, commit: &str, name: &str) -> Result<PathBuf, ModelError> {
+        if !file_name_ok(name) {
+            return Err(hub_err(
+                self.id,
+                format!(
+                    "lists a file bpo will not fetch: `{name}` (a path outside the snapshot, or characters a URL needs escaped)"
+                ),
+            ));
+        }
         let path = self
             .id
             .snapshot_dir(&self.settings.cache, commit)

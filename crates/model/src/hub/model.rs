@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Failure, HubId, HubRepo, HubSettings, hub_err};
+use super::{Failure, HubId, HubRepo, HubSettings, download_or_cached, hub_err};
 use crate::error::ModelError;
 
 /// The files a model directory must have besides the weights, each with what its absence means.
@@ -33,42 +33,17 @@ const WEIGHT_INDEX: &str = "model.safetensors.index.json";
 /// The local snapshot directory of `id` holding a loadable model: from the cache when it is
 /// there (offline, or when the Hub cannot be reached), downloading what is missing otherwise.
 pub fn snapshot(id: &HubId, settings: &HubSettings) -> Result<PathBuf, ModelError> {
-    if settings.offline {
-        return cached_snapshot(id, &settings.cache).map_err(|missing| {
-            hub_err(
-                id,
-                format!(
-                    "HF_HUB_OFFLINE is set and the cache {} lacks {missing}; download it once \
-                     without HF_HUB_OFFLINE (or with `huggingface-cli download {}`)",
-                    settings.cache.display(),
-                    id.repo
-                ),
-            )
-        });
-    }
-    match download_snapshot(id, settings) {
-        Err(Failure::Unreachable(why)) => match cached_snapshot(id, &settings.cache) {
-            Ok(dir) => {
-                eprintln!(
-                    "note: {} cannot be reached ({why}); using the cached snapshot {}",
-                    settings.endpoint,
-                    dir.display()
-                );
-                Ok(dir)
-            }
-            Err(missing) => Err(hub_err(
-                id,
-                format!(
-                    "cannot reach {} ({why}), and the cache {} lacks {missing}; check the \
-                     network (or HF_ENDPOINT); HF_HUB_OFFLINE=1 uses a cached model without it",
-                    settings.endpoint,
-                    settings.cache.display()
-                ),
-            )),
+    download_or_cached(
+        id,
+        settings,
+        &format!("huggingface-cli download {}", id.repo),
+        || {
+            let dir = cached_snapshot(id, &settings.cache)?;
+            let described = format!("snapshot {}", dir.display());
+            Ok((dir, described))
         },
-        Err(Failure::Other(e)) => Err(e),
-        Ok(dir) => Ok(dir),
-    }
+        || download_snapshot(id, settings),
+    )
 }
 
 /// The cached snapshot of `id` when it holds every file a model needs; else what it lacks.
