@@ -16,8 +16,9 @@ use std::sync::Mutex;
 use bpo_model::hub::{Failure, HubId, HubRepo, HubSettings, RepoKind, download_or_cached, hub_err};
 
 use crate::error::DataError;
-use crate::layout::{Splits, conversion_splits, missing_shards, repository_splits, select};
-use crate::source::list_files;
+use crate::layout::{
+    Splits, conversion_splits, files_under, missing_shards, repository_splits, select,
+};
 
 /// The prefix of a Hub dataset spec.
 pub const PREFIX: &str = "hf:";
@@ -191,9 +192,7 @@ fn cached(
             continue;
         };
         let dir = id.snapshot_dir(cache, &commit);
-        let mut files = Vec::new();
-        list_files(&dir, &dir, &mut files);
-        let splits = DatasetSpec::splits(id, &files);
+        let splits = DatasetSpec::splits(id, &files_under(&dir));
         let Ok(shards) = spec.select(&splits) else {
             continue;
         };

@@ -15,6 +15,7 @@
 //! `{config}/{split}/0000.parquet` (`partial-{split}` for a split cut at 5 GB).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The canonical split names and the keywords `datasets` maps to them.
 const SPLIT_KEYWORDS: [(&str, &[&str]); 3] = [
@@ -213,6 +214,28 @@ pub fn missing_shards(files: &[String]) -> Option<String> {
         }
     }
     (!gaps.is_empty()).then(|| gaps.join(", "))
+}
+
+/// Every file under `root`, as repository paths (relative, `/`-separated), sorted.
+pub fn files_under(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                let parts: Vec<_> = relative.iter().map(|p| p.to_string_lossy()).collect();
+                out.push(parts.join("/"));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(root, root, &mut files);
+    files.sort();
+    files
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use bpo_model::hub::HubSettings;
 
 use crate::error::DataError;
 use crate::hub::DatasetSpec;
-use crate::layout::{Splits, repository_splits, select};
+use crate::layout::{Splits, files_under, repository_splits, select};
 
 /// The files `spec` names, in reading order: itself; the Parquet files of a directory (searched
 /// recursively, one config and split of it as [`crate::layout`] assigns them, in name order); or
@@ -33,9 +33,7 @@ pub fn resolve_files(spec: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// The Parquet files of `dir` that make up `split` (or its only split).
 fn directory_files(dir: &Path, split: Option<&str>) -> Result<Vec<PathBuf>, DataError> {
     let error = |message: String| DataError::file(dir.display(), message);
-    let mut files = Vec::new();
-    list_files(dir, dir, &mut files);
-    let splits: Splits = repository_splits(&files);
+    let splits: Splits = repository_splits(&files_under(dir));
     if splits.is_empty() {
         return Err(error(
             "is a directory without .parquet files (a directory is read as Parquet shards; name \
@@ -70,21 +68,4 @@ fn directory_files(dir: &Path, split: Option<&str>) -> Result<Vec<PathBuf>, Data
         }
     };
     Ok(chosen.iter().map(|f| dir.join(f)).collect())
-}
-
-/// Every file under `dir`, as paths relative to `root` with `/` separators, sorted.
-pub fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            list_files(root, &path, out);
-        } else if let Ok(relative) = path.strip_prefix(root) {
-            let parts: Vec<_> = relative.iter().map(|p| p.to_string_lossy()).collect();
-            out.push(parts.join("/"));
-        }
-    }
-    out.sort();
 }
