@@ -8,10 +8,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use bpo_testkit::{Access, HubServer};
-use common::{bpo, bpo_hub, json, stderr, stdout, tiny_model};
+use common::{bpo, bpo_hub, json, python_ok, stderr, stdout, tiny_model};
 
 fn data_fixture(name: &str) -> String {
     format!(
@@ -288,17 +288,11 @@ fn the_cache_and_parquet_are_shared_with_huggingface_hub_and_datasets() {
     // huggingface_hub fills a cache; bpo reads it offline.
     let python_home = dir.path().join("hf-python");
     let python_home = python_home.to_str().unwrap();
-    let download = Command::new(&python)
-        .args([
-            "-c",
-            "import huggingface_hub as h; print(h.snapshot_download('bpo-test/prefs', repo_type='dataset'))",
-        ])
-        .env("HF_HOME", python_home)
-        .env("HF_ENDPOINT", &server.endpoint)
-        .env_remove("HF_HUB_OFFLINE")
-        .output()
-        .unwrap();
-    assert!(download.status.success(), "{}", stderr(&download));
+    python_ok(
+        &python,
+        "import huggingface_hub as h; h.snapshot_download('bpo-test/prefs', repo_type='dataset')",
+        &[("HF_HOME", python_home), ("HF_ENDPOINT", &server.endpoint)],
+    );
     let offline = [("HF_HOME", python_home), ("HF_HUB_OFFLINE", "1")];
     let out = bpo_hub(
         &["data", "stats", "hf:bpo-test/prefs:test", "--json"],
@@ -319,17 +313,12 @@ fn the_cache_and_parquet_are_shared_with_huggingface_hub_and_datasets() {
     ));
     assert_eq!(stats["pairs"], 5);
     server.stop();
-    let found = Command::new(&python)
-        .args([
-            "-c",
-            "import huggingface_hub as h; print(h.hf_hub_download('bpo-test/prefs', \
-             'data/train-00000-of-00002.parquet', repo_type='dataset'))",
-        ])
-        .env("HF_HOME", bpo_home)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(found.status.success(), "{}", stderr(&found));
+    python_ok(
+        &python,
+        "import huggingface_hub as h; h.hf_hub_download('bpo-test/prefs', \
+         'data/train-00000-of-00002.parquet', repo_type='dataset')",
+        &[("HF_HOME", bpo_home), ("HF_HUB_OFFLINE", "1")],
+    );
 
     // `datasets.load_dataset("parquet", ...)` reads bpo's Parquet as the JSONL's records, in
     // both the standard and the conversational form.
@@ -347,15 +336,15 @@ fn the_cache_and_parquet_are_shared_with_huggingface_hub_and_datasets() {
              \x20   print(json.dumps(r))\n",
             parquet = parquet.to_str().unwrap()
         );
-        let loaded = Command::new(&python)
-            .args(["-c", &script])
-            .env("HF_DATASETS_CACHE", dir.path().join("datasets-cache"))
-            .output()
-            .unwrap();
-        assert!(loaded.status.success(), "{}", stderr(&loaded));
+        let cache = dir.path().join("datasets-cache");
+        let loaded = python_ok(
+            &python,
+            &script,
+            &[("HF_DATASETS_CACHE", cache.to_str().unwrap())],
+        );
         // Both sides written out by bpo in its canonical JSONL: equal records, equal bytes.
         let back = dir.path().join(format!("{case}.from-datasets.jsonl"));
-        std::fs::write(&back, stdout(&loaded)).unwrap();
+        std::fs::write(&back, loaded).unwrap();
         let canonical = |input: &str, name: &str| {
             let out = dir.path().join(name);
             let done = bpo(&["data", "convert", input, out.to_str().unwrap()]);

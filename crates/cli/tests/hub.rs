@@ -8,12 +8,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use bpo_model::weights::TensorMap;
 use bpo_model::weights::safetensors;
 use bpo_testkit::{Access, HubServer};
-use common::{bpo, bpo_hub, json, stderr, stdout, tiny_model};
+use common::{bpo, bpo_hub, json, python_ok, stderr, stdout, tiny_model};
 
 const TOKEN: &str = "hf_s3cretT0ken";
 
@@ -344,22 +344,12 @@ fn the_cache_is_shared_with_huggingface_hub_and_transformers() {
 
     let python_home = dir.path().join("hf-python");
     let python_home = python_home.to_str().unwrap();
-    let download = Command::new(&python)
-        .args([
-            "-c",
-            "import sys, huggingface_hub as h; print(h.snapshot_download('bpo-test/tiny'))",
-        ])
-        .env("HF_HOME", python_home)
-        .env("HF_ENDPOINT", &server.endpoint)
-        .env_remove("HF_HUB_OFFLINE")
-        .output()
-        .unwrap();
-    assert!(download.status.success(), "{}", stderr(&download));
-    assert!(
-        stdout(&download).trim().ends_with(&commit),
-        "{}",
-        stdout(&download)
+    let download = python_ok(
+        &python,
+        "import huggingface_hub as h; print(h.snapshot_download('bpo-test/tiny'))",
+        &[("HF_HOME", python_home), ("HF_ENDPOINT", &server.endpoint)],
     );
+    assert!(download.trim().ends_with(&commit), "{download}");
     let offline = [("HF_HOME", python_home), ("HF_HUB_OFFLINE", "1")];
     assert_eq!(stdout(&generate("bpo-test/tiny", &offline)), local);
 
@@ -388,14 +378,12 @@ fn the_cache_is_shared_with_huggingface_hub_and_transformers() {
          print(json.dumps([lp[len(p) + i - 1, t].item() for i, t in enumerate(r)]))\n",
         expected["ids"]
     );
-    let loaded = Command::new(&python)
-        .args(["-c", &script])
-        .env("HF_HOME", bpo_home)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(loaded.status.success(), "{}", stderr(&loaded));
-    let theirs: Vec<f64> = serde_json::from_str(stdout(&loaded).trim()).unwrap();
+    let loaded = python_ok(
+        &python,
+        &script,
+        &[("HF_HOME", bpo_home), ("HF_HUB_OFFLINE", "1")],
+    );
+    let theirs: Vec<f64> = serde_json::from_str(loaded.trim()).unwrap();
     let ours: Vec<f64> = expected["logprobs"]
         .as_array()
         .unwrap_or_else(|| panic!("{expected}"))

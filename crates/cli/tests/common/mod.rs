@@ -56,6 +56,29 @@ pub fn fails_with(out: &Output, needles: &[&str], secrets: &[&str]) -> String {
     err
 }
 
+/// Runs `python -c code` with the Hub settings of `env` only (`HF_HUB_OFFLINE` and the others
+/// not inherited) and returns its standard output; a failure fails the test with its stderr.
+#[allow(dead_code)]
+pub fn python_ok(python: &std::ffi::OsStr, code: &str, env: &[(&str, &str)]) -> String {
+    let mut command = Command::new(python);
+    for var in [
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "HF_TOKEN",
+        "HF_HUB_OFFLINE",
+        "HF_ENDPOINT",
+    ] {
+        command.env_remove(var);
+    }
+    let out = command
+        .args(["-c", code])
+        .envs(env.iter().copied())
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "python failed: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The standard output of a successful run (fails the test with stderr otherwise).
 pub fn stdout(out: &Output) -> String {
     assert!(
