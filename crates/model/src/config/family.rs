@@ -128,6 +128,19 @@ const LLAMA_BLOCK: BlockSpec = BlockSpec {
     scaled_embedding: false,
 };
 
+/// A family's values for `config.json` keys that are left out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConfigDefaults {
+    /// `num_key_value_heads`; `None`: as many as the attention heads.
+    pub num_kv_heads: Option<usize>,
+    /// `max_position_embeddings`.
+    pub max_position_embeddings: usize,
+    /// `rms_norm_eps`.
+    pub norm_eps: f64,
+    /// `tie_word_embeddings`.
+    pub tie_word_embeddings: bool,
+}
+
 impl ModelType {
     /// The `model_type` string Hugging Face uses for this architecture.
     pub fn hf_name(self) -> &'static str {
@@ -234,6 +247,41 @@ impl ModelType {
                 _ => LayerType::Full,
             })
             .collect()
+    }
+
+    /// What transformers' config class of this family assumes for keys a `config.json` leaves
+    /// out (transformers 5.24's defaults; GPT-2's schema has its own reader).
+    pub fn config_defaults(self) -> ConfigDefaults {
+        let llama = ConfigDefaults {
+            num_kv_heads: None,
+            max_position_embeddings: 2048,
+            norm_eps: 1e-6,
+            tie_word_embeddings: false,
+        };
+        match self {
+            ModelType::Llama | ModelType::Gpt2 => llama,
+            ModelType::Mistral => ConfigDefaults {
+                num_kv_heads: Some(8),
+                max_position_embeddings: 131072,
+                ..llama
+            },
+            ModelType::Qwen2 | ModelType::Qwen3 => ConfigDefaults {
+                num_kv_heads: Some(32),
+                max_position_embeddings: 32768,
+                ..llama
+            },
+            ModelType::Phi3 => ConfigDefaults {
+                max_position_embeddings: 4096,
+                norm_eps: 1e-5,
+                ..llama
+            },
+            ModelType::Gemma3 => ConfigDefaults {
+                num_kv_heads: Some(4),
+                max_position_embeddings: 131072,
+                tie_word_embeddings: true,
+                ..llama
+            },
+        }
     }
 
     /// Whether transformers reads `layer_types` for this family (Mistral and Phi-3 put the

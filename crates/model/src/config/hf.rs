@@ -201,6 +201,7 @@ fn llama_like(obj: &Map<String, Value>, model_type: ModelType) -> Result<ModelCo
     let num_layers = usize_field(obj, "num_hidden_layers")?;
     let (sliding_window, layer_types) = attention_layers(obj, model_type, num_layers)?;
     let (rope_theta, rope_local_theta) = rope_bases(obj, gemma)?;
+    let defaults = model_type.config_defaults();
     Ok(ModelConfig {
         model_type,
         vocab_size: usize_field(obj, "vocab_size")?,
@@ -208,16 +209,15 @@ fn llama_like(obj: &Map<String, Value>, model_type: ModelType) -> Result<ModelCo
         intermediate_size: usize_field(obj, "intermediate_size")?,
         num_layers,
         num_heads,
-        num_kv_heads: opt_usize(obj, "num_key_value_heads")?.unwrap_or(num_heads),
+        num_kv_heads: opt_usize(obj, "num_key_value_heads")?
+            .unwrap_or(defaults.num_kv_heads.unwrap_or(num_heads)),
         head_dim,
-        max_position_embeddings: opt_usize(obj, "max_position_embeddings")?.unwrap_or(if gemma {
-            131072
-        } else {
-            2048
-        }),
+        max_position_embeddings: opt_usize(obj, "max_position_embeddings")?
+            .unwrap_or(defaults.max_position_embeddings),
         rope_theta,
-        norm_eps: opt_f64(obj, "rms_norm_eps")?.unwrap_or(1e-6),
-        tie_word_embeddings: opt_bool(obj, "tie_word_embeddings")?.unwrap_or(gemma),
+        norm_eps: opt_f64(obj, "rms_norm_eps")?.unwrap_or(defaults.norm_eps),
+        tie_word_embeddings: opt_bool(obj, "tie_word_embeddings")?
+            .unwrap_or(defaults.tie_word_embeddings),
         attention_bias: attention_bias(obj, model_type)?,
         bos_token_id: opt_token(obj, "bos_token_id")?,
         eos_token_id: opt_token(obj, "eos_token_id")?,

@@ -249,3 +249,41 @@ fn parameter_count_of_smollm2_135m() {
     // The published count of SmolLM2-135M.
     assert_eq!(config.num_parameters(), 134_515_008);
 }
+
+#[test]
+fn keys_left_out_take_the_defaults_of_transformers_config_classes() {
+    // transformers 5.24: `{Llama,Mistral,Qwen2,Qwen3,Phi3,Gemma3Text}Config()`.
+    let cases = [
+        ("llama", 32, 2048, 1e-6, false),
+        ("mistral", 8, 131072, 1e-6, false),
+        ("qwen2", 32, 32768, 1e-6, false),
+        ("qwen3", 32, 32768, 1e-6, false),
+        ("phi3", 32, 4096, 1e-5, false),
+        ("gemma3_text", 4, 131072, 1e-6, true),
+    ];
+    for (model_type, kv_heads, positions, eps, tied) in cases {
+        let mut config = hf_config(
+            model_type,
+            json!({"num_attention_heads": 32, "head_dim": 2}),
+        );
+        let object = config.as_object_mut().unwrap();
+        for key in [
+            "num_key_value_heads",
+            "max_position_embeddings",
+            "rms_norm_eps",
+        ] {
+            object.remove(key);
+        }
+        let c = ModelConfig::from_hf_json(&config).unwrap_or_else(|e| panic!("{model_type}: {e}"));
+        assert_eq!(
+            (
+                c.num_kv_heads,
+                c.max_position_embeddings,
+                c.norm_eps,
+                c.tie_word_embeddings
+            ),
+            (kv_heads, positions, eps, tied),
+            "{model_type}"
+        );
+    }
+}
