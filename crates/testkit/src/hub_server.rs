@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use crate::local_server::LocalServer;
+use crate::local_server::{LocalServer, read_headers};
 
 /// Who may read a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,16 +217,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         (Some(m), Some(t)) => (m.to_owned(), t.to_owned()),
         _ => return,
     };
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
+    let headers = read_headers(&mut reader);
     let path = target.split('?').next().unwrap_or("").to_owned();
     let request = LoggedRequest {
         method: method.clone(),

@@ -4,13 +4,13 @@
 //! `Retry-After`, dropped connections, malformed JSON, slow replies, oversized bodies), and logs
 //! every request.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::local_server::LocalServer;
+use crate::local_server::{LocalServer, read_headers};
 
 /// A reply the server plays instead of the judge's answer.
 #[derive(Debug, Clone)]
@@ -114,16 +114,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     if reader.read_line(&mut line).is_err() {
         return;
     }
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = header.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
+    let headers = read_headers(&mut reader);
     let length: usize = headers
         .get("content-length")
         .and_then(|l| l.parse().ok())

@@ -1,6 +1,8 @@
 //! The accept loop the test servers share: a listener on a free port of 127.0.0.1, one thread
 //! per connection, stopped (its port closed) when dropped.
 
+use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,5 +59,20 @@ impl LocalServer {
 impl Drop for LocalServer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The header lines of a request after its request line, up to the blank line: lower-cased
+/// names to trimmed values.
+pub(crate) fn read_headers(reader: &mut impl BufRead) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            return headers;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
     }
 }
