@@ -86,8 +86,14 @@ pub struct EvalReport {
     pub distinct_1: f64,
     /// Distinct bigrams / all bigrams.
     pub distinct_2: f64,
-    /// KL(model || initial) estimated on sampled responses, when an initial model was given.
+    /// KL(model || initial) estimated on sampled responses, when an initial model was given:
+    /// the mean of `kl_log_ratios`.
     pub kl_initial: Option<f64>,
+    /// Every sample of the KL estimate: the index of its prompt (in `prompt_texts`) and its
+    /// sequence log-ratio `log model(y|x) - log initial(y|x)`, y sampled from the model at
+    /// temperature 1. Kept so that a bootstrap can resample the KL with the prompts.
+    #[serde(default)]
+    pub kl_log_ratios: Vec<(usize, f64)>,
     /// Per-prompt gold wins (1 or 0), for paired comparisons.
     pub wins: Vec<f64>,
     /// Per-prompt held-out judge wins (empty without a held-out judge).
@@ -289,6 +295,7 @@ pub fn evaluate(
         None => (None, Vec::new()),
     };
     let tokens: Vec<Vec<u32>> = generations.iter().map(|g| g.token_ids.clone()).collect();
+    let mut kl_log_ratios = Vec::new();
     let kl_initial = match initial {
         Some(initial) if settings.kl_samples > 0 => {
             let sampling = SamplingConfig {
@@ -318,12 +325,13 @@ pub fn evaluate(
                 .map(|g| (g.prompt_ids.clone(), g.token_ids.clone()))
                 .collect();
             let reference = score(initial, &pairs, tokenizer.pad_id(), settings.batch_size)?;
-            let gap: f64 = samples
+            kl_log_ratios = samples
                 .iter()
                 .zip(&reference)
-                .map(|(g, r)| (g.logprob_sum() - r.sum) as f64)
-                .sum();
-            Some(gap / samples.len().max(1) as f64)
+                .map(|(g, r)| (g.prompt_index * stride, (g.logprob_sum() - r.sum) as f64))
+                .collect();
+            let gap: f64 = kl_log_ratios.iter().map(|s| s.1).sum();
+            Some(gap / kl_log_ratios.len().max(1) as f64)
         }
         _ => None,
     };
@@ -343,6 +351,7 @@ pub fn evaluate(
         distinct_1: distinct_n(&tokens, 1),
         distinct_2: distinct_n(&tokens, 2),
         kl_initial,
+        kl_log_ratios,
         wins: gold_wins,
         heldout_wins,
         responses,

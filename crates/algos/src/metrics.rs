@@ -104,8 +104,11 @@ fn ensure_font() {
 pub struct Series<'a> {
     /// Legend label.
     pub label: &'a str,
-    /// `(x, y)` points.
+    /// `(x, y)` points, joined by a line.
     pub points: Vec<(f64, f64)>,
+    /// `(x, y)` points drawn as small unjoined rings in the same colour (e.g. each seed of a
+    /// point that is their mean); often empty.
+    pub cloud: Vec<(f64, f64)>,
 }
 
 /// Draws `series` as lines into a PNG at `path`.
@@ -119,7 +122,7 @@ pub fn line_plot(
     ensure_font();
     let points: Vec<&(f64, f64)> = series
         .iter()
-        .flat_map(|s| &s.points)
+        .flat_map(|s| s.points.iter().chain(&s.cloud))
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
     if points.is_empty() {
@@ -166,6 +169,11 @@ pub fn line_plot(
             if s.points.len() < 30 {
                 chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
             }
+            let cloud = s
+                .cloud
+                .iter()
+                .filter(|(x, y)| x.is_finite() && y.is_finite());
+            chart.draw_series(cloud.map(|&p| Circle::new(p, 2, color.stroke_width(1))))?;
         }
         chart
             .configure_series_labels()
@@ -213,10 +221,12 @@ pub fn plot_training(
             Series {
                 label: "train",
                 points: train,
+                cloud: Vec::new(),
             },
             Series {
                 label: "dev",
                 points: dev,
+                cloud: Vec::new(),
             },
         ];
         let series: Vec<Series<'_>> = series

@@ -120,6 +120,7 @@ Most-used overrides (--set KEY=VALUE on the default or on a --config file):
 Examples:  bpo experiment --quick            (a smoke run in about two minutes)
            bpo experiment --tune --seeds 5   (equal tuning on dev, then 5 seeds on test)
            bpo experiment --set eval.prompts=sentiment:dev --set online.budget=192
+           bpo experiment --frontier --seeds 3   (every method over betas 0.03-1, matched KL)
 Every field and its default: crates/algos/src/experiment/config.rs (README: The experiment).";
 
 fn parse_dtype(s: &str) -> Result<Precision, String> {

@@ -56,7 +56,8 @@ pub struct ExperimentEval {
     pub limit: Option<usize>,
     /// Prompts for the learning curves (win rate after each phase). Default `sentiment:dev`.
     pub curve_prompts: String,
-    /// A stratified sample of this many curve prompts; 0 = no curves. Default 32.
+    /// A stratified sample of this many curve prompts; 0 = no curves (a frontier draws none).
+    /// Default 32.
     pub curve_limit: usize,
     /// Seed of the samples of prompts. Default 0.
     pub sample_seed: u64,
@@ -127,6 +128,49 @@ impl Default for TuneConfig {
     }
 }
 
+/// Frontier mode (`bpo experiment --frontier`): every method runs at every beta of a grid, so
+/// that methods are compared where they land in (KL to the initial policy, win rate) space, at
+/// matched KL, instead of at one setting each. Learning rates stay each method's own
+/// ([`ExperimentConfig::settings_for`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrontierConfig {
+    /// Betas every method runs at, for offline DAP and the first F > 1 of `phases`. Default
+    /// 0.03, 0.1, 0.3, 1.0.
+    pub betas: Vec<f64>,
+    /// Betas for the other values of F in `phases` (the F axis, e.g. two betas around the
+    /// frontiers' knee); none = `betas`. Default none.
+    pub more_phases_betas: Option<Vec<f64>>,
+    /// KL values at which two frontiers are compared; none = the midpoints of four equal parts
+    /// of the KL range both frontiers cover. Default none.
+    pub kl: Option<Vec<f64>>,
+}
+
+impl Default for FrontierConfig {
+    fn default() -> Self {
+        FrontierConfig {
+            betas: vec![0.03, 0.1, 0.3, 1.0],
+            more_phases_betas: None,
+            kl: None,
+        }
+    }
+}
+
+/// One run of the grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlannedRun {
+    /// The loss.
+    pub loss: LossKind,
+    /// How the budget is spent.
+    pub method: Method,
+    /// Collection phases (1 for offline DAP).
+    pub phases: usize,
+    /// Learning rate and beta.
+    pub settings: MethodSettings,
+    /// Seed index (the run seed is `online.run.seed` + this).
+    pub seed: usize,
+}
+
 /// `bpo experiment`: the online config every run starts from (its `annotator` is the gold
 /// annotator, its `phases` and `reference` are set per method), the grid and the evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +190,9 @@ pub struct ExperimentConfig {
     pub per_method: BTreeMap<Method, MethodSettings>,
     /// Choose `per_method` on dev first (`--tune`). Default none.
     pub tune: Option<TuneConfig>,
+    /// Run every method over a grid of betas and compare frontiers (`--frontier`). Default
+    /// none.
+    pub frontier: Option<FrontierConfig>,
     /// Evaluation.
     pub eval: ExperimentEval,
     /// Results directory. Default `runs/experiment`.
@@ -190,6 +237,7 @@ impl Default for ExperimentConfig {
             seeds: 1,
             per_method: BTreeMap::new(),
             tune: None,
+            frontier: None,
             eval: ExperimentEval::default(),
             out: PathBuf::from("runs/experiment"),
         }
@@ -217,6 +265,12 @@ impl ExperimentConfig {
             tune.betas.truncate(1);
             tune.limit = Some(8);
             tune.seeds = 1;
+        }
+        if let Some(frontier) = &mut self.frontier {
+            frontier.betas.truncate(2);
+            if let Some(betas) = &mut frontier.more_phases_betas {
+                betas.truncate(1);
+            }
         }
         self
     }
@@ -291,6 +345,40 @@ impl ExperimentConfig {
             ));
         }
         let positive = |v: f64| v.is_finite() && v > 0.0;
+        if let Some(frontier) = &self.frontier {
+            if self.tune.is_some() {
+                return Err(AlgoError::Config(
+                    "--frontier and --tune do not go together: a frontier runs every beta \
+                     (tune the learning rates first, then give them in per_method)"
+                        .into(),
+                ));
+            }
+            let betas = frontier.more_phases_betas.iter().flatten();
+            if frontier.betas.is_empty()
+                || !frontier.betas.iter().chain(betas).all(|&v| positive(v))
+                || frontier
+                    .more_phases_betas
+                    .as_ref()
+                    .is_some_and(Vec::is_empty)
+            {
+                return Err(AlgoError::Config(
+                    "frontier.betas and frontier.more_phases_betas must be non-empty lists of \
+                     positive numbers"
+                        .into(),
+                ));
+            }
+            if frontier
+                .kl
+                .as_ref()
+                .is_some_and(|kl| kl.is_empty() || !kl.iter().all(|v| v.is_finite()))
+            {
+                return Err(AlgoError::Config(
+                    "frontier.kl must be a non-empty list of numbers (leave it out for the \
+                     default)"
+                        .into(),
+                ));
+            }
+        }
         if let Some(tune) = &self.tune
             && (tune.lrs.is_empty()
                 || tune.betas.is_empty()
@@ -316,15 +404,42 @@ impl ExperimentConfig {
         self.online.validate()
     }
 
-    /// Every run of the grid: (loss, method, F, seed index).
-    pub fn runs(&self) -> Vec<(LossKind, Method, usize, usize)> {
+    /// Every run of the grid, seed by seed (all of seed 0 first, so that an interrupted grid
+    /// has whole seeds done); within a seed, by loss, F and method. In frontier mode each
+    /// method runs at each beta of the frontier (its own learning rate).
+    pub fn runs(&self) -> Vec<PlannedRun> {
+        let first_online = self.phases.iter().copied().find(|&f| f > 1);
+        let betas_at = |method: Method, phases: usize| -> Vec<f64> {
+            match &self.frontier {
+                None => vec![self.settings_for(method).beta],
+                Some(frontier) => match (&frontier.more_phases_betas, phases) {
+                    (Some(more), f) if f > 1 && Some(f) != first_online => more.clone(),
+                    _ => frontier.betas.clone(),
+                },
+            }
+        };
         let mut runs = Vec::new();
-        for &loss in &self.losses {
-            for seed in 0..self.seeds {
-                runs.push((loss, Method::Offline, 1, seed));
+        for seed in 0..self.seeds {
+            for &loss in &self.losses {
+                let mut cells = vec![(Method::Offline, 1)];
                 for &f in self.phases.iter().filter(|&&f| f > 1) {
-                    runs.push((loss, Method::OnlineDap, f, seed));
-                    runs.push((loss, Method::Bpo, f, seed));
+                    cells.push((Method::OnlineDap, f));
+                    cells.push((Method::Bpo, f));
+                }
+                for (method, phases) in cells {
+                    for beta in betas_at(method, phases) {
+                        let settings = MethodSettings {
+                            beta,
+                            ..self.settings_for(method)
+                        };
+                        runs.push(PlannedRun {
+                            loss,
+                            method,
+                            phases,
+                            settings,
+                            seed,
+                        });
+                    }
                 }
             }
         }

@@ -8,22 +8,36 @@
 //! - [`config`]: the grid and the evaluation settings;
 //! - [`run`]: training and evaluating every run;
 //! - [`stats`]: seeds pooled by prompt, cluster-bootstrap intervals, paired comparisons;
+//! - `frontier`, `frontier_summary`, `frontier_report`: with `--frontier`, every method over
+//!   a grid of betas, compared at matched KL;
+//! - `reuse`: finished runs kept in their directories and reused by a later experiment;
 //! - `tune`: the equal dev-split grid of `--tune`; `progress`: the estimate and ETA;
 //! - [`results`]: what is found; [`report`]: `results.md` and plots.
 
 pub mod config;
 mod evaluator;
+mod frontier;
+mod frontier_report;
+mod frontier_summary;
 mod plots;
 mod progress;
 pub mod report;
 pub mod results;
+mod reuse;
 pub mod run;
 mod runner;
 pub mod stats;
 mod tune;
 
-pub use config::{ExperimentConfig, ExperimentEval, Method, MethodSettings, TuneConfig};
+pub use config::{
+    ExperimentConfig, ExperimentEval, FrontierConfig, Method, MethodSettings, PlannedRun,
+    TuneConfig,
+};
+pub use frontier::{FrontierGap, GapAt};
 pub use report::results_markdown;
-pub use results::{Comparison, ExperimentResults, Row, RunResult, Timing, TuneCell, Tuning};
+pub use results::{
+    Comparison, ExperimentResults, Frontier, FrontierComparison, FrontierCurve, FrontierPoint, Row,
+    RunResult, Timing, TuneCell, Tuning,
+};
 pub use run::{rewrite_report, run_experiment};
 pub use runner::ExperimentObserver;

@@ -1,9 +1,11 @@
-//! The experiment's plots: win rate against pairs used, against F, and gold score against KL.
+//! The experiment's plots: win rate against pairs used, against F, and gold score against KL;
+//! with `--frontier`, the frontiers instead.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::AlgoError;
 use crate::experiment::config::Method;
+use crate::experiment::frontier_report::frontier_plots;
 use crate::experiment::results::{ExperimentResults, Row, RunResult};
 use crate::experiment::stats::mean;
 use crate::metrics::{Series, line_plot};
@@ -15,6 +17,11 @@ pub(crate) fn plot_results(
     let mut written = Vec::new();
     let config = &results.config;
     for &loss in &config.losses {
+        if let Some(frontier) = &results.frontier {
+            // One curve per method and F; the plots by F and by pairs would mix betas.
+            written.extend(frontier_plots(frontier, loss, out)?);
+            continue;
+        }
         let name = loss.name();
         // Win rate against pairs used, per method and F (mean over seeds).
         let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
@@ -46,6 +53,7 @@ pub(crate) fn plot_results(
             .map(|(label, points)| Series {
                 label,
                 points: points.clone(),
+                cloud: Vec::new(),
             })
             .collect();
         let path = out.join(format!("win_rate_vs_pairs_{name}.png"));
@@ -76,10 +84,12 @@ pub(crate) fn plot_results(
             Series {
                 label: "online DAP",
                 points: per_method(Method::OnlineDap, &by_f, &win),
+                cloud: Vec::new(),
             },
             Series {
                 label: "BPO",
                 points: per_method(Method::Bpo, &by_f, &win),
+                cloud: Vec::new(),
             },
         ];
         let path = out.join(format!("win_rate_vs_f_{name}.png"));
@@ -97,10 +107,12 @@ pub(crate) fn plot_results(
             Series {
                 label: "online DAP",
                 points: per_method(Method::OnlineDap, &kl, &gold),
+                cloud: Vec::new(),
             },
             Series {
                 label: "BPO",
                 points: per_method(Method::Bpo, &kl, &gold),
+                cloud: Vec::new(),
             },
         ];
         let path = out.join(format!("gold_vs_kl_{name}.png"));

@@ -97,15 +97,15 @@ impl Progress {
         let mut runs = 0;
         if let Some(tune) = &config.tune {
             let dev = tune.limit.unwrap_or(test_prompts);
-            for (_, method, f, _) in config.runs().iter().filter(|r| r.3 == 0) {
+            for run in config.runs().iter().filter(|r| r.seed == 0) {
                 for _ in 0..tune.lrs.len() * tune.betas.len() * tune.seeds {
-                    phases.extend(run_cost(*method, *f, dev, false));
+                    phases.extend(run_cost(run.method, run.phases, dev, false));
                     runs += 1;
                 }
             }
         }
-        for (_, method, f, _) in config.runs() {
-            phases.extend(run_cost(method, f, test_prompts, true));
+        for run in config.runs() {
+            phases.extend(run_cost(run.method, run.phases, test_prompts, true));
             runs += 1;
         }
         let initial = eval_batches(test_prompts) * unit.eval_batch * (1.0 + kl_share);
@@ -138,6 +138,14 @@ impl Progress {
     /// Marks the next phase done.
     pub(crate) fn phase_done(&mut self) {
         self.done += self.phases.pop_front().unwrap_or(0.0);
+    }
+
+    /// Drops the estimates of a run of `phases` phases that needs no work (its result was
+    /// stored), so that the time left counts only what will run.
+    pub(crate) fn skip_run(&mut self, phases: usize) {
+        for _ in 0..phases {
+            self.total -= self.phases.pop_front().unwrap_or(0.0);
+        }
     }
 
     /// How much is done and the time left, rescaled by the pace so far.

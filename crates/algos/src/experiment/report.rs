@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 
 use crate::eval::Interval;
+use crate::experiment::frontier_report::frontier_markdown;
 use crate::experiment::results::{ExperimentResults, Row};
 
 fn interval(i: &Interval) -> String {
@@ -113,9 +114,10 @@ fn examples(md: &mut String, results: &ExperimentResults, count: usize) {
         for run in results.runs.iter().filter(|r| r.seed == 0) {
             let _ = writeln!(
                 md,
-                "- {} (F={}): {:?}",
+                "- {} (F={}, beta {}): {:?}",
                 run.method.label(),
                 run.phases,
+                run.settings.beta,
                 run.report.responses[p]
             );
         }
@@ -175,6 +177,9 @@ pub fn results_markdown(results: &ExperimentResults, plots: &[PathBuf]) -> Strin
                 100.0 * c.difference.high,
                 p_value(c.p_value, config.eval.settings.bootstrap)
             );
+        }
+        if let Some(frontier) = &results.frontier {
+            frontier_markdown(&mut md, frontier, loss);
         }
         md.push_str("\nWhere a run's time went (mean per run):\n\n");
         timing_table(&mut md, &rows);

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::{EvalReport, Interval};
 use crate::experiment::config::{ExperimentConfig, Method, MethodSettings};
+use crate::experiment::frontier::FrontierGap;
 use crate::loss::LossKind;
 use crate::online::phase::PhaseRecord;
 
@@ -169,6 +170,75 @@ pub struct ExperimentResults {
     pub comparisons: Vec<Comparison>,
     /// The dev-split grid, with `--tune`.
     pub tuning: Option<Tuning>,
+    /// The frontiers and their matched-KL comparisons, with `--frontier`.
+    #[serde(default)]
+    pub frontier: Option<Frontier>,
     /// Wall-clock seconds of the whole experiment.
     pub seconds: f64,
+}
+
+/// One cell of a frontier: a method at one beta, its seeds averaged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontierPoint {
+    /// The loss's beta.
+    pub beta: f64,
+    /// KL to the initial policy: the mean over seeds.
+    pub kl: f64,
+    /// Each seed's KL.
+    pub kl_per_seed: Vec<f64>,
+    /// Gold win rate: the mean over seeds.
+    pub win_rate: f64,
+    /// Each seed's gold win rate.
+    pub win_rate_per_seed: Vec<f64>,
+    /// Held-out judge's win rate (mean over seeds), when there is a held-out judge.
+    pub heldout_win_rate: Option<f64>,
+    /// Each seed's held-out win rate.
+    pub heldout_per_seed: Vec<f64>,
+}
+
+/// A method's frontier at one F: its points ordered by KL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontierCurve {
+    /// The loss.
+    pub loss: LossKind,
+    /// The method.
+    pub method: Method,
+    /// Collection phases.
+    pub phases: usize,
+    /// One point per beta, ordered by KL.
+    pub points: Vec<FrontierPoint>,
+}
+
+impl FrontierCurve {
+    /// `BPO (F=2)`, `offline DAP`.
+    pub fn label(&self) -> String {
+        match self.method {
+            Method::Offline => self.method.label().to_owned(),
+            _ => format!("{} (F={})", self.method.label(), self.phases),
+        }
+    }
+}
+
+/// Two frontiers compared at matched KL by one judge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontierComparison {
+    /// The loss.
+    pub loss: LossKind,
+    /// `BPO (F=2) - online DAP (F=2)`.
+    pub label: String,
+    /// `gold` or `held-out`.
+    pub judge: String,
+    /// The gap, where the frontiers cover a common KL range.
+    pub gap: Option<FrontierGap>,
+}
+
+/// The frontiers and their comparisons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frontier {
+    /// How the KL is estimated, in words.
+    pub kl_estimator: String,
+    /// Every method's frontier at every F.
+    pub curves: Vec<FrontierCurve>,
+    /// The pairs of frontiers compared.
+    pub comparisons: Vec<FrontierComparison>,
 }

@@ -10,12 +10,15 @@ use bpo_model::fsutil::write_atomic;
 use bpo_model::load;
 
 use crate::error::AlgoError;
+use crate::eval::EvalReport;
 use crate::experiment::config::ExperimentConfig;
 use crate::experiment::evaluator::Evaluator;
+use crate::experiment::frontier_summary::summarise_frontier;
 use crate::experiment::plots::plot_results;
 use crate::experiment::progress::Progress;
 use crate::experiment::report::{results_markdown, summary_lines};
 use crate::experiment::results::ExperimentResults;
+use crate::experiment::reuse::{initial_settings, store, stored};
 use crate::experiment::runner::{ExperimentObserver, RunSpec, train_and_evaluate};
 use crate::experiment::stats::summarise;
 use crate::experiment::tune::tune;
@@ -37,9 +40,10 @@ pub fn run_experiment(
     let split_size = split.len();
     let test = sample(split, config.eval.limit);
     let whole_split = test.len() == split_size;
-    let curve_prompts = match config.eval.curve_limit {
-        0 => Vec::new(),
-        n => sample(load_prompts(&config.eval.curve_prompts)?, Some(n)),
+    // A frontier draws no learning curves: it compares where runs end.
+    let curve_prompts = match (config.eval.curve_limit, &config.frontier) {
+        (0, _) | (_, Some(_)) => Vec::new(),
+        (n, None) => sample(load_prompts(&config.eval.curve_prompts)?, Some(n)),
     };
     let (initial, tokenizer) = load(&config.online.model, &device)?;
     let mut evaluator = Evaluator {
@@ -75,21 +79,47 @@ pub fn run_experiment(
         }
         None => None,
     };
-    observer.message(&format!(
-        "evaluating the initial policy on {} prompts",
-        test.len()
-    ));
-    let initial = evaluator.initial.clone();
-    let initial_report = evaluator.evaluate(&initial, &test)?;
+    let initial_path = out.join("initial.json");
+    let initial_key = initial_settings(&config.online.model, &config.eval, &test);
+    let initial_report = match stored::<EvalReport>(&initial_path, &initial_key) {
+        Some(report) => {
+            observer.message("reusing the initial policy's evaluation (initial.json)");
+            report
+        }
+        None => {
+            observer.message(&format!(
+                "evaluating the initial policy on {} prompts",
+                test.len()
+            ));
+            let initial = evaluator.initial.clone();
+            let report = evaluator.evaluate(&initial, &test)?;
+            store(&initial_path, &initial_key, &report)?;
+            report
+        }
+    };
     let grid = config.runs();
     let mut runs = Vec::with_capacity(grid.len());
-    for (index, &(loss, method, phases, seed)) in grid.iter().enumerate() {
+    for (index, planned) in grid.iter().enumerate() {
+        let (loss, method, phases, seed) =
+            (planned.loss, planned.method, planned.phases, planned.seed);
+        let cell = match config.frontier {
+            Some(_) => format!("{}-F{phases}-beta{}", method.slug(), planned.settings.beta),
+            None => format!("{}-F{phases}", method.slug()),
+        };
         let dir = out
             .join("runs")
             .join(loss.name())
-            .join(format!("{}-F{phases}", method.slug()))
+            .join(cell)
             .join(format!("seed-{seed}"));
-        let title = format!("{} {} F={phases} seed {seed}", loss.name(), method.label());
+        let title = match config.frontier {
+            Some(_) => format!(
+                "{} {} F={phases} beta {} seed {seed}",
+                loss.name(),
+                method.label(),
+                planned.settings.beta
+            ),
+            None => format!("{} {} F={phases} seed {seed}", loss.name(), method.label()),
+        };
         observer.run_start(index, grid.len(), &title);
         let spec = RunSpec {
             loss,
@@ -97,7 +127,7 @@ pub fn run_experiment(
             phases,
             seed,
             run_seed: config.online.run.seed + seed as u64,
-            settings: config.settings_for(method),
+            settings: planned.settings,
             dir,
             full_evaluation: true,
         };
@@ -138,6 +168,7 @@ pub fn run_experiment(
         rows: Vec::new(),
         comparisons: Vec::new(),
         tuning,
+        frontier: None,
         seconds: started.elapsed().as_secs_f64(),
     };
     let results = write_report(results, out)?;
@@ -155,6 +186,7 @@ fn write_report(
 ) -> Result<ExperimentResults, AlgoError> {
     (results.rows, results.comparisons) =
         summarise(&results.config, &results.initial, &results.runs)?;
+    results.frontier = summarise_frontier(&results.config, &results.runs);
     let json = serde_json::to_string_pretty(&results).expect("json");
     write_atomic(&out.join("results.json"), json.as_bytes())?;
     let plots = plot_results(&results, out)?;

@@ -12,6 +12,7 @@ use crate::experiment::config::{ExperimentConfig, Method, MethodSettings};
 use crate::experiment::evaluator::Evaluator;
 use crate::experiment::progress::Progress;
 use crate::experiment::results::{RunResult, Timing};
+use crate::experiment::reuse::{Evaluated, run_settings, store, stored};
 use crate::loss::LossKind;
 use crate::metrics::MetricsRecord;
 use crate::online::phase::PhaseRecord;
@@ -76,7 +77,8 @@ pub(crate) struct RunSpec {
     pub(crate) full_evaluation: bool,
 }
 
-/// Trains one run online and evaluates its final policy on `prompts`.
+/// Trains one run online and evaluates its final policy on `prompts`, or takes its stored
+/// result when an earlier experiment finished the same run ([`crate::experiment::reuse`]).
 pub(crate) fn train_and_evaluate(
     config: &ExperimentConfig,
     spec: RunSpec,
@@ -94,6 +96,22 @@ pub(crate) fn train_and_evaluate(
         spec.run_seed,
         spec.dir.clone(),
     );
+    let evaluated = Evaluated {
+        eval: &config.eval,
+        full: spec.full_evaluation,
+        prompts,
+        curve_prompts,
+    };
+    let settings = run_settings(&online, &evaluated);
+    let result_path = spec.dir.join("result.json");
+    if let Some(run) = stored::<RunResult>(&result_path, &settings) {
+        progress.skip_run(spec.phases);
+        observer.message(&format!(
+            "reusing the finished run in {} (same settings)",
+            spec.dir.display()
+        ));
+        return Ok(run);
+    }
     let initial_point = if curve_prompts.is_empty() {
         None
     } else {
@@ -123,7 +141,7 @@ pub(crate) fn train_and_evaluate(
     };
     let phases = &outcome.phases;
     let sum = |f: &dyn Fn(&PhaseRecord) -> f64| phases.iter().map(f).sum();
-    Ok(RunResult {
+    let run = RunResult {
         loss: spec.loss,
         method: spec.method,
         phases: spec.phases,
@@ -145,5 +163,7 @@ pub(crate) fn train_and_evaluate(
         report,
         curve,
         phase_metrics: outcome.phases,
-    })
+    };
+    store(&result_path, &settings, &run)?;
+    Ok(run)
 }

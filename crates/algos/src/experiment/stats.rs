@@ -4,7 +4,7 @@
 
 use crate::error::AlgoError;
 use crate::eval::{EvalReport, Interval, cluster_bootstrap, paired_cluster_bootstrap};
-use crate::experiment::config::{ExperimentConfig, Method};
+use crate::experiment::config::{ExperimentConfig, Method, MethodSettings};
 use crate::experiment::results::{Comparison, Row, RunResult, Timing};
 use crate::loss::LossKind;
 
@@ -39,25 +39,36 @@ pub(crate) fn mean(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// A cell of the grid: its runs ordered by seed.
-struct Cell<'a> {
-    method: Method,
-    phases: usize,
-    runs: Vec<&'a RunResult>,
+pub(crate) struct Cell<'a> {
+    pub(crate) method: Method,
+    pub(crate) phases: usize,
+    pub(crate) settings: MethodSettings,
+    pub(crate) runs: Vec<&'a RunResult>,
 }
 
 impl Cell<'_> {
-    fn label(&self) -> String {
-        match self.method {
-            Method::Offline => self.method.label().to_owned(),
-            _ => format!("{} (F={})", self.method.label(), self.phases),
+    /// `BPO (F=2)`; with `beta`, `BPO (F=2, beta 0.1)`.
+    fn label(&self, beta: bool) -> String {
+        let beta = match beta {
+            true => format!("beta {}", self.settings.beta),
+            false => String::new(),
+        };
+        let inside: Vec<String> = match self.method {
+            Method::Offline => vec![beta],
+            _ => vec![format!("F={}", self.phases), beta],
+        };
+        let inside: Vec<String> = inside.into_iter().filter(|s| !s.is_empty()).collect();
+        match inside.is_empty() {
+            true => self.method.label().to_owned(),
+            false => format!("{} ({})", self.method.label(), inside.join(", ")),
         }
     }
 
-    fn wins(&self) -> Vec<Vec<f64>> {
+    pub(crate) fn wins(&self) -> Vec<Vec<f64>> {
         self.runs.iter().map(|r| r.report.wins.clone()).collect()
     }
 
-    fn heldout(&self) -> Vec<Vec<f64>> {
+    pub(crate) fn heldout(&self) -> Vec<Vec<f64>> {
         self.runs
             .iter()
             .map(|r| r.report.heldout_wins.clone())
@@ -76,23 +87,26 @@ fn check_pairing(initial: &EvalReport, runs: &[RunResult], seeds: usize) -> Resu
             )));
         }
     }
-    let mut cells: Vec<(LossKind, Method, usize, Vec<usize>)> = Vec::new();
+    let mut cells: Vec<(&RunResult, Vec<usize>)> = Vec::new();
     for run in runs {
-        match cells
-            .iter_mut()
-            .find(|c| c.0 == run.loss && c.1 == run.method && c.2 == run.phases)
-        {
-            Some(cell) => cell.3.push(run.seed),
-            None => cells.push((run.loss, run.method, run.phases, vec![run.seed])),
+        match cells.iter_mut().find(|(c, _)| {
+            (c.loss, c.method, c.phases, c.settings)
+                == (run.loss, run.method, run.phases, run.settings)
+        }) {
+            Some(cell) => cell.1.push(run.seed),
+            None => cells.push((run, vec![run.seed])),
         }
     }
-    for (loss, method, phases, mut found) in cells {
+    for (run, mut found) in cells {
         found.sort_unstable();
         if found != (0..seeds).collect::<Vec<_>>() {
             return Err(AlgoError::Config(format!(
-                "{} {} F={phases}: seeds {found:?}, expected 0..{seeds}: outcomes cannot be paired by seed",
-                loss.name(),
-                method.label()
+                "{} {} F={} lr {} beta {}: seeds {found:?}, expected 0..{seeds}: outcomes cannot be paired by seed",
+                run.loss.name(),
+                run.method.label(),
+                run.phases,
+                run.settings.lr,
+                run.settings.beta
             )));
         }
     }
@@ -153,6 +167,48 @@ fn initial_row(loss: LossKind, initial: &EvalReport) -> Row {
     }
 }
 
+/// The cells of `loss`'s runs in the order of the grid (offline DAP, then online DAP and BPO
+/// per F; each by beta), their runs ordered by seed.
+pub(crate) fn cells_of<'a>(
+    config: &ExperimentConfig,
+    loss: LossKind,
+    runs: &'a [RunResult],
+) -> Vec<Cell<'a>> {
+    let mut order = vec![(Method::Offline, 1)];
+    for &f in config.phases.iter().filter(|&&f| f > 1) {
+        order.extend([(Method::OnlineDap, f), (Method::Bpo, f)]);
+    }
+    let position = |c: &Cell<'_>| {
+        let at = order.iter().position(|&o| o == (c.method, c.phases));
+        (at.unwrap_or(order.len()), c.settings.beta, c.settings.lr)
+    };
+    let mut cells: Vec<Cell<'a>> = Vec::new();
+    for run in runs.iter().filter(|r| r.loss == loss) {
+        let key = (run.method, run.phases, run.settings);
+        match cells
+            .iter_mut()
+            .find(|c| (c.method, c.phases, c.settings) == key)
+        {
+            Some(cell) => cell.runs.push(run),
+            None => cells.push(Cell {
+                method: run.method,
+                phases: run.phases,
+                settings: run.settings,
+                runs: vec![run],
+            }),
+        }
+    }
+    for cell in &mut cells {
+        cell.runs.sort_by_key(|r| r.seed);
+    }
+    cells.sort_by(|a, b| {
+        position(a)
+            .partial_cmp(&position(b))
+            .expect("finite settings")
+    });
+    cells
+}
+
 /// The rows of the tables and the paired comparisons: every method against the initial policy
 /// (greedy decoding is deterministic: one outcome per prompt) and every pair of methods.
 pub(crate) fn summarise(
@@ -166,27 +222,7 @@ pub(crate) fn summarise(
     let mut comparisons = Vec::new();
     for &loss in &config.losses {
         rows.push(initial_row(loss, initial));
-        let mut cells = vec![(Method::Offline, 1)];
-        for &f in config.phases.iter().filter(|&&f| f > 1) {
-            cells.push((Method::OnlineDap, f));
-            cells.push((Method::Bpo, f));
-        }
-        let cells: Vec<Cell<'_>> = cells
-            .into_iter()
-            .map(|(method, phases)| {
-                let mut runs: Vec<&RunResult> = runs
-                    .iter()
-                    .filter(|r| r.loss == loss && r.method == method && r.phases == phases)
-                    .collect();
-                runs.sort_by_key(|r| r.seed);
-                Cell {
-                    method,
-                    phases,
-                    runs,
-                }
-            })
-            .filter(|c| !c.runs.is_empty())
-            .collect();
+        let cells = cells_of(config, loss, runs);
         let initial_wins = vec![initial.wins.clone()];
         let mut compare = |label: String, a: &[Vec<f64>], b: &[Vec<f64>]| {
             let c = paired_cluster_bootstrap(a, b, settings.bootstrap, settings.seed);
@@ -205,19 +241,24 @@ pub(crate) fn summarise(
                 over_seeds: t_interval(&per_seed),
             });
         };
+        let frontier = config.frontier.is_some();
         for cell in &cells {
             rows.push(row(loss, cell, config));
             compare(
-                format!("{} vs initial policy", cell.label()),
+                format!("{} vs initial policy", cell.label(frontier)),
                 &cell.wins(),
                 &initial_wins,
             );
         }
-        // Every pair of methods, the later (more online) one first.
+        // Every pair of methods, the later (more online) one first; on a frontier, the pairs
+        // at the same beta (the frontiers themselves are compared at matched KL).
         for (i, later) in cells.iter().enumerate().rev() {
             for earlier in cells[..i].iter().rev() {
+                if frontier && earlier.settings.beta != later.settings.beta {
+                    continue;
+                }
                 compare(
-                    format!("{} vs {}", later.label(), earlier.label()),
+                    format!("{} vs {}", later.label(frontier), earlier.label(frontier)),
                     &later.wins(),
                     &earlier.wins(),
                 );
@@ -252,6 +293,7 @@ mod tests {
             distinct_1: 1.0,
             distinct_2: 1.0,
             kl_initial: None,
+            kl_log_ratios: Vec::new(),
             wins: wins.to_vec(),
             heldout_wins: Vec::new(),
             responses: vec![String::new(); prompts.len()],

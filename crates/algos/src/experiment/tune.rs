@@ -39,8 +39,8 @@ pub(crate) fn tune(
     let methods: Vec<(Method, usize)> = config
         .runs()
         .into_iter()
-        .filter(|r| r.0 == loss && r.3 == 0)
-        .map(|r| (r.1, r.2))
+        .filter(|r| r.loss == loss && r.seed == 0)
+        .map(|r| (r.method, r.phases))
         .collect();
     let settings: Vec<MethodSettings> = tune
         .lrs

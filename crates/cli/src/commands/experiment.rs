@@ -36,12 +36,17 @@ pub struct Args {
     /// and then the test prompts at its own best setting (see `[tune]` in the config).
     #[arg(long)]
     tune: bool,
+    /// Frontier mode: every method at every beta of `[frontier] betas` (default 0.03, 0.1,
+    /// 0.3, 1.0), compared at matched KL to the initial policy. Finished runs are reused, so an
+    /// interrupted frontier continues where it stopped.
+    #[arg(long)]
+    frontier: bool,
     /// Results directory.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Train nothing: rewrite the statistics, results.md and plots of the finished experiment in
     /// --out from its results.json (e.g. after upgrading bpo).
-    #[arg(long, requires = "out", conflicts_with_all = ["config", "sets", "losses", "seeds", "phases", "quick", "tune"])]
+    #[arg(long, requires = "out", conflicts_with_all = ["config", "sets", "losses", "seeds", "phases", "quick", "tune", "frontier"])]
     report_only: bool,
 }
 
@@ -85,6 +90,9 @@ pub fn run(args: Args, compute: &Compute) -> Result<()> {
     };
     if args.tune && config.tune.is_none() {
         config.tune = Some(Default::default());
+    }
+    if args.frontier && config.frontier.is_none() {
+        config.frontier = Some(Default::default());
     }
     if args.quick {
         config = config.quick();
