@@ -2,7 +2,7 @@
 //! of betas, and two methods compared at matched KL. A method's frontier at one F is the
 //! piecewise-linear curve through its cells ordered by KL (each cell: one beta, its seeds
 //! averaged). Two frontiers are compared where both are defined: the win-rate gap at chosen KL
-//! values and its mean over the KL range both cover. Intervals come from a bootstrap that
+//! values inside the KL range both cover, and its mean from the first to the last of them. Intervals come from a bootstrap that
 //! resamples prompts (one draw shared by every cell, so comparisons stay paired by prompt) and
 //! training seeds (one draw of seed indices shared by every cell: runs with the same seed index
 //! start from the same samples); each resample recomputes every cell's KL and win rate, the
@@ -27,6 +27,8 @@ pub(crate) struct CellOutcomes {
 struct Draw {
     prompts: Vec<f64>,
     seeds: Vec<f64>,
+    /// The number of prompts drawn (the sum of `prompts`).
+    drawn: f64,
 }
 
 impl Draw {
@@ -34,6 +36,7 @@ impl Draw {
         Draw {
             prompts: vec![1.0; prompts],
             seeds: vec![1.0; seeds],
+            drawn: prompts as f64,
         }
     }
 
@@ -41,6 +44,7 @@ impl Draw {
         let mut draw = Draw {
             prompts: vec![0.0; prompts],
             seeds: vec![0.0; seeds],
+            drawn: prompts as f64,
         };
         for _ in 0..prompts {
             draw.prompts[rng.random_range(0..prompts)] += 1.0;
@@ -51,27 +55,32 @@ impl Draw {
         draw
     }
 
-    /// The weighted mean over seeds of `per_seed`.
-    fn over_seeds(&self, per_seed: impl Iterator<Item = f64>) -> f64 {
-        let (sum, weight) = per_seed
-            .zip(&self.seeds)
-            .fold((0.0, 0.0), |(s, w), (v, &k)| (s + k * v, w + k));
+    /// The mean over the drawn seeds of `per_seed` (seeds not drawn are not evaluated).
+    fn over_seeds(&self, per_seed: impl Fn(usize) -> f64) -> f64 {
+        let (sum, weight) = (self.seeds.iter().enumerate())
+            .filter(|(_, k)| **k > 0.0)
+            .fold((0.0, 0.0), |(s, w), (i, &k)| (s + k * per_seed(i), w + k));
         sum / weight
     }
 
-    /// The cell's `(KL, win rate)` under this draw (KL not a number when no drawn prompt has a
-    /// KL sample).
+    /// The cell's `(KL, win rate)` under this draw: each seed's means over the drawn prompts
+    /// (the KL over those with a KL sample; not a number when none was drawn), averaged over
+    /// the drawn seeds.
     fn point(&self, cell: &CellOutcomes) -> (f64, f64) {
-        let win = self.over_seeds(cell.wins.iter().map(|w| {
-            let sum: f64 = w.iter().zip(&self.prompts).map(|(v, k)| v * k).sum();
-            sum / self.prompts.iter().sum::<f64>()
-        }));
-        let kl = self.over_seeds(cell.kl.iter().map(|samples| {
-            let (sum, weight) = samples.iter().fold((0.0, 0.0), |(s, w), &(p, v)| {
-                (s + self.prompts[p] * v, w + self.prompts[p])
+        let win = self.over_seeds(|s| {
+            let wins = &cell.wins[s];
+            wins.iter()
+                .zip(&self.prompts)
+                .map(|(v, k)| v * k)
+                .sum::<f64>()
+                / self.drawn
+        });
+        let kl = self.over_seeds(|s| {
+            let (sum, weight) = cell.kl[s].iter().fold((0.0, 0.0), |(sum, w), &(p, v)| {
+                (sum + self.prompts[p] * v, w + self.prompts[p])
             });
             sum / weight
-        }));
+        });
         (kl, win)
     }
 }
@@ -113,11 +122,14 @@ fn breakpoints(a: &[(f64, f64)], b: &[(f64, f64)], (low, high): (f64, f64)) -> V
     xs
 }
 
-/// The mean of `a - b` over the KL range both cover (exact for piecewise-linear curves).
-pub(crate) fn mean_gap(a: &[(f64, f64)], b: &[(f64, f64)]) -> Option<f64> {
-    let range = common_range(a, b)?;
+/// The mean of `a - b` over `range` (exact for piecewise-linear curves); none unless both
+/// curves cover the whole range.
+pub(crate) fn mean_gap(a: &[(f64, f64)], b: &[(f64, f64)], range: (f64, f64)) -> Option<f64> {
     let gap = |x| Some(interpolate(a, x)? - interpolate(b, x)?);
     let xs = breakpoints(a, b, range);
+    if range.1 <= range.0 {
+        return gap(range.0);
+    }
     let mut area = 0.0;
     for w in xs.windows(2) {
         area += (w[1] - w[0]) * (gap(w[0])? + gap(w[1])?) / 2.0;
@@ -125,19 +137,28 @@ pub(crate) fn mean_gap(a: &[(f64, f64)], b: &[(f64, f64)]) -> Option<f64> {
     Some(area / (range.1 - range.0))
 }
 
-/// The KL values inside the common range where `a - b` changes sign.
+/// The KL values inside the common range where `a - b` changes sign (a gap of exactly zero at
+/// a breakpoint between gaps of opposite signs is a crossing there).
 pub(crate) fn crossings(a: &[(f64, f64)], b: &[(f64, f64)]) -> Vec<f64> {
     let Some(range) = common_range(a, b) else {
         return Vec::new();
     };
     let gap = |x| interpolate(a, x).unwrap_or(f64::NAN) - interpolate(b, x).unwrap_or(f64::NAN);
-    let xs = breakpoints(a, b, range);
     let mut found = Vec::new();
-    for w in xs.windows(2) {
-        let (g0, g1) = (gap(w[0]), gap(w[1]));
-        if g0 * g1 < 0.0 {
-            found.push(w[0] + (w[1] - w[0]) * g0 / (g0 - g1));
+    let mut last: Option<(f64, f64)> = None;
+    let mut zero_at = None;
+    for x in breakpoints(a, b, range) {
+        let g = gap(x);
+        if g == 0.0 {
+            zero_at = zero_at.or(Some(x));
+            continue;
         }
+        if let Some((x0, g0)) = last
+            && g0 * g < 0.0
+        {
+            found.push(zero_at.unwrap_or(x0 + (x - x0) * g0 / (g0 - g)));
+        }
+        (last, zero_at) = (Some((x, g)), None);
     }
     found
 }
@@ -151,10 +172,12 @@ pub struct GapAt {
     pub a: f64,
     /// The second's.
     pub b: f64,
-    /// `a - b` with its 95% bootstrap interval (over the resamples where both frontiers reach
-    /// this KL).
+    /// `a - b` with its 95% bootstrap interval over the resamples where both frontiers reach
+    /// this KL (the others are left out, which favours resamples whose frontiers reach far:
+    /// see `defined`).
     pub gap: Interval,
-    /// Share of resamples where both frontiers reached this KL.
+    /// Share of resamples where both frontiers reached this KL (an interval from less than
+    /// [`RELIABLE`] of them is not read).
     pub defined: f64,
 }
 
@@ -165,16 +188,22 @@ pub struct FrontierGap {
     pub range: (f64, f64),
     /// The gap at each compared KL value inside the range.
     pub at: Vec<GapAt>,
-    /// The mean gap over the covered range, with its 95% interval (each resample over its own
-    /// covered range).
+    /// The range the mean gap is taken over: from the first to the last compared KL value.
+    pub mean_range: (f64, f64),
+    /// The mean gap over `mean_range`, with its 95% interval over the resamples whose frontiers
+    /// cover all of it.
     pub mean: Interval,
-    /// Share of resamples where the frontiers still overlapped.
+    /// Share of resamples whose frontiers covered `mean_range`.
     pub mean_defined: f64,
     /// Where the point-estimate frontiers cross (KL values).
     pub crossings: Vec<f64>,
 }
 
-/// The 95% percentile interval of `samples` around `value` (the value itself when empty).
+/// The share of resamples an interval must come from to be read as one.
+pub const RELIABLE: f64 = 0.9;
+
+/// The 95% percentile interval of `samples` around `value` (the value itself when empty: see
+/// the shares of defined resamples).
 fn percentile_interval(value: f64, mut samples: Vec<f64>) -> Interval {
     if samples.is_empty() {
         return Interval {
@@ -211,7 +240,8 @@ fn shape(cells: &[CellOutcomes]) -> (usize, usize) {
 
 /// Compares frontier `a` with frontier `b` (each a list of cells over the same prompts and seed
 /// indices) at the KL values `kl` (none: the midpoints of four equal parts of the range both
-/// cover); none when they cover no common KL range.
+/// cover); none when they cover no common KL range or none of the KL values asked for is
+/// inside it.
 pub(crate) fn compare_frontiers(
     a: &[CellOutcomes],
     b: &[CellOutcomes],
@@ -233,6 +263,12 @@ pub(crate) fn compare_frontiers(
             .map(|i| range.0 + (range.1 - range.0) * (i as f64 + 0.5) / 4.0)
             .collect(),
     };
+    if at.is_empty() {
+        return None;
+    }
+    let first = at.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = at.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mean_range = if at.len() >= 2 { (first, last) } else { range };
     let mut at_samples = vec![Vec::with_capacity(resamples); at.len()];
     let mut mean_samples = Vec::with_capacity(resamples);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -244,7 +280,7 @@ pub(crate) fn compare_frontiers(
                 samples.push(wa - wb);
             }
         }
-        mean_samples.extend(mean_gap(&ra, &rb));
+        mean_samples.extend(mean_gap(&ra, &rb, mean_range));
     }
     let share = |n: usize| n as f64 / resamples.max(1) as f64;
     let at = at
@@ -267,8 +303,9 @@ pub(crate) fn compare_frontiers(
     Some(FrontierGap {
         range,
         at,
+        mean_range,
         mean_defined: share(mean_samples.len()),
-        mean: percentile_interval(mean_gap(&curve_a, &curve_b)?, mean_samples),
+        mean: percentile_interval(mean_gap(&curve_a, &curve_b, mean_range)?, mean_samples),
         crossings: crossings(&curve_a, &curve_b),
     })
 }

@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::AlgoError;
+use crate::eval::Interval;
+use crate::experiment::frontier::RELIABLE;
 use crate::experiment::results::{Frontier, FrontierComparison, FrontierPoint};
 use crate::loss::LossKind;
 use crate::metrics::{Series, line_plot};
@@ -43,82 +45,90 @@ fn points_table(md: &mut String, frontier: &Frontier, loss: LossKind) {
     }
 }
 
+/// `+10.0 [+5.2, +14.1]` in points; `+10.0 (too few resamples)` when fewer than
+/// [`RELIABLE`] of them gave a value.
+fn gap(interval: &Interval, defined: f64) -> String {
+    let points = |v: f64| format!("{:+.1}", 100.0 * v);
+    match defined >= RELIABLE {
+        true => format!(
+            "{} [{}, {}]",
+            points(interval.value),
+            points(interval.low),
+            points(interval.high)
+        ),
+        false => format!("{} (too few resamples)", points(interval.value)),
+    }
+}
+
 fn gap_table(md: &mut String, comparisons: &[&FrontierComparison]) {
     md.push_str("| comparison | judge | at KL | first | second | gap, points [95% CI] | resamples where both reach it |\n|---|---|---|---|---|---|---|\n");
     for c in comparisons {
-        let Some(gap) = &c.gap else {
-            let _ = writeln!(
-                md,
-                "| {} | {} | no common KL range | | | | |",
-                c.label, c.judge
-            );
+        let label = c.label();
+        let Some(g) = &c.gap else {
+            let _ = writeln!(md, "| {label} | {} | no common KL range | | | | |", c.judge);
             continue;
         };
-        let points = |v: f64| format!("{:+.1}", 100.0 * v);
-        for g in &gap.at {
+        for at in &g.at {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.2} | {:.1}% | {:.1}% | {} [{}, {}] | {:.0}% |",
-                c.label,
+                "| {label} | {} | {:.2} | {:.1}% | {:.1}% | {} | {:.0}% |",
                 c.judge,
-                g.kl,
-                100.0 * g.a,
-                100.0 * g.b,
-                points(g.gap.value),
-                points(g.gap.low),
-                points(g.gap.high),
-                100.0 * g.defined
+                at.kl,
+                100.0 * at.a,
+                100.0 * at.b,
+                gap(&at.gap, at.defined),
+                100.0 * at.defined
             );
         }
         let _ = writeln!(
             md,
-            "| {} | {} | mean over {:.2}-{:.2} | | | {} [{}, {}] | {:.0}% |",
-            c.label,
+            "| {label} | {} | mean over {:.2}-{:.2} | | | {} | {:.0}% |",
             c.judge,
-            gap.range.0,
-            gap.range.1,
-            points(gap.mean.value),
-            points(gap.mean.low),
-            points(gap.mean.high),
-            100.0 * gap.mean_defined
+            g.mean_range.0,
+            g.mean_range.1,
+            gap(&g.mean, g.mean_defined),
+            100.0 * g.mean_defined
         );
     }
 }
 
-/// One sentence per comparison: which frontier is higher over the common KL range, where they
-/// cross, and whether the mean gap's interval excludes zero.
+/// One sentence per comparison: which frontier is higher over the compared KL range (when the
+/// mean gap's interval excludes zero and enough resamples gave it), and where they cross.
 fn reading(c: &FrontierComparison) -> String {
     let Some(gap) = &c.gap else {
         return format!(
             "{} ({}): the frontiers cover no common KL range.",
-            c.label, c.judge
+            c.label(),
+            c.judge
         );
     };
-    let (first, second) = c.label.split_once(" - ").unwrap_or((&c.label, ""));
     let m = gap.mean;
-    let verdict = if m.low > 0.0 {
-        format!("{first} is higher")
+    let verdict = if gap.mean_defined < RELIABLE {
+        "too few resamples cover this range to say which is higher".to_owned()
+    } else if m.low > 0.0 {
+        format!("{} is higher", c.first)
     } else if m.high < 0.0 {
-        format!("{second} is higher")
+        format!("{} is higher", c.second)
     } else {
         "neither is higher beyond the interval".into()
     };
     let crossing = match gap.crossings.as_slice() {
-        [] => "they do not cross".to_owned(),
+        [] => format!(
+            "they do not cross within KL {:.1}-{:.1}",
+            gap.range.0, gap.range.1
+        ),
         xs => {
             let at: Vec<String> = xs.iter().map(|x| format!("{x:.1}")).collect();
             format!("they cross at KL {}", at.join(", "))
         }
     };
     format!(
-        "{} ({}): over KL {:.1}-{:.1}, {verdict} (mean gap {:+.1} points [{:+.1}, {:+.1}]); {crossing}.",
-        c.label,
+        "{} ({}): over KL {:.1}-{:.1}, {verdict} (mean gap {}); {crossing}.",
+        c.label(),
         c.judge,
-        gap.range.0,
-        gap.range.1,
-        100.0 * m.value,
-        100.0 * m.low,
-        100.0 * m.high
+        gap.mean_range.0,
+        gap.mean_range.1,
+        self::gap(&m, gap.mean_defined),
     )
 }
 
@@ -126,11 +136,11 @@ fn reading(c: &FrontierComparison) -> String {
 pub(crate) fn frontier_markdown(md: &mut String, frontier: &Frontier, loss: LossKind) {
     let _ = writeln!(
         md,
-        "### Frontiers\n\nEvery method ran at every beta of the grid (its own learning rate). {}.\n",
+        "### Frontiers\n\nEach method ran at each beta of its frontier (`frontier.betas`; F values after the first at `frontier.more_phases_betas` when given), at its own learning rate. {}.\n",
         frontier.kl_estimator
     );
     points_table(md, frontier, loss);
-    md.push_str("\nMatched KL: each frontier is the piecewise-linear curve through its points ordered by KL; two frontiers are compared only where both are defined (no extrapolation), at the midpoints of four equal parts of the KL range both cover (or at `frontier.kl`), and by the mean gap over that range. Intervals: 95% percentile bootstrap that resamples prompts and training-seed indices (each draw shared by every cell, so comparisons stay paired), recomputing every KL, win rate and curve.\n\n");
+    md.push_str("\nMatched KL: each frontier is the piecewise-linear curve through its points ordered by KL; two frontiers are compared only where both are defined (no extrapolation), at the midpoints of four equal parts of the KL range both cover (or at `frontier.kl`), and by the mean gap from the first to the last of those KL values. Intervals: 95% percentile bootstrap that resamples prompts and training-seed indices (each draw shared by every cell, so comparisons stay paired), recomputing every KL, win rate and curve; a resample whose frontiers do not reach a KL value (or cover the mean's range) gives no value there and is left out, which favours resamples whose frontiers reach far; the last column says how many gave one, and an interval from fewer than 90% of them is not read. With 2-3 seeds the resampling of seeds is coarse.\n\n");
     let comparisons: Vec<&FrontierComparison> = frontier
         .comparisons
         .iter()

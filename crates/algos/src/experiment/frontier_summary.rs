@@ -50,15 +50,26 @@ fn outcomes(cells: &[&Cell<'_>], heldout: bool) -> Vec<CellOutcomes> {
 
 fn kl_estimator(config: &ExperimentConfig, runs: &[RunResult]) -> String {
     let settings = &config.eval.settings;
-    let (samples, prompts) = runs.first().map_or((0, 0), |r| {
-        (r.report.kl_log_ratios.len(), r.report.prompt_texts.len())
-    });
+    let samples: Vec<usize> = runs.iter().map(|r| r.report.kl_log_ratios.len()).collect();
+    let (fewest, most) = (
+        samples.iter().copied().min().unwrap_or(0),
+        samples.iter().copied().max().unwrap_or(0),
+    );
+    let prompts = runs.first().map_or(0, |r| r.report.prompt_texts.len());
+    let count = match fewest == most {
+        true => format!("{most}"),
+        false => format!("{fewest}-{most}"),
+    };
+    let per_prompt = settings.kl_samples.max(1);
+    let subset = match most / per_prompt >= prompts {
+        true => format!("every one of the {prompts} evaluated prompts"),
+        false => format!("an evenly spaced subset of the {prompts} evaluated prompts"),
+    };
     format!(
         "KL(policy || initial) of a run: the mean of log policy(y|x) - log initial(y|x) over \
-         {samples} responses y sampled from the policy at temperature 1 (at most {} new tokens; \
-         {} per prompt, on an evenly spaced subset of the {prompts} evaluated prompts); a \
-         cell's KL is the mean over its seeds",
-        settings.max_new_tokens, settings.kl_samples
+         {count} responses y sampled from the policy at temperature 1 (at most {} new tokens, \
+         {per_prompt} per prompt, on {subset}); a cell's KL is the mean over its seeds",
+        settings.max_new_tokens
     )
 }
 
@@ -100,10 +111,6 @@ pub(crate) fn summarise_frontier(
                 points,
             });
         }
-        let label = |m: Method, f: usize| match m {
-            Method::Offline => m.label().to_owned(),
-            _ => format!("{} (F={f})", m.label()),
-        };
         let mut pairs = Vec::new();
         for &f in config.phases.iter().filter(|&&f| f > 1) {
             pairs.push(((Method::Bpo, f), (Method::OnlineDap, f)));
@@ -122,7 +129,8 @@ pub(crate) fn summarise_frontier(
             for &(judge, heldout) in judges {
                 comparisons.push(FrontierComparison {
                     loss,
-                    label: format!("{} - {}", label(ma, fa), label(mb, fb)),
+                    first: ma.label_at(fa),
+                    second: mb.label_at(fb),
                     judge: judge.into(),
                     gap: compare_frontiers(
                         &outcomes(&a, heldout),

@@ -58,10 +58,19 @@ fn curves_interpolate_linearly_inside_their_range_only() {
     let crossed = crossings(&flat, &rising);
     assert_eq!(crossed.len(), 1);
     assert!((crossed[0] - 10.0).abs() < 1e-12);
-    assert!(mean_gap(&flat, &rising).unwrap().abs() < 1e-12);
-    // Over [0, 10] only (the second curve stops there): gap 0.25 - 0.025 KL, mean 0.125.
+    assert!(mean_gap(&flat, &rising, (0.0, 20.0)).unwrap().abs() < 1e-12);
+    // Over [0, 10]: gap 0.25 - 0.025 KL, mean 0.125; a curve that stops at 10 has no mean
+    // gap over [0, 20].
     let short = [(0.0, 0.25), (10.0, 0.5)];
-    assert!((mean_gap(&flat, &short).unwrap() - 0.125).abs() < 1e-12);
+    assert!((mean_gap(&flat, &short, (0.0, 10.0)).unwrap() - 0.125).abs() < 1e-12);
+    assert!((mean_gap(&flat, &rising, (0.0, 10.0)).unwrap() - 0.125).abs() < 1e-12);
+    assert_eq!(mean_gap(&flat, &short, (0.0, 20.0)), None);
+    // A gap of exactly zero at a breakpoint, between gaps of opposite signs: one crossing there.
+    let kinked = [(0.0, 0.25), (10.0, 0.5), (20.0, 0.75)];
+    assert_eq!(crossings(&flat, &kinked), vec![10.0]);
+    // Touching without changing sign is no crossing.
+    let touching = [(0.0, 0.25), (10.0, 0.5), (20.0, 0.25)];
+    assert!(crossings(&flat, &touching).is_empty());
     // Curves that cover no common KL range are not compared.
     assert_eq!(
         common_range(&[(0.0, 0.1), (1.0, 0.2)], &[(2.0, 0.1), (3.0, 0.2)]),
@@ -87,7 +96,9 @@ fn a_known_gap_at_matched_kl_is_found_exactly() {
         assert!((g.gap.low - 0.1).abs() < 1e-12 && (g.gap.high - 0.1).abs() < 1e-12);
         assert_eq!(g.defined, 1.0);
     }
+    assert_eq!(gap.mean_range, (6.875, 18.125));
     assert!((gap.mean.value - 0.1).abs() < 1e-12);
+    assert_eq!(gap.mean_defined, 1.0);
     assert!(gap.crossings.is_empty());
     // Asked-for KL values outside the common range are left out.
     let asked = compare_frontiers(&a, &b, Some(&[2.0, 8.0, 30.0]), 100, 1).unwrap();
@@ -101,7 +112,8 @@ fn a_known_gap_at_matched_kl_is_found_exactly() {
 #[test]
 fn the_bootstrap_covers_the_true_gap_and_counts_seed_spread() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let kls = [4.0, 8.0, 16.0, 24.0];
+    // Wide enough that curves moved by 3 nats still cover the range of the mean gap.
+    let kls = [2.0, 8.0, 16.0, 28.0];
     // 0/1 outcomes drawn with the rates of the lines above: the true gap is 0.1 everywhere.
     let a = line(0.3, 0.02, &kls, 0.0, false, &mut rng);
     let b = line(0.2, 0.02, &kls, 0.0, false, &mut rng);
@@ -129,4 +141,74 @@ fn the_bootstrap_covers_the_true_gap_and_counts_seed_spread() {
     assert!((apart.mean.value - m.value).abs() < 1e-12);
     assert!(apart.mean.high - apart.mean.low > m.high - m.low);
     assert!(apart.mean_defined > 0.9);
+}
+
+#[test]
+fn a_draw_weights_prompts_and_seeds_by_how_often_they_were_drawn() {
+    // Two seeds, four prompts; KL samples on prompts 0 and 2 only.
+    let cell = CellOutcomes {
+        wins: vec![vec![1.0, 0.0, 0.0, 1.0], vec![0.0, 0.0, 1.0, 1.0]],
+        kl: vec![vec![(0, 2.0), (2, 6.0)], vec![(0, 10.0), (2, f64::NAN)]],
+    };
+    // Prompt 0 drawn twice, prompt 3 twice; seed 0 twice (seed 1, whose KL is not a number on
+    // prompt 2, not at all).
+    let draw = Draw {
+        prompts: vec![2.0, 0.0, 0.0, 2.0],
+        seeds: vec![2.0, 0.0],
+        drawn: 4.0,
+    };
+    let (kl, win) = draw.point(&cell);
+    assert_eq!(win, 1.0);
+    assert_eq!(kl, 2.0);
+    // Prompts 0, 1, 2 and 2; seeds 0 and 1 once each: wins (1 + 0 + 0 + 0) / 4 and
+    // (0 + 0 + 1 + 1) / 4; KLs (2 + 2 x 6) / 3 and (10 + 2 x NaN) / 3.
+    let draw = Draw {
+        prompts: vec![1.0, 1.0, 2.0, 0.0],
+        seeds: vec![1.0, 1.0],
+        drawn: 4.0,
+    };
+    let (kl, win) = draw.point(&cell);
+    assert!((win - (0.25 + 0.5) / 2.0).abs() < 1e-12);
+    assert!(kl.is_nan());
+    let without_nan = CellOutcomes {
+        kl: vec![cell.kl[0].clone(), vec![(0, 10.0), (2, 1.0)]],
+        ..cell
+    };
+    let (kl, _) = draw.point(&without_nan);
+    assert!((kl - ((2.0 + 12.0) / 3.0 + (10.0 + 2.0) / 3.0) / 2.0).abs() < 1e-12);
+}
+
+#[test]
+fn pairing_by_prompt_narrows_the_interval_of_a_constant_gap() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let kls = [4.0, 8.0, 16.0, 24.0];
+    let a = line(0.4, 0.02, &kls, 0.0, false, &mut rng);
+    // `b` wins exactly where `a` does, except on every tenth prompt that `a` wins: the gap is
+    // near 0.1 x a's win rate on every resample that keeps the prompts paired.
+    let b: Vec<CellOutcomes> = a
+        .iter()
+        .map(|c| CellOutcomes {
+            wins: c
+                .wins
+                .iter()
+                .map(|w| {
+                    w.iter()
+                        .enumerate()
+                        .map(|(p, v)| if p % 10 == 0 { 0.0 } else { *v })
+                        .collect()
+                })
+                .collect(),
+            kl: c.kl.clone(),
+        })
+        .collect();
+    let paired = compare_frontiers(&a, &b, None, 1000, 5).unwrap().mean;
+    let independent = line(0.4, 0.02, &kls, 0.0, false, &mut rng);
+    let unpaired = compare_frontiers(&independent, &b, None, 1000, 5)
+        .unwrap()
+        .mean;
+    assert!(paired.low > 0.0, "{paired:?}");
+    assert!(
+        (paired.high - paired.low) < 0.8 * (unpaired.high - unpaired.low),
+        "{paired:?} {unpaired:?}"
+    );
 }

@@ -17,9 +17,11 @@ pub(crate) fn plot_results(
     let mut written = Vec::new();
     let config = &results.config;
     for &loss in &config.losses {
-        if let Some(frontier) = &results.frontier {
+        if config.frontier.is_some() {
             // One curve per method and F; the plots by F and by pairs would mix betas.
-            written.extend(frontier_plots(frontier, loss, out)?);
+            if let Some(frontier) = &results.frontier {
+                written.extend(frontier_plots(frontier, loss, out)?);
+            }
             continue;
         }
         let name = loss.name();

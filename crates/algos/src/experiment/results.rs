@@ -212,10 +212,7 @@ pub struct FrontierCurve {
 impl FrontierCurve {
     /// `BPO (F=2)`, `offline DAP`.
     pub fn label(&self) -> String {
-        match self.method {
-            Method::Offline => self.method.label().to_owned(),
-            _ => format!("{} (F={})", self.method.label(), self.phases),
-        }
+        self.method.label_at(self.phases)
     }
 }
 
@@ -224,12 +221,21 @@ impl FrontierCurve {
 pub struct FrontierComparison {
     /// The loss.
     pub loss: LossKind,
-    /// `BPO (F=2) - online DAP (F=2)`.
-    pub label: String,
+    /// The first frontier, e.g. `BPO (F=2)`.
+    pub first: String,
+    /// The second, e.g. `online DAP (F=2)`.
+    pub second: String,
     /// `gold` or `held-out`.
     pub judge: String,
     /// The gap, where the frontiers cover a common KL range.
     pub gap: Option<FrontierGap>,
+}
+
+impl FrontierComparison {
+    /// `BPO (F=2) - online DAP (F=2)`.
+    pub fn label(&self) -> String {
+        format!("{} - {}", self.first, self.second)
+    }
 }
 
 /// The frontiers and their comparisons.

@@ -40,20 +40,44 @@ fn fingerprint(prompts: &[PromptRecord]) -> String {
 /// What a run's result is made of, beyond its online config: the evaluation settings, whether
 /// the evaluation is the full one, and the prompts evaluated and those of the learning curve.
 pub(crate) struct Evaluated<'a> {
+    /// The evaluation settings.
     pub(crate) eval: &'a ExperimentEval,
+    /// The full evaluation (held-out judge and KL) or the gold win rate only.
     pub(crate) full: bool,
+    /// The prompts evaluated.
     pub(crate) prompts: &'a [PromptRecord],
+    /// The prompts of the learning curve (none in frontier mode).
     pub(crate) curve_prompts: &'a [PromptRecord],
 }
 
-/// The settings that determine a run's result: its online config (output directory left out)
-/// and what it is evaluated on.
-pub(crate) fn run_settings(online: &OnlineConfig, evaluated: &Evaluated<'_>) -> String {
+/// The settings a stored result is checked against: the current ones, and the same settings
+/// at bpo's defaults (an option a stored result predates must be at its default now).
+pub(crate) struct Settings {
+    current: String,
+    defaults: String,
+}
+
+/// `eval` as JSON without what does not change a run's outcomes: the bootstrap's resamples
+/// (statistics are computed at report time) and which curve prompts to draw (their contents
+/// are fingerprinted).
+fn eval_json(eval: &ExperimentEval) -> serde_json::Value {
+    let mut value = serde_json::to_value(eval).expect("json");
+    if let Some(object) = value.as_object_mut() {
+        object.remove("curve_limit");
+        object.remove("curve_prompts");
+        if let Some(settings) = object.get_mut("settings").and_then(|s| s.as_object_mut()) {
+            settings.remove("bootstrap");
+        }
+    }
+    value
+}
+
+fn run_json(online: &OnlineConfig, evaluated: &Evaluated<'_>) -> String {
     let mut online = online.clone();
     online.run.out = Default::default();
     serde_json::to_string(&(
         online,
-        evaluated.eval,
+        eval_json(evaluated.eval),
         evaluated.full,
         fingerprint(evaluated.prompts),
         fingerprint(evaluated.curve_prompts),
@@ -61,45 +85,87 @@ pub(crate) fn run_settings(online: &OnlineConfig, evaluated: &Evaluated<'_>) -> 
     .expect("json")
 }
 
-/// The settings that determine the initial policy's evaluation: the model, the evaluation
-/// settings and the prompts.
-pub(crate) fn initial_settings(
-    model: &str,
-    eval: &ExperimentEval,
-    prompts: &[PromptRecord],
-) -> String {
-    serde_json::to_string(&(model, eval, fingerprint(prompts))).expect("json")
+/// The settings that determine a run's result: its online config (output directory left out)
+/// and what it is evaluated on.
+pub(crate) fn run_settings(online: &OnlineConfig, evaluated: &Evaluated<'_>) -> Settings {
+    let defaults = Evaluated {
+        eval: &ExperimentEval::default(),
+        ..*evaluated
+    };
+    Settings {
+        current: run_json(online, evaluated),
+        defaults: run_json(&OnlineConfig::default(), &defaults),
+    }
 }
 
-/// Whether two settings (JSON texts) agree: every value both have is equal. An option one
-/// side lacks (added to or removed from bpo after a result was stored) does not count, so that
-/// a long experiment survives an upgrade that adds options with unchanged defaults. Both texts
+fn initial_json(online: &OnlineConfig, eval: &ExperimentEval, prompts: &[PromptRecord]) -> String {
+    let what = (
+        &online.model,
+        &online.device,
+        &online.dtype,
+        &online.annotator,
+        eval_json(eval),
+        fingerprint(prompts),
+    );
+    serde_json::to_string(&what).expect("json")
+}
+
+/// The settings that determine the initial policy's evaluation: the model, device and
+/// precision, the gold judge, the evaluation settings and the prompts.
+pub(crate) fn initial_settings(
+    online: &OnlineConfig,
+    eval: &ExperimentEval,
+    prompts: &[PromptRecord],
+) -> Settings {
+    Settings {
+        current: initial_json(online, eval, prompts),
+        defaults: initial_json(
+            &OnlineConfig::default(),
+            &ExperimentEval::default(),
+            prompts,
+        ),
+    }
+}
+
+/// Whether `stored` settings (JSON text) agree with `settings`: every value both have is equal,
+/// and an option the stored ones lack (added to bpo after the result was stored) is at its
+/// default now; an option only the stored ones have (since removed) does not count. All texts
 /// are parsed the same way, so equal numbers compare equal.
-fn same_settings(stored: &str, current: &str) -> bool {
+fn same_settings(stored: &str, settings: &Settings) -> bool {
     use serde_json::Value;
-    fn agree(a: &Value, b: &Value) -> bool {
-        match (a, b) {
-            (Value::Object(a), Value::Object(b)) => a
-                .iter()
-                .all(|(key, va)| b.get(key).is_none_or(|vb| agree(va, vb))),
-            (Value::Array(a), Value::Array(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| agree(x, y))
+    fn agree(stored: &Value, current: &Value, default: Option<&Value>) -> bool {
+        match (stored, current) {
+            (Value::Object(s), Value::Object(c)) => c.iter().all(|(key, vc)| {
+                let vd = default.and_then(|d| d.get(key));
+                match s.get(key) {
+                    Some(vs) => agree(vs, vc, vd),
+                    None => vd == Some(vc),
+                }
+            }),
+            (Value::Array(s), Value::Array(c)) => {
+                s.len() == c.len()
+                    && s.iter()
+                        .zip(c)
+                        .enumerate()
+                        .all(|(i, (x, y))| agree(x, y, default.and_then(|d| d.get(i))))
             }
-            _ => a == b,
+            _ => stored == current,
         }
     }
+    let parse = |text: &str| serde_json::from_str::<Value>(text).ok();
     match (
-        serde_json::from_str::<Value>(stored),
-        serde_json::from_str::<Value>(current),
+        parse(stored),
+        parse(&settings.current),
+        parse(&settings.defaults),
     ) {
-        (Ok(a), Ok(b)) => agree(&a, &b),
+        (Some(s), Some(c), defaults) => agree(&s, &c, defaults.as_ref()),
         _ => false,
     }
 }
 
 /// The result stored at `path` when it was produced with `settings`; none when there is none,
 /// it was produced otherwise, or it cannot be read (then it is simply produced again).
-pub(crate) fn stored<T: DeserializeOwned>(path: &Path, settings: &str) -> Option<T> {
+pub(crate) fn stored<T: DeserializeOwned>(path: &Path, settings: &Settings) -> Option<T> {
     let text = std::fs::read_to_string(path).ok()?;
     let stored: Stored<T> = serde_json::from_str(&text).ok()?;
     same_settings(&stored.settings, settings).then_some(stored.result)
@@ -108,11 +174,11 @@ pub(crate) fn stored<T: DeserializeOwned>(path: &Path, settings: &str) -> Option
 /// Stores `result` at `path` with `settings` (written whole or not at all).
 pub(crate) fn store<T: Serialize>(
     path: &Path,
-    settings: &str,
+    settings: &Settings,
     result: &T,
 ) -> Result<(), AlgoError> {
     let stored = Stored {
-        settings: settings.to_owned(),
+        settings: settings.current.clone(),
         result,
     };
     let text = serde_json::to_string(&stored).expect("json");
@@ -172,16 +238,34 @@ mod tests {
             stored::<f64>(&path, &settings_of(&online, &other_settings)),
             None
         );
-        // An option added to bpo since (absent from the stored settings) does not count.
+        // An option added to bpo since (absent from the stored settings) must be at its
+        // default now; one removed since (only in the stored settings) does not count.
+        let now = |current: &str| Settings {
+            current: current.into(),
+            defaults: r#"{"a": 0, "b": {"c": 0.5, "new": 2}}"#.into(),
+        };
+        let stored_text = r#"{"a": 1, "b": {"c": 0.1}, "gone": 3}"#;
         assert!(same_settings(
-            r#"{"a": 1, "b": {"c": 0.1}}"#,
-            r#"{"a": 1, "b": {"c": 0.1, "new": 2}}"#
+            stored_text,
+            &now(r#"{"a": 1, "b": {"c": 0.1, "new": 2}}"#)
         ));
         assert!(!same_settings(
-            r#"{"a": 1, "b": {"c": 0.1}}"#,
-            r#"{"a": 1, "b": {"c": 0.3}}"#
+            stored_text,
+            &now(r#"{"a": 1, "b": {"c": 0.1, "new": 5}}"#)
         ));
-        assert!(!same_settings(r#"{"a": [1, 2]}"#, r#"{"a": [1]}"#));
+        assert!(!same_settings(
+            stored_text,
+            &now(r#"{"a": 1, "b": {"c": 0.3}}"#)
+        ));
+        assert!(!same_settings(r#"{"a": [1, 2]}"#, &now(r#"{"a": [1]}"#)));
+        // The bootstrap's resamples do not change a run's outcomes.
+        let mut resampled = eval.clone();
+        resampled.settings.bootstrap = 10;
+        let same_runs = evaluated(&resampled, true, &prompts);
+        assert_eq!(
+            stored::<f64>(&path, &settings_of(&online, &same_runs)),
+            Some(0.1)
+        );
         // A damaged file is produced again, not an error.
         std::fs::write(&path, "{").unwrap();
         assert_eq!(stored::<f64>(&path, &settings), None);

@@ -80,7 +80,7 @@ pub fn run_experiment(
         None => None,
     };
     let initial_path = out.join("initial.json");
-    let initial_key = initial_settings(&config.online.model, &config.eval, &test);
+    let initial_key = initial_settings(&config.online, &config.eval, &test);
     let initial_report = match stored::<EvalReport>(&initial_path, &initial_key) {
         Some(report) => {
             observer.message("reusing the initial policy's evaluation (initial.json)");
@@ -102,24 +102,27 @@ pub fn run_experiment(
     for (index, planned) in grid.iter().enumerate() {
         let (loss, method, phases, seed) =
             (planned.loss, planned.method, planned.phases, planned.seed);
-        let cell = match config.frontier {
-            Some(_) => format!("{}-F{phases}-beta{}", method.slug(), planned.settings.beta),
-            None => format!("{}-F{phases}", method.slug()),
+        // A frontier has several betas per method: its run directories and titles name them.
+        let (cell, title) = match config.frontier {
+            Some(_) => (
+                format!("{}-F{phases}-beta{}", method.slug(), planned.settings.beta),
+                format!(
+                    "{} {} F={phases} beta {} seed {seed}",
+                    loss.name(),
+                    method.label(),
+                    planned.settings.beta
+                ),
+            ),
+            None => (
+                format!("{}-F{phases}", method.slug()),
+                format!("{} {} F={phases} seed {seed}", loss.name(), method.label()),
+            ),
         };
         let dir = out
             .join("runs")
             .join(loss.name())
             .join(cell)
             .join(format!("seed-{seed}"));
-        let title = match config.frontier {
-            Some(_) => format!(
-                "{} {} F={phases} beta {} seed {seed}",
-                loss.name(),
-                method.label(),
-                planned.settings.beta
-            ),
-            None => format!("{} {} F={phases} seed {seed}", loss.name(), method.label()),
-        };
         observer.run_start(index, grid.len(), &title);
         let spec = RunSpec {
             loss,

@@ -104,7 +104,8 @@ pub(crate) fn train_and_evaluate(
     };
     let settings = run_settings(&online, &evaluated);
     let result_path = spec.dir.join("result.json");
-    if let Some(run) = stored::<RunResult>(&result_path, &settings) {
+    if let Some(mut run) = stored::<RunResult>(&result_path, &settings) {
+        run.dir = spec.dir.clone();
         progress.skip_run(spec.phases);
         observer.message(&format!(
             "reusing the finished run in {} (same settings)",

@@ -33,6 +33,7 @@ pub(crate) fn t_interval(values: &[f64]) -> Option<Interval> {
     })
 }
 
+/// The mean of `values` (0 when there are none).
 pub(crate) fn mean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     sum / n.max(1) as f64
@@ -40,34 +41,33 @@ pub(crate) fn mean(values: impl Iterator<Item = f64>) -> f64 {
 
 /// A cell of the grid: its runs ordered by seed.
 pub(crate) struct Cell<'a> {
+    /// The method.
     pub(crate) method: Method,
+    /// Collection phases.
     pub(crate) phases: usize,
+    /// Learning rate and beta.
     pub(crate) settings: MethodSettings,
+    /// One run per seed, by seed.
     pub(crate) runs: Vec<&'a RunResult>,
 }
 
 impl Cell<'_> {
     /// `BPO (F=2)`; with `beta`, `BPO (F=2, beta 0.1)`.
     fn label(&self, beta: bool) -> String {
-        let beta = match beta {
-            true => format!("beta {}", self.settings.beta),
-            false => String::new(),
-        };
-        let inside: Vec<String> = match self.method {
-            Method::Offline => vec![beta],
-            _ => vec![format!("F={}", self.phases), beta],
-        };
-        let inside: Vec<String> = inside.into_iter().filter(|s| !s.is_empty()).collect();
-        match inside.is_empty() {
-            true => self.method.label().to_owned(),
-            false => format!("{} ({})", self.method.label(), inside.join(", ")),
+        let label = self.method.label_at(self.phases);
+        match (beta, label.strip_suffix(')')) {
+            (false, _) => label,
+            (true, Some(open)) => format!("{open}, beta {})", self.settings.beta),
+            (true, None) => format!("{label} (beta {})", self.settings.beta),
         }
     }
 
+    /// Gold outcomes: `[seed][prompt]`.
     pub(crate) fn wins(&self) -> Vec<Vec<f64>> {
         self.runs.iter().map(|r| r.report.wins.clone()).collect()
     }
 
+    /// Held-out judge's outcomes: `[seed][prompt]` (empty per seed without a held-out judge).
     pub(crate) fn heldout(&self) -> Vec<Vec<f64>> {
         self.runs
             .iter()

@@ -37,8 +37,9 @@ pub struct Args {
     #[arg(long)]
     tune: bool,
     /// Frontier mode: every method at every beta of `[frontier] betas` (default 0.03, 0.1,
-    /// 0.3, 1.0), compared at matched KL to the initial policy. Finished runs are reused, so an
-    /// interrupted frontier continues where it stopped.
+    /// 0.3, 1.0; `frontier.more_phases_betas` for the F values after the first), compared at
+    /// matched KL to the initial policy. Finished runs are reused, so an interrupted frontier
+    /// continues where it stopped.
     #[arg(long)]
     frontier: bool,
     /// Results directory.
