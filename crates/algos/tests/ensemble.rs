@@ -4,51 +4,10 @@
 use bpo_algos::config::LoraConfig;
 use bpo_algos::ensemble::{MergeRule, merge};
 use bpo_algos::lora::{adapters, apply_lora};
-use bpo_model::burn::module::{Module, ModuleMapper, Param};
-use bpo_model::burn::tensor::{Device, Tensor, TensorData};
+use bpo_model::burn::tensor::Device;
 use bpo_model::host::to_f32_vec;
 use bpo_model::{ModelType, PaddingSide, TokenBatch, Transformer, load};
-use bpo_testkit::{probe_logits, tiny_model, tiny_model_dir};
-
-/// Sets every LoRA `b` factor to seeded nonzero values (B starts at zero).
-struct RandomB(u64);
-
-impl ModuleMapper for RandomB {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let seed = &mut self.0;
-        param.map(|t| {
-            let shape = t.shape();
-            let n = shape.num_elements();
-            let values: Vec<f32> = (0..n)
-                .map(|_| {
-                    *seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
-                })
-                .collect();
-            Tensor::from_data(TensorData::new(values, shape), &t.device())
-        })
-    }
-}
-
-struct OnlyB<'a>(&'a mut RandomB, Vec<String>);
-
-impl ModuleMapper for OnlyB<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.1.push(name.into());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.1.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.1.join(".").ends_with("lora.b") {
-            self.0.map_float(param)
-        } else {
-            param
-        }
-    }
-}
+use bpo_testkit::{probe_logits, tiny_model, tiny_model_dir, with_random_lora_b};
 
 /// Host `[n, r] x [r, m]`.
 fn matmul(a: &[f32], b: &[f32], n: usize, r: usize, m: usize) -> Vec<f32> {
@@ -76,7 +35,7 @@ fn ensemble_merge_rules_match_hand_computed_matrices() {
     let members: Vec<Transformer> = (0..3)
         .map(|i| {
             let m = apply_lora(base.clone(), &lora, i).unwrap();
-            m.map(&mut OnlyB(&mut RandomB(100 + i), Vec::new()))
+            with_random_lora_b(m, 100 + i)
         })
         .collect();
     let refs: Vec<&Transformer> = members.iter().collect();
@@ -159,9 +118,7 @@ fn members_start_from_saved_adapters() {
         rank: 2,
         ..LoraConfig::default()
     };
-    let trained = apply_lora(base.clone(), &lora, 1)
-        .unwrap()
-        .map(&mut OnlyB(&mut RandomB(5), Vec::new()));
+    let trained = with_random_lora_b(apply_lora(base.clone(), &lora, 1).unwrap(), 5);
     let adapter_dir = dir.path().join("adapter");
     bpo_algos::lora::save_adapters(&trained, &lora, "tiny", &adapter_dir).unwrap();
     let fresh = apply_lora(base, &lora, 2).unwrap();

@@ -21,6 +21,7 @@ pub mod linear;
 pub mod logprobs;
 pub mod mlp;
 pub mod norm;
+pub mod peft;
 pub mod rope;
 pub mod sampling;
 pub mod score;

@@ -164,3 +164,44 @@ pub fn probe_logits(model: &Transformer) -> Vec<f32> {
     let batch = TokenBatch::padded(&[vec![5, 9, 40, 7, 100]], 0, PaddingSide::Right);
     to_f32_vec(model.forward(&batch))
 }
+
+/// `model` with every LoRA `B` factor (`*.lora.b`) set to seeded values in [-0.1, 0.1]: an
+/// adapted model whose adapters change its outputs, as after training.
+pub fn with_random_lora_b(model: Transformer, seed: u64) -> Transformer {
+    use bpo_model::burn::module::{Module, ModuleMapper, Param};
+    use bpo_model::burn::tensor::{Tensor, TensorData};
+    struct RandomB {
+        seed: u64,
+        path: Vec<String>,
+    }
+    impl ModuleMapper for RandomB {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.into());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if !self.path.join(".").ends_with("lora.b") {
+                return param;
+            }
+            let seed = &mut self.seed;
+            param.map(|t| {
+                let shape = t.shape();
+                let values: Vec<f32> = (0..shape.num_elements())
+                    .map(|_| {
+                        *seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+                    })
+                    .collect();
+                Tensor::from_data(TensorData::new(values, shape), &t.device())
+            })
+        }
+    }
+    model.map(&mut RandomB {
+        seed,
+        path: Vec::new(),
+    })
+}

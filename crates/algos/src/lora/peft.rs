@@ -13,10 +13,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bpo_model::Transformer;
-use bpo_model::arch::{Arch, PeftTarget};
+use bpo_model::arch::Arch;
 use bpo_model::burn::module::{Module, ModuleMapper, Param};
 use bpo_model::burn::tensor::{Tensor, TensorData};
 use bpo_model::fsutil::write_atomic;
+use bpo_model::peft::PeftTarget;
 use bpo_model::weights::params::{self, ModulePath};
 use bpo_model::weights::{HostTensor, TensorMap, safetensors};
 
@@ -124,7 +125,7 @@ pub fn save_adapters(
     let mut rank_pattern = BTreeMap::new();
     let mut conv1d = false;
     for (name, module) in modules(model)? {
-        let short = name.rsplit('.').next().unwrap_or_default().to_owned();
+        let short = module.target.name.clone();
         let (lora_a, lora_b) = fuse(&module, &part_rows(&module.target, &shapes)?);
         if module.target.parts.len() > 1 {
             let parts = module.adapters.len();
