@@ -138,7 +138,7 @@ pub fn train_dap(
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
-    let dir = RunDir::create(
+    let mut dir = RunDir::create(
         &config.run.out,
         config,
         config.run.keep_checkpoints,
@@ -149,6 +149,7 @@ pub fn train_dap(
         &config.device,
         config.dtype,
         config.lora.as_ref(),
+        &mut dir,
         observer,
     )?;
     let pad_id = tokenizer.pad_id();

@@ -144,7 +144,7 @@ pub fn train_sft(
     observer: &mut dyn Observer,
 ) -> Result<TrainOutcome, AlgoError> {
     config.validate()?;
-    let dir = RunDir::create(
+    let mut dir = RunDir::create(
         &config.run.out,
         config,
         config.run.keep_checkpoints,
@@ -155,6 +155,7 @@ pub fn train_sft(
         &config.device,
         config.dtype,
         config.lora.as_ref(),
+        &mut dir,
         observer,
     )?;
     let examples = read_examples(&config.data.train, config, &tokenizer, &model.config)?;

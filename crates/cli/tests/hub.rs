@@ -120,6 +120,67 @@ fn downloads_once_then_runs_from_the_cache_offline_and_without_the_server() {
     );
     assert!(trained.status.success(), "{}", stderr(&trained));
     assert!(run.join("metrics.jsonl").exists());
+    let text = std::fs::read_to_string(run.join("model.json")).unwrap();
+    let recorded: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(recorded["repo"], "bpo-test/tiny");
+    assert_eq!(recorded["commit"], commit.as_str());
+}
+
+#[test]
+fn a_run_resumes_only_on_the_hub_commit_it_started_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let server = HubServer::start();
+    let commit = server.add_dir("bpo-test/tiny", Path::new(&model), Access::Public);
+    let hf_home = dir.path().join("hf");
+    let env = [
+        ("HF_HOME", hf_home.to_str().unwrap()),
+        ("HF_ENDPOINT", server.endpoint.as_str()),
+    ];
+    let pairs = format!(
+        "{}/../data/tests/fixtures/pairs_explicit.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = dir.path().join("run");
+    let config = dir.path().join("train.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = \"bpo-test/tiny\"\n[data]\ntrain = \"{pairs}\"\n[run]\nout = \"{}\"\n\
+             batch_size = 2\nmax_steps = 1\n",
+            run.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let trained = bpo_hub(&["train", "--config", config], &env);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    assert!(stderr(&trained).contains(&format!("Hub commit {commit}")));
+    let resume = [
+        "train",
+        "--config",
+        config,
+        "--resume",
+        run.to_str().unwrap(),
+    ];
+    assert!(bpo_hub(&resume, &env).status.success());
+    // `main` moves to a new commit: the checkpoints belong to the old weights.
+    let mut files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(&model)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.insert("README.md".into(), b"version 2".to_vec());
+    let moved = server.add_repo("bpo-test/tiny", files, Access::Public);
+    assert_ne!(moved, commit);
+    let refused = bpo_hub(&resume, &env);
+    fails_with(
+        &refused,
+        &[&commit, &moved, &format!("bpo-test/tiny@{commit}")],
+    );
 }
 
 #[test]

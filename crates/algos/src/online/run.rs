@@ -105,7 +105,7 @@ pub fn train_online(
         .map(|file| ("prompts", file))
         .into_iter()
         .collect();
-    let dir = RunDir::create(
+    let mut dir = RunDir::create(
         &config.run.out,
         config,
         config.run.keep_checkpoints,
@@ -118,6 +118,7 @@ pub fn train_online(
         &config.device,
         config.dtype,
         config.lora.as_ref(),
+        &mut dir,
         observer,
     )?;
     let mut annotator = config.annotator.build_in(Some(&out))?;

@@ -159,7 +159,7 @@ pub fn train_reward_model(
     observer: &mut dyn Observer,
 ) -> Result<RewardModelOutcome, AlgoError> {
     config.validate()?;
-    let dir = RunDir::create(
+    let mut dir = RunDir::create(
         &config.run.out,
         config,
         config.run.keep_checkpoints,
@@ -170,6 +170,7 @@ pub fn train_reward_model(
         &config.device,
         config.dtype,
         config.lora.as_ref(),
+        &mut dir,
         observer,
     )?;
     if let Some(lora) = &config.lora

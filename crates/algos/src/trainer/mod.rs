@@ -204,6 +204,7 @@ impl<M: Merge> Trainer<M> {
             config: self.dir.config.clone(),
             position,
             data: self.dir.data.clone(),
+            model: self.dir.model.clone(),
         };
         self.dir.save(&state, &self.policy, state_model)?;
         Ok(())

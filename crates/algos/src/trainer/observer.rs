@@ -3,12 +3,15 @@
 
 use bpo_model::burn::tensor::Device;
 use bpo_model::device::Precision;
-use bpo_model::{Tokenizer, Transformer, load};
+use bpo_model::hub::HubRevision;
+use bpo_model::spec::{ModelSource, load_source, resolve};
+use bpo_model::{Tokenizer, Transformer};
 
 use crate::config::LoraConfig;
 use crate::error::AlgoError;
 use crate::lora::check_targets;
 use crate::metrics::MetricsRecord;
+use crate::trainer::RunDir;
 
 /// Receives progress while a run goes on.
 pub trait Observer {
@@ -44,17 +47,28 @@ pub fn open_device(
 /// its tokenizer there, telling the observer what it does; checks the `lora` targets against
 /// the model right away, before a run parses data or runs the model (a target that selects
 /// nothing while others do is reported, not refused: the default names `gate`, which GPT-2
-/// lacks).
+/// lacks). A model from the Hub cache has its repository and commit recorded in `dir`.
 pub fn load_for_training(
     model: &str,
     spec: &str,
     precision: Precision,
     lora: Option<&LoraConfig>,
+    dir: &mut RunDir,
     observer: &mut dyn Observer,
 ) -> Result<(Transformer, Tokenizer), AlgoError> {
     let device = open_device(spec, precision, observer)?.autodiff();
-    observer.message(&format!("loading {model}"));
-    let (model, tokenizer) = load(model, &device)?;
+    let source = resolve(model)?;
+    dir.model = match &source {
+        ModelSource::HfDir(path) => HubRevision::of_snapshot(path),
+        ModelSource::Gguf(_) => None,
+    };
+    match &dir.model {
+        Some(revision) => {
+            observer.message(&format!("loading {model} (Hub commit {})", revision.commit))
+        }
+        None => observer.message(&format!("loading {model}")),
+    }
+    let (model, tokenizer) = load_source(&source, &device)?;
     if let Some(lora) = lora {
         let targets = check_targets(&model, lora)?;
         for target in targets.unmatched {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bpo_model::burn::module::Module;
 use bpo_model::fsutil::write_atomic;
+use bpo_model::hub::HubRevision;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -44,6 +45,10 @@ pub struct RunState<P> {
     /// (checkpoints written before bpo recorded them have none).
     #[serde(default)]
     pub data: Vec<DataFile>,
+    /// The Hub commit of the model the run started from, when it came from the Hub cache;
+    /// resuming checks it.
+    #[serde(default)]
+    pub model: Option<HubRevision>,
 }
 
 /// A data file a run reads, fingerprinted by size and SHA-256.
@@ -116,6 +121,9 @@ pub struct RunDir {
     pub keep_checkpoints: usize,
     /// The data files the run reads (each with its config field), fingerprinted now.
     pub data: Vec<DataFile>,
+    /// The Hub commit of the model, when it was loaded from the Hub cache (set by
+    /// [`crate::trainer::load_for_training`]).
+    pub model: Option<HubRevision>,
 }
 
 impl RunDir {
@@ -137,6 +145,7 @@ impl RunDir {
             config: serde_json::to_value(config).expect("json"),
             keep_checkpoints,
             data,
+            model: None,
         })
     }
 
@@ -145,10 +154,15 @@ impl RunDir {
         self.out.join(name)
     }
 
-    /// Writes `config.json` of a fresh run.
+    /// Writes `config.json` of a fresh run, and `model.json` (the Hub repository and commit)
+    /// when the model came from the Hub cache.
     pub fn write_config(&self) -> Result<(), AlgoError> {
         let text = serde_json::to_string_pretty(&self.config).expect("json");
         write_atomic(&self.path("config.json"), text.as_bytes())?;
+        if let Some(model) = &self.model {
+            let text = serde_json::to_string_pretty(model).expect("json");
+            write_atomic(&self.path("model.json"), text.as_bytes())?;
+        }
         Ok(())
     }
 
@@ -173,6 +187,18 @@ impl RunDir {
             if let Some(message) = then.and_then(|then| now.changed_since(then)) {
                 return Err(AlgoError::Checkpoint { path: dir, message });
             }
+        }
+        if let (Some(then), Some(now)) = (&state.model, &self.model)
+            && then != now
+        {
+            let message = format!(
+                "the model {} is at commit {} now; the run started from commit {}, and its \
+                 checkpoints were trained on those weights: start a new run (another run.out), \
+                 with the model pinned as {}@{} to repeat this one (pin a revision for runs you \
+                 may resume)",
+                now.repo, now.commit, then.commit, then.repo, then.commit
+            );
+            return Err(AlgoError::Checkpoint { path: dir, message });
         }
         Ok((dir, state))
     }

@@ -18,7 +18,7 @@ use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, Repo, RepoType};
 
 use crate::error::ModelError;
-pub use model::snapshot;
+pub use model::{HubRevision, snapshot};
 use progress::DownloadReport;
 
 /// What a repository holds.

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::{Failure, HubId, HubRepo, HubSettings, download_or_cached, hub_err};
 use crate::error::ModelError;
 
@@ -138,4 +140,52 @@ fn download_snapshot(id: &HubId, settings: &HubSettings) -> Result<PathBuf, Fail
     }
     repo.pin(&listing.commit).map_err(Failure::Other)?;
     Ok(dir)
+}
+
+/// The Hub repository and commit of a model loaded from a snapshot of the Hugging Face cache:
+/// what a run records so that it can be reproduced, and resumed only on the same weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubRevision {
+    /// `ORG/NAME`.
+    pub repo: String,
+    /// The commit hash.
+    pub commit: String,
+}
+
+impl HubRevision {
+    /// The revision a model directory holds when it is a snapshot of the cache
+    /// (`.../models--ORG--NAME/snapshots/COMMIT`), as Hub ids resolve to; none otherwise.
+    pub fn of_snapshot(dir: &Path) -> Option<HubRevision> {
+        let commit = dir.file_name()?.to_str()?;
+        let snapshots = dir.parent()?;
+        if snapshots.file_name()? != "snapshots" {
+            return None;
+        }
+        let folder = snapshots.parent()?.file_name()?.to_str()?;
+        let (org, name) = folder.strip_prefix("models--")?.split_once("--")?;
+        Some(HubRevision {
+            repo: format!("{org}/{name}"),
+            commit: commit.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_snapshot_names_its_repository_and_commit() {
+        let dir = Path::new("/c/hub/models--Qwen--Qwen3-0.6B/snapshots/0123abcd");
+        assert_eq!(
+            HubRevision::of_snapshot(dir),
+            Some(HubRevision {
+                repo: "Qwen/Qwen3-0.6B".into(),
+                commit: "0123abcd".into()
+            })
+        );
+        assert_eq!(HubRevision::of_snapshot(Path::new("/models/qwen3")), None);
+        let dataset = Path::new("/c/hub/datasets--a--b/snapshots/0123abcd");
+        assert_eq!(HubRevision::of_snapshot(dataset), None);
+    }
 }
