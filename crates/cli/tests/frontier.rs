@@ -100,6 +100,15 @@ fn a_frontier_runs_every_beta_and_grows_by_reusing_finished_runs() {
         !md.contains("BPO (F=2, beta 1) vs online DAP (F=2, beta 0.1)"),
         "{md}"
     );
+    // The statistics are recomputed by --report-only; what an older bpo stored is not read.
+    let mut old = two_seeds.clone();
+    old["frontier"] = serde_json::json!({"curves": "an older layout"});
+    old["rows"] = serde_json::json!([]);
+    std::fs::write(out.join("results.json"), old.to_string()).unwrap();
+    let out_dir = out.to_str().unwrap();
+    let rewritten = bpo(&["experiment", "--report-only", "--out", out_dir]);
+    assert!(rewritten.status.success(), "{}", stderr(&rewritten));
+    assert_eq!(std::fs::read_to_string(out.join("results.md")).unwrap(), md);
     // Other settings for a run: trained again, not reused.
     let changed = bpo(&[
         "experiment",

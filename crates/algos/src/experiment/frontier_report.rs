@@ -112,14 +112,12 @@ fn reading(c: &FrontierComparison) -> String {
     } else {
         "neither is higher beyond the interval".into()
     };
+    let within = format!("within KL {:.1}-{:.1}", gap.range.0, gap.range.1);
     let crossing = match gap.crossings.as_slice() {
-        [] => format!(
-            "they do not cross within KL {:.1}-{:.1}",
-            gap.range.0, gap.range.1
-        ),
+        [] => format!("{within} they do not cross"),
         xs => {
             let at: Vec<String> = xs.iter().map(|x| format!("{x:.1}")).collect();
-            format!("they cross at KL {}", at.join(", "))
+            format!("{within} they cross at KL {}", at.join(", "))
         }
     };
     format!(

@@ -165,8 +165,10 @@ pub struct ExperimentResults {
     /// Every run.
     pub runs: Vec<RunResult>,
     /// The tables' rows.
+    #[serde(default)]
     pub rows: Vec<Row>,
     /// Paired comparisons: every method against the initial policy and against each other.
+    #[serde(default)]
     pub comparisons: Vec<Comparison>,
     /// The dev-split grid, with `--tune`.
     pub tuning: Option<Tuning>,

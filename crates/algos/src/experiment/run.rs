@@ -201,15 +201,24 @@ fn write_report(
 }
 
 /// Rewrites the report of a finished experiment in `out` from its `results.json`: statistics,
-/// `results.md` and plots as this version of bpo makes them, without training anything.
+/// `results.md` and plots as this version of bpo makes them (the statistics an older version
+/// stored are recomputed, not read), without training anything.
 pub fn rewrite_report(out: &Path) -> Result<ExperimentResults, AlgoError> {
     let path = out.join("results.json");
     let text = std::fs::read_to_string(&path).map_err(|e| AlgoError::io(&path, e))?;
-    let results: ExperimentResults = serde_json::from_str(&text).map_err(|e| {
+    let not_results = |e: serde_json::Error| {
         AlgoError::Config(format!(
             "{}: not the results of a bpo experiment: {e}",
             path.display()
         ))
-    })?;
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(not_results)?;
+    // The statistics are recomputed: what an older bpo derived is dropped unread.
+    if let Some(object) = value.as_object_mut() {
+        for derived in ["rows", "comparisons", "frontier"] {
+            object.remove(derived);
+        }
+    }
+    let results: ExperimentResults = serde_json::from_value(value).map_err(not_results)?;
     write_report(results, out)
 }
