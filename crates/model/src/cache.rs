@@ -30,8 +30,9 @@ pub struct ChunkInputs {
     pub ids: Tensor<2, Int>,
     /// Position ids `[batch, len]`.
     pub positions: Tensor<2, Int>,
-    /// Attention mask, `true` where a query may not attend to a key.
-    pub mask: Tensor<4, Bool>,
+    /// Attention mask of the full-attention layers, `true` where a query may not attend to a
+    /// key; none when the chunk was begun without them (every layer windowed).
+    pub mask: Option<Tensor<4, Bool>>,
     /// The mask of the sliding-window layers, when the chunk was begun with a window.
     pub window_mask: Option<Tensor<4, Bool>>,
 }
@@ -41,7 +42,10 @@ impl ChunkInputs {
     pub fn mask_for(&self, window: Option<usize>) -> &Tensor<4, Bool> {
         match (window, &self.window_mask) {
             (Some(_), Some(mask)) => mask,
-            _ => &self.mask,
+            _ => self
+                .mask
+                .as_ref()
+                .expect("a chunk of a model with full-attention layers has their mask"),
         }
     }
 }
@@ -78,15 +82,17 @@ impl KvCache {
     /// gets the same positions whatever padding surrounds it. A query attends to the real keys
     /// at or before itself, and with a `window` (the sliding-window layers' mask) only to those
     /// less than `window` positions before it; a padding query attends to itself only, which
-    /// keeps its (unused) output finite.
+    /// keeps its (unused) output finite. The full-attention mask is built only when `full`
+    /// (some layer attends to every earlier key): a model whose layers all slide needs none.
     pub fn begin_chunk(
         &mut self,
         batch: &TokenBatch,
         heads: (usize, usize),
         max_position: usize,
-        window: Option<usize>,
+        (window, full): (Option<usize>, bool),
         device: &Device,
     ) -> ChunkInputs {
+        let full = full || window.is_none();
         let (kv_heads, group) = heads;
         let (rows, len) = (batch.batch_size, batch.seq_len);
         if self.key_real.is_empty() {
@@ -103,7 +109,7 @@ impl KvCache {
         let keys = past + len;
         let mut positions = Vec::with_capacity(rows * len);
         let mask_len = rows * kv_heads * group * len * keys;
-        let mut mask = Vec::with_capacity(mask_len);
+        let mut mask = Vec::with_capacity(if full { mask_len } else { 0 });
         let mut window_mask = Vec::with_capacity(if window.is_some() { mask_len } else { 0 });
         for row in 0..rows {
             let real = batch.row_mask(row);
@@ -143,10 +149,12 @@ impl KvCache {
                 }
                 row_mask
             };
-            let full = row_mask(usize::MAX);
+            let unwindowed = full.then(|| row_mask(usize::MAX));
             let windowed = window.map(row_mask);
             for _ in 0..kv_heads * group {
-                mask.extend_from_slice(&full);
+                if let Some(unwindowed) = &unwindowed {
+                    mask.extend_from_slice(unwindowed);
+                }
                 if let Some(windowed) = &windowed {
                     window_mask.extend_from_slice(windowed);
                 }
@@ -157,7 +165,7 @@ impl KvCache {
         ChunkInputs {
             ids: Tensor::from_data(TensorData::new(ids, [rows, len]), device),
             positions: Tensor::from_data(TensorData::new(positions, [rows, len]), device),
-            mask: Tensor::from_data(TensorData::new(mask, shape), device),
+            mask: full.then(|| Tensor::from_data(TensorData::new(mask, shape), device)),
             window_mask: window
                 .map(|_| Tensor::from_data(TensorData::new(window_mask, shape), device)),
         }
@@ -191,5 +199,36 @@ impl KvCache {
         self.key_real = rows.iter().map(|&r| self.key_real[r].clone()).collect();
         self.key_position = rows.iter().map(|&r| self.key_position[r].clone()).collect();
         self.next_position = rows.iter().map(|&r| self.next_position[r]).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{PaddingSide, TokenBatch};
+
+    #[test]
+    fn the_full_mask_is_built_only_for_full_attention_layers() {
+        let device = Device::flex();
+        let batch = TokenBatch::padded(&[vec![5, 6, 7], vec![8]], 0, PaddingSide::Left);
+        let begin = |masks| KvCache::new(1).begin_chunk(&batch, (1, 2), 64, masks, &device);
+        // Every layer windowed: the windowed mask only.
+        let windowed = begin((Some(2), false));
+        assert!(windowed.mask.is_none());
+        let window_mask = windowed.mask_for(Some(2)).clone();
+        // Some layers full: both; the windowed one masks more (keys 2 positions back).
+        let both = begin((Some(2), true));
+        let masked = |m: &Tensor<4, Bool>| {
+            let data = m.clone().into_data();
+            data.iter::<bool>().filter(|b| *b).count()
+        };
+        let (full, slid) = (masked(both.mask_for(None)), masked(both.mask_for(Some(2))));
+        assert!(slid > full, "{slid} {full}");
+        assert_eq!(
+            both.mask_for(Some(2)).clone().into_data(),
+            window_mask.into_data()
+        );
+        // No window: the full mask, whatever is asked.
+        assert!(begin((None, false)).mask.is_some());
     }
 }

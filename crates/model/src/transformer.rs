@@ -190,11 +190,13 @@ impl Transformer {
         let window = config
             .sliding_window
             .filter(|&w| config.has_sliding_layers() && w < config.max_position_embeddings);
+        // The full mask only for layers that attend to every earlier key.
+        let full = window.is_none() || self.layers.iter().any(|b| b.window.is_none());
         let inputs = cache.begin_chunk(
             batch,
             (config.num_kv_heads, config.group_size()),
             config.max_position_embeddings,
-            window,
+            (window, full),
             &self.device(),
         );
         let mut x = self.embed_tokens.forward(inputs.ids.clone());
