@@ -167,7 +167,8 @@ fn a_dpo_step_and_a_lora_merge_agree() {
     let adapter_dir = dir.path().join("adapter");
     save_adapters(&adapted, &lora, "tiny", &adapter_dir).unwrap();
     let gpu_base = model_on(&path, ModelType::Llama, &gpu.clone().autodiff());
-    let on_gpu = load_adapters(apply_lora(gpu_base, &lora, 2).unwrap(), &adapter_dir).unwrap();
+    let on_gpu =
+        load_adapters(apply_lora(gpu_base, &lora, 2).unwrap(), &lora, &adapter_dir).unwrap();
     assert!(
         max_abs_diff(
             &probe_logits(&adapted),

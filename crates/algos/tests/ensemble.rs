@@ -122,7 +122,7 @@ fn members_start_from_saved_adapters() {
     let adapter_dir = dir.path().join("adapter");
     bpo_algos::lora::save_adapters(&trained, &lora, "tiny", &adapter_dir).unwrap();
     let fresh = apply_lora(base, &lora, 2).unwrap();
-    let loaded = bpo_algos::lora::load_adapters(fresh, &adapter_dir).unwrap();
+    let loaded = bpo_algos::lora::load_adapters(fresh, &lora, &adapter_dir).unwrap();
     assert_eq!(adapters(&loaded), adapters(&trained));
     assert_eq!(
         probe_logits(&bpo_algos::lora::merged(&loaded)),

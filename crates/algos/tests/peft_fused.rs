@@ -90,17 +90,67 @@ fn fused_modules_are_written_block_diagonal_and_read_back_exactly() {
             "{config}"
         );
         assert_eq!(config["fan_in_fan_out"], model_type == ModelType::Gpt2);
-        let reloaded = load_adapters(apply_lora(base.clone(), &lora, 2).unwrap(), dir.path());
-        assert_eq!(
-            adapters(&reloaded.unwrap()),
-            adapters(&adapted),
-            "{model_type:?}"
-        );
+        let fresh = |lora: &LoraConfig| apply_lora(base.clone(), lora, 2).unwrap();
+        let reloaded = load_adapters(fresh(&lora), &lora, dir.path()).unwrap();
+        assert_eq!(adapters(&reloaded), adapters(&adapted), "{model_type:?}");
 
-        // A fused adapter PEFT trained on the whole module (not block-diagonal) is refused.
+        // Independently of how bpo splits them again: PEFT's update of the fused module,
+        // scale x lora_B @ lora_A, is what merging the adapters added to its weight.
         let file = dir.path().join("adapter_model.safetensors");
         let mut map = TensorMap::new("adapter");
         safetensors::read_into(&file, &mut map).unwrap();
+        let module = format!(
+            "base_model.model.{}.0.{}",
+            if model_type == ModelType::Gpt2 {
+                "transformer.h"
+            } else {
+                "model.layers"
+            },
+            if model_type == ModelType::Gpt2 {
+                "attn.c_attn"
+            } else {
+                "self_attn.qkv_proj"
+            },
+        );
+        let a = &map.tensors[&format!("{module}.lora_A.weight")];
+        let b = &map.tensors[&format!("{module}.lora_B.weight")];
+        let (out, rank, d_in) = (b.shape[0], b.shape[1], a.shape[1]);
+        let scale = 4.0 / 2.0; // alpha / r of every part
+        let hf_name = format!("{}.weight", module.trim_start_matches("base_model.model."));
+        let merged_weight = &merged(&adapted).to_tensor_map().tensors[&hf_name];
+        let base_weight = &base.to_tensor_map().tensors[&hf_name];
+        let mut worst = 0f32;
+        for o in 0..out {
+            for i in 0..d_in {
+                let delta: f32 = (0..rank)
+                    .map(|k| b.data[o * rank + k] * a.data[k * d_in + i])
+                    .sum();
+                // GPT-2's Conv1D stores [in, out].
+                let at = match model_type {
+                    ModelType::Gpt2 => i * out + o,
+                    _ => o * d_in + i,
+                };
+                let added = merged_weight.data[at] - base_weight.data[at];
+                worst = worst.max((scale * delta - added).abs());
+            }
+        }
+        assert!(worst < 1e-5, "{model_type:?}: {module} differs by {worst}");
+
+        // Another scale than the adapter was trained with is refused, naming the file.
+        let other = LoraConfig {
+            alpha: 8.0,
+            ..lora.clone()
+        };
+        let err = load_adapters(fresh(&other), &other, dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("adapter_config.json") && err.contains("scale"),
+            "{err}"
+        );
+
+        // A fused adapter PEFT trained on the whole module (not block-diagonal) is refused.
         let (name, b) = map
             .tensors
             .iter_mut()
@@ -110,7 +160,7 @@ fn fused_modules_are_written_block_diagonal_and_read_back_exactly() {
         b.data[zero] = 0.5;
         let name = name.clone();
         safetensors::write(&file, &map).unwrap();
-        let err = load_adapters(apply_lora(base, &lora, 2).unwrap(), dir.path())
+        let err = load_adapters(fresh(&lora), &lora, dir.path())
             .err()
             .unwrap()
             .to_string();

@@ -100,7 +100,7 @@ fn lora_on_the_output_head_writes_peft_adapters_that_load_back() {
     // The adapters load back onto a freshly adapted base and give the merged model's logits.
     let (base, _) = load(&model, &Device::flex()).unwrap();
     let adapted = bpo_algos::lora::apply_lora(base, c.lora.as_ref().unwrap(), 99).unwrap();
-    let reloaded = load_adapters(adapted, &adapter_dir).unwrap();
+    let reloaded = load_adapters(adapted, c.lora.as_ref().unwrap(), &adapter_dir).unwrap();
     assert!(
         adapters(&reloaded)
             .iter()

@@ -456,3 +456,37 @@ fn the_cache_is_shared_with_huggingface_hub_and_transformers() {
         assert!((a - b).abs() < 1e-4, "{theirs:?} vs {ours:?}");
     }
 }
+
+#[test]
+fn an_experiment_pins_a_hub_model_to_the_commit_it_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let server = HubServer::start();
+    let commit = server.add_dir("bpo-test/tiny", Path::new(&model), Access::Public);
+    let hf_home = dir.path().join("hf");
+    let env = [
+        ("HF_HOME", hf_home.to_str().unwrap()),
+        ("HF_ENDPOINT", server.endpoint.as_str()),
+    ];
+    let out = dir.path().join("experiment");
+    let out_arg = out.to_str().unwrap();
+    let sets = [
+        "--set",
+        "online.model=bpo-test/tiny",
+        "--set",
+        "eval.curve_limit=0",
+    ];
+    let mut args = vec!["experiment", "--quick", "--out", out_arg];
+    args.extend(sets);
+    let ran = bpo_hub(&args, &env);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let text = std::fs::read_to_string(out.join("results.json")).unwrap();
+    let results: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pinned = format!("bpo-test/tiny@{commit}");
+    assert_eq!(results["config"]["online"]["model"], pinned.as_str());
+    for run in results["runs"].as_array().unwrap() {
+        let run_dir = std::path::Path::new(run["dir"].as_str().unwrap());
+        let recorded = std::fs::read_to_string(run_dir.join("model.json")).unwrap();
+        assert!(recorded.contains(&commit), "{recorded}");
+    }
+}

@@ -2,11 +2,11 @@
 //! of betas, and two methods compared at matched KL. A method's frontier at one F is the
 //! piecewise-linear curve through its cells ordered by KL (each cell: one beta, its seeds
 //! averaged). Two frontiers are compared where both are defined: the win-rate gap at chosen KL
-//! values inside the KL range both cover, and its mean from the first to the last of them. Intervals come from a bootstrap that
-//! resamples prompts (one draw shared by every cell, so comparisons stay paired by prompt) and
-//! training seeds (one draw of seed indices shared by every cell: runs with the same seed index
-//! start from the same samples); each resample recomputes every cell's KL and win rate, the
-//! curves and the gaps.
+//! values inside the KL range both cover, and its mean from the first to the last of them.
+//! Intervals come from a bootstrap that resamples prompts (one draw shared by every cell, so
+//! comparisons stay paired by prompt) and training seeds (one draw of seed indices shared by
+//! every cell: runs with the same seed index start from the same samples); each resample
+//! recomputes every cell's KL and win rate, the curves and the gaps.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

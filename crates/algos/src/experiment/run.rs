@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use bpo_data::PromptRecord;
 use bpo_model::fsutil::write_atomic;
-use bpo_model::load;
+use bpo_model::hub::{HubId, HubRevision};
+use bpo_model::spec::{ModelSource, load_source, resolve};
 
 use crate::error::AlgoError;
 use crate::eval::EvalReport;
@@ -45,7 +46,8 @@ pub fn run_experiment(
         (0, _) | (_, Some(_)) => Vec::new(),
         (n, None) => sample(load_prompts(&config.eval.curve_prompts)?, Some(n)),
     };
-    let (initial, tokenizer) = load(&config.online.model, &device)?;
+    let source = resolve(&config.online.model)?;
+    let (initial, tokenizer) = load_source(&source, &device)?;
     let mut evaluator = Evaluator {
         initial,
         tokenizer,
@@ -61,6 +63,11 @@ pub fn run_experiment(
     let mut progress = Progress::calibrate(config, &evaluator, test.len(), curve_prompts.len())?;
     observer.message(&progress.plan_message(test.len(), curve_prompts.len()));
     let mut config = config.clone();
+    if let Some(pinned) = pinned_hub_model(&config.online.model, &source) {
+        // Every run trains from the weights loaded now, and stored runs are keyed by them.
+        observer.message(&format!("model {} pinned as {pinned}", config.online.model));
+        config.online.model = pinned;
+    }
     if whole_split {
         // A limit at or over the split's size kept every prompt: report it as the whole split.
         config.eval.limit = None;
@@ -179,6 +186,20 @@ pub fn run_experiment(
         observer.message(&line);
     }
     Ok(results)
+}
+
+/// `ORG/NAME@COMMIT` for a model given as a Hub id (not a local path) and loaded from the Hub
+/// cache: a revision such as `main` may move while an experiment runs or between the sessions
+/// of a long one.
+fn pinned_hub_model(spec: &str, source: &ModelSource) -> Option<String> {
+    let ModelSource::HfDir(dir) = source else {
+        return None;
+    };
+    if Path::new(spec).exists() || HubId::parse(spec).is_none() {
+        return None;
+    }
+    let revision = HubRevision::of_snapshot(&dir.canonicalize().unwrap_or(dir.clone()))?;
+    Some(format!("{}@{}", revision.repo, revision.commit))
 }
 
 /// Computes the statistics of `results` from its runs and writes `results.json`, `results.md`

@@ -1,11 +1,13 @@
 //! Adapters in PEFT's layout: `adapter_model.safetensors` (`lora_A.weight` `[rank, in]`,
-//! `lora_B.weight` `[out, rank]` per module) and `adapter_config.json`, written and read back.
+//! `lora_B.weight` `[out, rank]` per module) and `adapter_config.json`, written and read back
+//! (the configuration checked against the run's LoRA settings).
 //!
 //! Where the checkpoint fuses several of our weights into one module (GPT-2's `c_attn` holds
 //! q, k and v; Phi-3's `qkv_proj` q, k and v, `gate_up_proj` gate and up), the n adapted parts
 //! become one PEFT adapter of rank n x r that computes exactly the same update: `lora_A` stacks
 //! the parts' A factors, `lora_B` is block-diagonal (part i's B in part i's output rows and
-//! i's block of columns, zeros elsewhere, so the rows of a part not adapted stay zero), and `rank_pattern` / `alpha_pattern` give the module rank n x r and alpha n x alpha, so that
+//! i's block of columns, zeros elsewhere, so the rows of a part not adapted stay zero), and
+//! `rank_pattern` / `alpha_pattern` give the module rank n x r and alpha n x alpha, so that
 //! PEFT's scaling alpha / rank stays the parts' own. GPT-2's modules are `Conv1D`s, which PEFT
 //! adapts with `fan_in_fan_out`.
 
@@ -170,22 +172,86 @@ pub fn save_adapters(
     Ok(())
 }
 
-/// Replaces the adapters of `model` (already adapted with the same targets and rank) by those
-/// written with [`save_adapters`] in `dir`: e.g. to start from an SFT adapter. A fused module's
-/// adapter must be block-diagonal as `save_adapters` writes it (one trained by PEFT on the
-/// fused module is refused: its parts share one rank).
-pub fn load_adapters(model: Transformer, dir: &Path) -> Result<Transformer, AlgoError> {
+/// The rank or alpha PEFT gives module `module` (its `target_modules` name `name`): the entry
+/// of `pattern` whose key is the name or a suffix of the module's path, else `default`.
+fn per_module(pattern: &serde_json::Value, module: &PeftTarget, default: f64) -> f64 {
+    let matches = |key: &String| key == &module.name || module.module.ends_with(&format!(".{key}"));
+    pattern
+        .as_object()
+        .and_then(|p| p.iter().find(|(key, _)| matches(key)))
+        .and_then(|(_, v)| v.as_f64())
+        .unwrap_or(default)
+}
+
+/// Checks that the adapter configuration in `dir` scales every module's update as `lora` does
+/// (alpha / r, no rsLoRA): factors loaded at another scale would change the model silently.
+fn check_scale(
+    dir: &Path,
+    lora: &LoraConfig,
+    modules: &BTreeMap<String, PeftModule>,
+) -> Result<(), AlgoError> {
+    let path = dir.join("adapter_config.json");
+    let bad = |message: String| AlgoError::Config(format!("{}: {message}", path.display()));
+    let text = std::fs::read_to_string(&path).map_err(|e| AlgoError::io(&path, e))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    if config["use_rslora"].as_bool() == Some(true) {
+        return Err(bad(
+            "use_rslora: rsLoRA's scale alpha / sqrt(r) is not supported".into(),
+        ));
+    }
+    let number = |field: &str| {
+        config[field]
+            .as_f64()
+            .ok_or_else(|| bad(format!("field `{field}` is missing or not a number")))
+    };
+    let (r, alpha) = (number("r")?, number("lora_alpha")?);
+    let expected = lora.alpha / lora.rank as f64;
+    for module in modules.values() {
+        let target = &module.target;
+        let parts = module.adapters.len() as f64;
+        let rank = per_module(&config["rank_pattern"], target, r);
+        let scale = per_module(&config["alpha_pattern"], target, alpha) / rank;
+        if (scale - expected).abs() > 1e-9 * expected.abs() || rank != parts * lora.rank as f64 {
+            return Err(bad(format!(
+                "`{}` has rank {rank} and scale alpha / r = {scale}; this run's lora (rank {}, \
+                 alpha {}) needs rank {} and scale {expected}: load it with the lora.rank and \
+                 lora.alpha it was trained with",
+                target.name,
+                lora.rank,
+                lora.alpha,
+                parts * lora.rank as f64
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the adapters of `model` (adapted with `lora`) by those written with
+/// [`save_adapters`] in `dir`: e.g. to start from an SFT adapter. The adapter must have been
+/// trained with the same targets, rank and scale (checked against `adapter_config.json`; a
+/// tensor no adapter of the model takes is an error), and a fused module's adapter must be
+/// block-diagonal as `save_adapters` writes it (one trained by PEFT on the fused module is
+/// refused: its parts share one rank).
+pub fn load_adapters(
+    model: Transformer,
+    lora: &LoraConfig,
+    dir: &Path,
+) -> Result<Transformer, AlgoError> {
     let file = dir.join("adapter_model.safetensors");
     let mut map = TensorMap::new(file.display().to_string());
     safetensors::read_into(&file, &mut map)?;
     let shapes = params::shapes(&model);
+    let modules = modules(&model)?;
+    check_scale(dir, lora, &modules)?;
     let mut values = HashMap::new();
-    for (name, module) in modules(&model)? {
+    for (name, module) in modules {
         let rows = part_rows(&module.target, &shapes)?;
-        let (expected_a, expected_b) = fuse(&module, &rows);
-        let lora_a = map.take(&format!("{name}.lora_A.weight"), &expected_a.shape)?;
-        let lora_b = map.take(&format!("{name}.lora_B.weight"), &expected_b.shape)?;
-        let fused_rank = lora_a.shape[0];
+        let d_in = module.adapters[0].1.a.shape[0];
+        let fused_rank: usize = module.adapters.iter().map(|(_, a)| a.a.shape[1]).sum();
+        let out: usize = rows.iter().map(|r| r.1).sum();
+        let lora_a = map.take(&format!("{name}.lora_A.weight"), &[fused_rank, d_in])?;
+        let lora_b = map.take(&format!("{name}.lora_B.weight"), &[out, fused_rank])?;
         let rank = fused_rank / module.adapters.len();
         let mut in_blocks = 0usize;
         for (j, (part, adapter)) in module.adapters.iter().enumerate() {
@@ -213,6 +279,13 @@ pub fn load_adapters(model: Transformer, dir: &Path) -> Result<Transformer, Algo
                 file.display()
             )));
         }
+    }
+    if let Some(name) = map.tensors.keys().next() {
+        return Err(AlgoError::Config(format!(
+            "{}: `{name}` belongs to no adapter of this model (trained with other lora.targets \
+             or lora.layers?)",
+            file.display()
+        )));
     }
     Ok(model.map(&mut SetLora {
         path: ModulePath::default(),

@@ -82,9 +82,9 @@ fn initial_policy(
             Some(lora) => apply_lora(base.clone(), lora, config.run.seed + i as u64)?,
             None => base.clone(),
         };
-        models.push(match config.ensemble.init_adapters.get(i) {
-            Some(dir) => load_adapters(model, dir)?,
-            None => model,
+        models.push(match (config.ensemble.init_adapters.get(i), &config.lora) {
+            (Some(dir), Some(lora)) => load_adapters(model, lora, dir)?,
+            _ => model,
         });
     }
     Ok(Policy::ensemble(

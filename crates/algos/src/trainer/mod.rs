@@ -85,7 +85,7 @@ impl<M: Merge> Trainer<M> {
     pub fn start<P: DeserializeOwned>(
         mut policy: Policy<M>,
         schedule: Schedule,
-        dir: RunDir,
+        mut dir: RunDir,
         resume: Option<&Path>,
         state_model: Option<&mut M>,
         observer: &mut dyn Observer,
@@ -94,6 +94,11 @@ impl<M: Merge> Trainer<M> {
         let (step, metrics, position) = match resume {
             Some(path) => {
                 let (checkpoint, state) = dir.read_checkpoint::<P>(path)?;
+                if state.model.is_none() {
+                    // Started before bpo recorded the model: what it started from is unknown,
+                    // so later checkpoints do not claim today's commit either.
+                    dir.model = None;
+                }
                 RunDir::load(&checkpoint, &mut policy, state_model)?;
                 observer.message(&format!(
                     "resuming from {} (step {})",

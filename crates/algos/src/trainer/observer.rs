@@ -59,7 +59,9 @@ pub fn load_for_training(
     let device = open_device(spec, precision, observer)?.autodiff();
     let source = resolve(model)?;
     dir.model = match &source {
-        ModelSource::HfDir(path) => HubRevision::of_snapshot(path),
+        ModelSource::HfDir(path) => {
+            HubRevision::of_snapshot(&path.canonicalize().unwrap_or(path.clone()))
+        }
         ModelSource::Gguf(_) => None,
     };
     match &dir.model {
