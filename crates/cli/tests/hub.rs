@@ -46,6 +46,41 @@ fn repo_cache(hf_home: &Path, repo: &str) -> PathBuf {
         .join(format!("models--{}", repo.replace('/', "--")))
 }
 
+/// A tiny model published as `bpo-test/tiny` on a Hub stand-in, with an empty `HF_HOME` for the
+/// bpo a test runs.
+struct Published {
+    dir: tempfile::TempDir,
+    model: String,
+    server: HubServer,
+    commit: String,
+    hf_home: String,
+}
+
+fn publish_tiny() -> Published {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let server = HubServer::start();
+    let commit = server.add_dir("bpo-test/tiny", Path::new(&model), Access::Public);
+    let hf_home = dir.path().join("hf").to_str().unwrap().to_owned();
+    Published {
+        dir,
+        model,
+        server,
+        commit,
+        hf_home,
+    }
+}
+
+impl Published {
+    /// `HF_HOME` and `HF_ENDPOINT` pointing at the empty cache and the stand-in.
+    fn env(&self) -> [(&'static str, &str); 2] {
+        [
+            ("HF_HOME", &self.hf_home),
+            ("HF_ENDPOINT", &self.server.endpoint),
+        ]
+    }
+}
+
 #[test]
 fn downloads_once_then_runs_from_the_cache_offline_and_without_the_server() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,15 +163,8 @@ fn downloads_once_then_runs_from_the_cache_offline_and_without_the_server() {
 
 #[test]
 fn a_run_resumes_only_on_the_hub_commit_it_started_from() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let server = HubServer::start();
-    let commit = server.add_dir("bpo-test/tiny", Path::new(&model), Access::Public);
-    let hf_home = dir.path().join("hf");
-    let env = [
-        ("HF_HOME", hf_home.to_str().unwrap()),
-        ("HF_ENDPOINT", server.endpoint.as_str()),
-    ];
+    let hub = publish_tiny();
+    let (dir, model, commit, env) = (&hub.dir, &hub.model, &hub.commit, hub.env());
     let pairs = format!(
         "{}/../data/tests/fixtures/pairs_explicit.jsonl",
         env!("CARGO_MANIFEST_DIR")
@@ -174,8 +202,8 @@ fn a_run_resumes_only_on_the_hub_commit_it_started_from() {
         })
         .collect();
     files.insert("README.md".into(), b"version 2".to_vec());
-    let moved = server.add_repo("bpo-test/tiny", files, Access::Public);
-    assert_ne!(moved, commit);
+    let moved = hub.server.add_repo("bpo-test/tiny", files, Access::Public);
+    assert_ne!(&moved, commit);
     let refused = bpo_hub(&resume, &env);
     fails_with(
         &refused,
@@ -459,15 +487,8 @@ fn the_cache_is_shared_with_huggingface_hub_and_transformers() {
 
 #[test]
 fn an_experiment_pins_a_hub_model_to_the_commit_it_loaded() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let server = HubServer::start();
-    let commit = server.add_dir("bpo-test/tiny", Path::new(&model), Access::Public);
-    let hf_home = dir.path().join("hf");
-    let env = [
-        ("HF_HOME", hf_home.to_str().unwrap()),
-        ("HF_ENDPOINT", server.endpoint.as_str()),
-    ];
+    let hub = publish_tiny();
+    let (dir, commit, env) = (&hub.dir, &hub.commit, hub.env());
     let out = dir.path().join("experiment");
     let out_arg = out.to_str().unwrap();
     let sets = [
@@ -487,6 +508,6 @@ fn an_experiment_pins_a_hub_model_to_the_commit_it_loaded() {
     for run in results["runs"].as_array().unwrap() {
         let run_dir = std::path::Path::new(run["dir"].as_str().unwrap());
         let recorded = std::fs::read_to_string(run_dir.join("model.json")).unwrap();
-        assert!(recorded.contains(&commit), "{recorded}");
+        assert!(recorded.contains(commit.as_str()), "{recorded}");
     }
 }
