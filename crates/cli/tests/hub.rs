@@ -13,7 +13,7 @@ use std::process::Output;
 use bpo_model::weights::TensorMap;
 use bpo_model::weights::safetensors;
 use bpo_testkit::{Access, HubServer};
-use common::{bpo, bpo_hub, json, python_ok, stderr, stdout, tiny_model};
+use common::{bpo, bpo_hub, hub_train_config, json, python_ok, stderr, stdout, tiny_model};
 
 const TOKEN: &str = "hf_s3cretT0ken";
 
@@ -44,41 +44,6 @@ fn repo_cache(hf_home: &Path, repo: &str) -> PathBuf {
     hf_home
         .join("hub")
         .join(format!("models--{}", repo.replace('/', "--")))
-}
-
-/// A tiny model published as `bpo-test/tiny` on a Hub stand-in, with an empty `HF_HOME` for the
-/// bpo a test runs.
-struct Published {
-    dir: tempfile::TempDir,
-    model: String,
-    server: HubServer,
-    commit: String,
-    hf_home: String,
-}
-
-fn publish_tiny() -> Published {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_model(dir.path());
-    let server = HubServer::start();
-    let commit = server.add_dir("bpo-test/tiny", Path::new(&model), Access::Public);
-    let hf_home = dir.path().join("hf").to_str().unwrap().to_owned();
-    Published {
-        dir,
-        model,
-        server,
-        commit,
-        hf_home,
-    }
-}
-
-impl Published {
-    /// `HF_HOME` and `HF_ENDPOINT` pointing at the empty cache and the stand-in.
-    fn env(&self) -> [(&'static str, &str); 2] {
-        [
-            ("HF_HOME", &self.hf_home),
-            ("HF_ENDPOINT", &self.server.endpoint),
-        ]
-    }
 }
 
 #[test]
@@ -134,21 +99,8 @@ fn downloads_once_then_runs_from_the_cache_offline_and_without_the_server() {
     assert_eq!(stdout(&offline), local);
     assert!(!stderr(&offline).contains("cannot be reached"));
 
-    let config = dir.path().join("train.toml");
-    let pairs = format!(
-        "{}/../data/tests/fixtures/pairs_explicit.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
     let run = dir.path().join("run");
-    std::fs::write(
-        &config,
-        format!(
-            "model = \"bpo-test/tiny\"\n[data]\ntrain = \"{pairs}\"\n[run]\nout = \"{}\"\n\
-             batch_size = 2\nmax_steps = 1\n",
-            run.display()
-        ),
-    )
-    .unwrap();
+    let config = hub_train_config(dir.path(), "bpo-test/tiny", &run);
     let trained = bpo_hub(
         &["train", "--config", config.to_str().unwrap()],
         &offline_env,
@@ -159,56 +111,6 @@ fn downloads_once_then_runs_from_the_cache_offline_and_without_the_server() {
     let recorded: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(recorded["repo"], "bpo-test/tiny");
     assert_eq!(recorded["commit"], commit.as_str());
-}
-
-#[test]
-fn a_run_resumes_only_on_the_hub_commit_it_started_from() {
-    let hub = publish_tiny();
-    let (dir, model, commit, env) = (&hub.dir, &hub.model, &hub.commit, hub.env());
-    let pairs = format!(
-        "{}/../data/tests/fixtures/pairs_explicit.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let run = dir.path().join("run");
-    let config = dir.path().join("train.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "model = \"bpo-test/tiny\"\n[data]\ntrain = \"{pairs}\"\n[run]\nout = \"{}\"\n\
-             batch_size = 2\nmax_steps = 1\n",
-            run.display()
-        ),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap();
-    let trained = bpo_hub(&["train", "--config", config], &env);
-    assert!(trained.status.success(), "{}", stderr(&trained));
-    assert!(stderr(&trained).contains(&format!("Hub commit {commit}")));
-    let resume = [
-        "train",
-        "--config",
-        config,
-        "--resume",
-        run.to_str().unwrap(),
-    ];
-    assert!(bpo_hub(&resume, &env).status.success());
-    // `main` moves to a new commit: the checkpoints belong to the old weights.
-    let mut files: BTreeMap<String, Vec<u8>> = std::fs::read_dir(&model)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap())
-        })
-        .collect();
-    files.insert("README.md".into(), b"version 2".to_vec());
-    let moved = hub.server.add_repo("bpo-test/tiny", files, Access::Public);
-    assert_ne!(&moved, commit);
-    let refused = bpo_hub(&resume, &env);
-    fails_with(
-        &refused,
-        &[&commit, &moved, &format!("bpo-test/tiny@{commit}")],
-    );
 }
 
 #[test]
@@ -482,32 +384,5 @@ fn the_cache_is_shared_with_huggingface_hub_and_transformers() {
     assert_eq!(theirs.len(), ours.len());
     for (a, b) in theirs.iter().zip(&ours) {
         assert!((a - b).abs() < 1e-4, "{theirs:?} vs {ours:?}");
-    }
-}
-
-#[test]
-fn an_experiment_pins_a_hub_model_to_the_commit_it_loaded() {
-    let hub = publish_tiny();
-    let (dir, commit, env) = (&hub.dir, &hub.commit, hub.env());
-    let out = dir.path().join("experiment");
-    let out_arg = out.to_str().unwrap();
-    let sets = [
-        "--set",
-        "online.model=bpo-test/tiny",
-        "--set",
-        "eval.curve_limit=0",
-    ];
-    let mut args = vec!["experiment", "--quick", "--out", out_arg];
-    args.extend(sets);
-    let ran = bpo_hub(&args, &env);
-    assert!(ran.status.success(), "{}", stderr(&ran));
-    let text = std::fs::read_to_string(out.join("results.json")).unwrap();
-    let results: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let pinned = format!("bpo-test/tiny@{commit}");
-    assert_eq!(results["config"]["online"]["model"], pinned.as_str());
-    for run in results["runs"].as_array().unwrap() {
-        let run_dir = std::path::Path::new(run["dir"].as_str().unwrap());
-        let recorded = std::fs::read_to_string(run_dir.join("model.json")).unwrap();
-        assert!(recorded.contains(commit.as_str()), "{recorded}");
     }
 }

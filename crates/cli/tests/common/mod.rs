@@ -1,6 +1,6 @@
 //! Running the `bpo` binary in tests, on a tiny model created by the test (no download).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bpo_testkit::{GgufWriter, tokenizer_metadata};
@@ -113,4 +113,22 @@ pub fn tiny_model(dir: &Path) -> String {
     ]);
     assert!(stdout(&out).contains("parameters"));
     model.to_str().unwrap().to_owned()
+}
+
+/// Writes `train.toml` into `dir`: one DPO step (2 pairs of the data crate's fixture) of `model`
+/// into `run`; returns its path.
+#[allow(dead_code)]
+pub fn hub_train_config(dir: &Path, model: &str, run: &Path) -> PathBuf {
+    let pairs = format!(
+        "{}/../data/tests/fixtures/pairs_explicit.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let config = dir.join("train.toml");
+    let text = format!(
+        "model = \"{model}\"\n[data]\ntrain = \"{pairs}\"\n[run]\nout = \"{}\"\n\
+         batch_size = 2\nmax_steps = 1\n",
+        run.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
 }
