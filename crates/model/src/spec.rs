@@ -9,7 +9,7 @@ use burn::tensor::Device;
 
 use crate::error::ModelError;
 use crate::fetch::{KNOWN_MODELS, default_cache_dir, fetch, known_model};
-use crate::hub::{self, HubId, HubSettings};
+use crate::hub::{self, HubId, HubRevision, HubSettings};
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Transformer;
 use crate::weights::gguf::GgufFile;
@@ -29,6 +29,17 @@ impl ModelSource {
     pub fn path(&self) -> &Path {
         match self {
             ModelSource::Gguf(p) | ModelSource::HfDir(p) => p,
+        }
+    }
+
+    /// The Hub repository and commit, when this is a snapshot directory of the Hub cache (as a
+    /// Hub id resolves to, or such a directory given by its path).
+    pub fn hub_revision(&self) -> Option<HubRevision> {
+        match self {
+            ModelSource::HfDir(dir) => {
+                HubRevision::of_snapshot(&dir.canonicalize().unwrap_or(dir.clone()))
+            }
+            ModelSource::Gguf(_) => None,
         }
     }
 }

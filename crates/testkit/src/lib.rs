@@ -170,19 +170,20 @@ pub fn probe_logits(model: &Transformer) -> Vec<f32> {
 pub fn with_random_lora_b(model: Transformer, seed: u64) -> Transformer {
     use bpo_model::burn::module::{Module, ModuleMapper, Param};
     use bpo_model::burn::tensor::{Tensor, TensorData};
+    use bpo_model::weights::params::ModulePath;
     struct RandomB {
         seed: u64,
-        path: Vec<String>,
+        path: ModulePath,
     }
     impl ModuleMapper for RandomB {
         fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.into());
+            self.path.enter(name);
         }
         fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+            self.path.exit();
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            if !self.path.join(".").ends_with("lora.b") {
+            if !self.path.joined().ends_with("lora.b") {
                 return param;
             }
             let seed = &mut self.seed;
@@ -202,6 +203,6 @@ pub fn with_random_lora_b(model: Transformer, seed: u64) -> Transformer {
     }
     model.map(&mut RandomB {
         seed,
-        path: Vec::new(),
+        path: ModulePath::default(),
     })
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bpo_data::PromptRecord;
 use bpo_model::fsutil::write_atomic;
-use bpo_model::hub::{HubId, HubRevision};
+use bpo_model::hub::HubId;
 use bpo_model::spec::{ModelSource, load_source, resolve};
 
 use crate::error::AlgoError;
@@ -192,13 +192,10 @@ pub fn run_experiment(
 /// cache: a revision such as `main` may move while an experiment runs or between the sessions
 /// of a long one.
 fn pinned_hub_model(spec: &str, source: &ModelSource) -> Option<String> {
-    let ModelSource::HfDir(dir) = source else {
-        return None;
-    };
     if Path::new(spec).exists() || HubId::parse(spec).is_none() {
         return None;
     }
-    let revision = HubRevision::of_snapshot(&dir.canonicalize().unwrap_or(dir.clone()))?;
+    let revision = source.hub_revision()?;
     Some(format!("{}@{}", revision.repo, revision.commit))
 }
 

@@ -3,8 +3,7 @@
 
 use bpo_model::burn::tensor::Device;
 use bpo_model::device::Precision;
-use bpo_model::hub::HubRevision;
-use bpo_model::spec::{ModelSource, load_source, resolve};
+use bpo_model::spec::{load_source, resolve};
 use bpo_model::{Tokenizer, Transformer};
 
 use crate::config::LoraConfig;
@@ -58,12 +57,7 @@ pub fn load_for_training(
 ) -> Result<(Transformer, Tokenizer), AlgoError> {
     let device = open_device(spec, precision, observer)?.autodiff();
     let source = resolve(model)?;
-    dir.model = match &source {
-        ModelSource::HfDir(path) => {
-            HubRevision::of_snapshot(&path.canonicalize().unwrap_or(path.clone()))
-        }
-        ModelSource::Gguf(_) => None,
-    };
+    dir.model = source.hub_revision();
     match &dir.model {
         Some(revision) => {
             observer.message(&format!("loading {model} (Hub commit {})", revision.commit))
