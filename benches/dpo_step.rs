@@ -110,7 +110,7 @@ fn bench_step(
 fn dpo_step(c: &mut Criterion) {
     // BPO_BENCH_DEVICE picks the device (`scripts/gpu-check.sh` sets it); default flex.
     let device = bench_device().autodiff();
-    let config = ModelConfig::preset(ModelType::Llama, "small", 8192).expect("preset");
+    let config = ModelConfig::preset(ModelType::LLAMA, "small", 8192).expect("preset");
     let tiny = Transformer::init(&config, 0, &device);
     bench_step(
         c,

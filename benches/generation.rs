@@ -64,7 +64,7 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Transformer) {
 fn generation(c: &mut Criterion) {
     // BPO_BENCH_DEVICE picks the device (`scripts/gpu-check.sh` sets it); default flex.
     let device = bench_device();
-    let config = ModelConfig::preset(ModelType::Llama, "small", tokenizer().vocab_size()).unwrap();
+    let config = ModelConfig::preset(ModelType::LLAMA, "small", tokenizer().vocab_size()).unwrap();
     bench_model(c, "llama-small", &Transformer::init(&config, 0, &device));
 
     let smollm2 = known_model("smollm2-135m").unwrap();

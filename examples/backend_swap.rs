@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => {
             save_hf(
                 &dir,
-                &tiny_model(ModelType::Llama, 0, &Device::flex()),
+                &tiny_model(ModelType::LLAMA, 0, &Device::flex()),
                 &tokenizer(),
             )?;
             dir.display().to_string()

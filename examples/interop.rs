@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::args().nth(1).ok_or("usage: interop OUT_DIR")?);
     std::fs::create_dir_all(&out)?;
     let base = out.join("base");
-    let mut config = tiny_config(ModelType::Llama);
+    let mut config = tiny_config(ModelType::LLAMA);
     config.tie_word_embeddings = false;
     save_hf(
         &base,

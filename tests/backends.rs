@@ -74,10 +74,10 @@ fn forward_cached_decoding_and_logprobs_agree() {
     let dir = tempfile::tempdir().unwrap();
     // Gemma 3 brings sliding-window masks, its own RoPE base, q/k and post norms, GeGLU.
     for arch in [
-        ModelType::Llama,
-        ModelType::Qwen2,
-        ModelType::Gemma3,
-        ModelType::Gpt2,
+        ModelType::LLAMA,
+        ModelType::QWEN2,
+        ModelType::GEMMA3,
+        ModelType::GPT2,
     ] {
         let path = dir.path().join(format!("{arch:?}"));
         let (cpu_model, gpu_model) = (
@@ -135,11 +135,11 @@ fn a_dpo_step_and_a_lora_merge_agree() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("llama");
     let cpu = dpo_step(
-        model_on(&path, ModelType::Llama, &Device::flex().autodiff()),
+        model_on(&path, ModelType::LLAMA, &Device::flex().autodiff()),
         &dir.path().join("cpu"),
     );
     let on_gpu = dpo_step(
-        model_on(&path, ModelType::Llama, &gpu.clone().autodiff()),
+        model_on(&path, ModelType::LLAMA, &gpu.clone().autodiff()),
         &dir.path().join("gpu"),
     );
     assert!(
@@ -159,20 +159,20 @@ fn a_dpo_step_and_a_lora_merge_agree() {
         rank: 4,
         ..LoraConfig::default()
     };
-    let cpu_base = model_on(&path, ModelType::Llama, &Device::flex().autodiff());
+    let cpu_base = model_on(&path, ModelType::LLAMA, &Device::flex().autodiff());
     let (_, _, adapted) = dpo_step(
         apply_lora(cpu_base, &lora, 1).unwrap(),
         &dir.path().join("lora"),
     );
     let adapter_dir = dir.path().join("adapter");
     save_adapters(&adapted, &lora, "tiny", &adapter_dir).unwrap();
-    let gpu_base = model_on(&path, ModelType::Llama, &gpu.clone().autodiff());
+    let gpu_base = model_on(&path, ModelType::LLAMA, &gpu.clone().autodiff());
     let on_gpu =
         load_adapters(apply_lora(gpu_base, &lora, 2).unwrap(), &lora, &adapter_dir).unwrap();
     assert!(
         max_abs_diff(
             &probe_logits(&adapted),
-            &probe_logits(&model_on(&path, ModelType::Llama, &Device::flex()))
+            &probe_logits(&model_on(&path, ModelType::LLAMA, &Device::flex()))
         ) > 1e-3,
         "the adapter changes the model"
     );
@@ -186,8 +186,8 @@ fn greedy_and_seeded_generation_give_the_same_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("llama");
     let (cpu_model, gpu_model) = (
-        model_on(&path, ModelType::Llama, &Device::flex()),
-        model_on(&path, ModelType::Llama, &gpu),
+        model_on(&path, ModelType::LLAMA, &Device::flex()),
+        model_on(&path, ModelType::LLAMA, &gpu),
     );
     let prompts = [tokens(3, 40), tokens(7, 41)];
     for config in [

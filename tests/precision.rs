@@ -43,7 +43,7 @@ fn f16_on_wgpu_agrees_with_f32_within_its_precision() {
     let spec = dir.path().join("llama");
     save_hf(
         &spec,
-        &tiny_model(ModelType::Llama, 3, &Device::flex()),
+        &tiny_model(ModelType::LLAMA, 3, &Device::flex()),
         &tokenizer(),
     )
     .unwrap();

@@ -307,11 +307,11 @@ mod tests {
     fn the_cache_is_keyed_by_dtype_device_and_weights() {
         // Weights that f16 holds exactly, as f16 and as f32: the same values.
         let half: Transformer =
-            tiny_model(ModelType::Llama, 0, &Device::flex()).map(&mut Cast(FloatDType::F16));
+            tiny_model(ModelType::LLAMA, 0, &Device::flex()).map(&mut Cast(FloatDType::F16));
         let full: Transformer = half.clone().map(&mut Cast(FloatDType::F32));
         assert_eq!(model_fingerprint(&half), model_fingerprint(&full));
         let elsewhere = full.clone().to_device(&Device::ndarray());
-        let other_weights = tiny_model(ModelType::Llama, 1, &Device::flex());
+        let other_weights = tiny_model(ModelType::LLAMA, 1, &Device::flex());
         let dir = tempfile::tempdir().unwrap();
         let pairs = pairs();
         let path = |m: &Transformer| {

@@ -25,7 +25,7 @@ fn matmul(a: &[f32], b: &[f32], n: usize, r: usize, m: usize) -> Vec<f32> {
 #[test]
 fn ensemble_merge_rules_match_hand_computed_matrices() {
     let device = Device::flex();
-    let base = tiny_model(ModelType::Llama, 8, &device);
+    let base = tiny_model(ModelType::LLAMA, 8, &device);
     let lora = LoraConfig {
         rank: 2,
         alpha: 4.0,

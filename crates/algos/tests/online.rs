@@ -62,7 +62,7 @@ fn metrics(out: &Path, file: &str) -> Vec<serde_json::Value> {
 #[test]
 fn behavior_logprobs_recorded_while_sampling_equal_a_fresh_scoring_pass() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 3, &device);
+    let model = tiny_model(ModelType::LLAMA, 3, &device);
     let tok = tokenizer();
     let records: Vec<PromptRecord> = ["the cat sat", "a", "we went to the sea and"]
         .iter()

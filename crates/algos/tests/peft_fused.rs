@@ -30,14 +30,14 @@ struct Case {
 
 const CASES: [Case; 2] = [
     Case {
-        model_type: ModelType::Phi3,
+        model_type: ModelType::PHI3,
         directory: "phi3",
         targets: &["k", "v", "gate", "up", "down"],
         modules: &["qkv_proj", "gate_up_proj", "down_proj"],
         fused: ("qkv_proj", 2),
     },
     Case {
-        model_type: ModelType::Gpt2,
+        model_type: ModelType::GPT2,
         directory: "gpt2",
         targets: &["q", "v", "o", "up"],
         modules: &["c_attn", "attn.c_proj", "c_fc"],
@@ -89,7 +89,7 @@ fn fused_modules_are_written_block_diagonal_and_read_back_exactly() {
             4.0 * parts as f64,
             "{config}"
         );
-        assert_eq!(config["fan_in_fan_out"], model_type == ModelType::Gpt2);
+        assert_eq!(config["fan_in_fan_out"], model_type == ModelType::GPT2);
         let fresh = |lora: &LoraConfig| apply_lora(base.clone(), lora, 2).unwrap();
         let reloaded = load_adapters(fresh(&lora), &lora, dir.path()).unwrap();
         assert_eq!(adapters(&reloaded), adapters(&adapted), "{model_type:?}");
@@ -101,12 +101,12 @@ fn fused_modules_are_written_block_diagonal_and_read_back_exactly() {
         safetensors::read_into(&file, &mut map).unwrap();
         let module = format!(
             "base_model.model.{}.0.{}",
-            if model_type == ModelType::Gpt2 {
+            if model_type == ModelType::GPT2 {
                 "transformer.h"
             } else {
                 "model.layers"
             },
-            if model_type == ModelType::Gpt2 {
+            if model_type == ModelType::GPT2 {
                 "attn.c_attn"
             } else {
                 "self_attn.qkv_proj"
@@ -126,9 +126,9 @@ fn fused_modules_are_written_block_diagonal_and_read_back_exactly() {
                     .map(|k| b.data[o * rank + k] * a.data[k * d_in + i])
                     .sum();
                 // GPT-2's Conv1D stores [in, out].
-                let at = match model_type {
-                    ModelType::Gpt2 => i * out + o,
-                    _ => o * d_in + i,
+                let at = match model_type == ModelType::GPT2 {
+                    true => i * out + o,
+                    false => o * d_in + i,
                 };
                 let added = merged_weight.data[at] - base_weight.data[at];
                 worst = worst.max((scale * delta - added).abs());

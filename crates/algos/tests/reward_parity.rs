@@ -107,7 +107,7 @@ fn trained_model_loads_in_transformers(py: &std::ffi::OsStr, dir: &Path, sequenc
     let body = dir.join("body");
     save_hf(
         &body,
-        &tiny_model(ModelType::Qwen3, 3, &Device::flex()),
+        &tiny_model(ModelType::QWEN3, 3, &Device::flex()),
         &tokenizer(),
     )
     .unwrap();

@@ -45,7 +45,7 @@ fn a_reward_model_learns_a_preference_and_annotates() {
     let model = dir.path().join("body");
     save_hf(
         &model,
-        &tiny_model(ModelType::Llama, 11, &Device::flex()),
+        &tiny_model(ModelType::LLAMA, 11, &Device::flex()),
         &tokenizer(),
     )
     .unwrap();
@@ -170,7 +170,7 @@ fn reward_model_training_resumes_bit_exactly() {
     let model = dir.path().join("body");
     save_hf(
         &model,
-        &tiny_model(ModelType::Llama, 12, &Device::flex()),
+        &tiny_model(ModelType::LLAMA, 12, &Device::flex()),
         &tokenizer(),
     )
     .unwrap();

@@ -62,7 +62,7 @@ fn config(model: &str, pairs: &Path, out: &Path, targets: &[&str]) -> TrainConfi
 /// A tiny Qwen2 (untied output head) saved under `dir`.
 fn untied_model(dir: &Path) -> String {
     let path = dir.join("qwen2");
-    let model = tiny_model(ModelType::Qwen2, 3, &Device::flex());
+    let model = tiny_model(ModelType::QWEN2, 3, &Device::flex());
     assert!(!model.config.tie_word_embeddings);
     save_hf(&path, &model, &tokenizer()).unwrap();
     path.display().to_string()
@@ -201,7 +201,7 @@ fn a_target_that_selects_nothing_beside_others_is_reported() {
     let path = dir.path().join("gpt2");
     save_hf(
         &path,
-        &tiny_model(ModelType::Gpt2, 4, &Device::flex()),
+        &tiny_model(ModelType::GPT2, 4, &Device::flex()),
         &tokenizer(),
     )
     .unwrap();

@@ -149,14 +149,14 @@ fn every_loss_raises_margin_and_accuracy() {
 #[test]
 fn precomputed_and_on_the_fly_reference_give_the_same_loss() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 2, &device);
+    let model = tiny_model(ModelType::LLAMA, 2, &device);
     let tok = tokenizer();
     let dir = tempfile::tempdir().unwrap();
     let read = read_all::<PreferencePair>(&pair_file(dir.path()), ReadOptions::default()).unwrap();
     let (mut pairs, _) = tokenize_pairs(&read.records, &tok, &Truncation::default()).unwrap();
     pairs[3].chosen.truncate(3); // lengths differ, so batches pad differently
     let precomputed = compute_reference(&model, &pairs, 5, tok.pad_id(), |_| {}).unwrap();
-    let policy = tiny_model(ModelType::Llama, 3, &device);
+    let policy = tiny_model(ModelType::LLAMA, 3, &device);
     let indices = [1usize, 3, 6];
     let chunk: Vec<_> = indices.iter().map(|&i| pairs[i].clone()).collect();
     let batch = PairBatch::new(&chunk, tok.pad_id()).unwrap();

@@ -2,10 +2,8 @@
 //! (`layers.3.attn.q.weight`), its Hugging Face name (`model.layers.3.self_attn.q_proj.weight`)
 //! and its llama.cpp (GGUF) name (`blk.3.attn_q.weight`), with how each stores it. Import and
 //! export of Hugging Face tensors, GGUF loading and PEFT adapter names (`crate::peft`) all read
-//! these tables;
-//! a new architecture is a new table (and its blocks' code), nothing else.
-
-use crate::config::ModelType;
+//! these tables. Each family's table is in its own file (`crate::family`), built from the
+//! entries here that several families share.
 
 /// How a matrix is stored relative to the other side of a mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +42,20 @@ pub struct Arch {
     pub top: &'static [Entry],
     /// Tensors of each block.
     pub block: &'static [Entry],
+    /// A prefix of the Hugging Face names that checkpoints may leave out (GPT-2's
+    /// `transformer.`, absent from a `GPT2Model` checkpoint).
+    pub optional_prefix: Option<&'static str>,
+    /// Endings of the names of buffers that checkpoints of older transformers versions carry
+    /// and that hold no weights (GPT-2's causal masks).
+    pub buffers: &'static [&'static str],
 }
 
-const fn entry(ours: &'static [&'static str], hf: &'static str, gguf: &'static str) -> Entry {
+/// An entry stored the same way on every side.
+pub(crate) const fn entry(
+    ours: &'static [&'static str],
+    hf: &'static str,
+    gguf: &'static str,
+) -> Entry {
     Entry {
         ours,
         hf,
@@ -58,7 +67,11 @@ const fn entry(ours: &'static [&'static str], hf: &'static str, gguf: &'static s
 }
 
 /// A Hugging Face `nn.Linear` weight (`[out, in]`), stored the same way by llama.cpp.
-const fn linear(ours: &'static [&'static str], hf: &'static str, gguf: &'static str) -> Entry {
+pub(crate) const fn linear(
+    ours: &'static [&'static str],
+    hf: &'static str,
+    gguf: &'static str,
+) -> Entry {
     Entry {
         hf_layout: Layout::Transposed,
         ..entry(ours, hf, gguf)
@@ -66,21 +79,27 @@ const fn linear(ours: &'static [&'static str], hf: &'static str, gguf: &'static 
 }
 
 /// A GPT-2 `Conv1D` weight (`[in, out]` like ours), transposed by llama.cpp.
-const fn conv1d(ours: &'static [&'static str], hf: &'static str, gguf: &'static str) -> Entry {
+pub(crate) const fn conv1d(
+    ours: &'static [&'static str],
+    hf: &'static str,
+    gguf: &'static str,
+) -> Entry {
     Entry {
         gguf_layout: Layout::Transposed,
         ..entry(ours, hf, gguf)
     }
 }
 
-const fn per_head(entry: Entry, query: bool) -> Entry {
+/// `entry` with llama.cpp's per-head row permutation (query heads or key/value heads).
+pub(crate) const fn per_head(entry: Entry, query: bool) -> Entry {
     Entry {
         gguf_rows_per_head: Some(query),
         ..entry
     }
 }
 
-const LLAMA_TOP: &[Entry] = &[
+/// The tensors outside the blocks of every Llama-like family.
+pub(crate) const LLAMA_TOP: &[Entry] = &[
     entry(
         &["embed_tokens.weight"],
         "model.embed_tokens.weight",
@@ -91,223 +110,60 @@ const LLAMA_TOP: &[Entry] = &[
 ];
 
 // The tensors of a Llama-family block, named once; each family's table lists those it has.
-const ATTN_NORM: Entry = entry(
+pub(crate) const ATTN_NORM: Entry = entry(
     &["attn_norm.weight"],
     "input_layernorm.weight",
     "attn_norm.weight",
 );
-const Q: Entry = linear(
+pub(crate) const Q: Entry = linear(
     &["attn.q.weight"],
     "self_attn.q_proj.weight",
     "attn_q.weight",
 );
-const Q_BIAS: Entry = entry(&["attn.q.bias"], "self_attn.q_proj.bias", "attn_q.bias");
-const K: Entry = linear(
+pub(crate) const Q_BIAS: Entry = entry(&["attn.q.bias"], "self_attn.q_proj.bias", "attn_q.bias");
+pub(crate) const K: Entry = linear(
     &["attn.k.weight"],
     "self_attn.k_proj.weight",
     "attn_k.weight",
 );
-const K_BIAS: Entry = entry(&["attn.k.bias"], "self_attn.k_proj.bias", "attn_k.bias");
-const V: Entry = linear(
+pub(crate) const K_BIAS: Entry = entry(&["attn.k.bias"], "self_attn.k_proj.bias", "attn_k.bias");
+pub(crate) const V: Entry = linear(
     &["attn.v.weight"],
     "self_attn.v_proj.weight",
     "attn_v.weight",
 );
-const V_BIAS: Entry = entry(&["attn.v.bias"], "self_attn.v_proj.bias", "attn_v.bias");
-const O: Entry = linear(
+pub(crate) const V_BIAS: Entry = entry(&["attn.v.bias"], "self_attn.v_proj.bias", "attn_v.bias");
+pub(crate) const O: Entry = linear(
     &["attn.o.weight"],
     "self_attn.o_proj.weight",
     "attn_output.weight",
 );
-const Q_NORM: Entry = entry(
+pub(crate) const Q_NORM: Entry = entry(
     &["attn.q_norm.weight"],
     "self_attn.q_norm.weight",
     "attn_q_norm.weight",
 );
-const K_NORM: Entry = entry(
+pub(crate) const K_NORM: Entry = entry(
     &["attn.k_norm.weight"],
     "self_attn.k_norm.weight",
     "attn_k_norm.weight",
 );
-const MLP_NORM: Entry = entry(
+pub(crate) const MLP_NORM: Entry = entry(
     &["mlp_norm.weight"],
     "post_attention_layernorm.weight",
     "ffn_norm.weight",
 );
-const GATE: Entry = linear(
+pub(crate) const GATE: Entry = linear(
     &["mlp.gate.weight"],
     "mlp.gate_proj.weight",
     "ffn_gate.weight",
 );
-const UP: Entry = linear(&["mlp.up.weight"], "mlp.up_proj.weight", "ffn_up.weight");
-const DOWN: Entry = linear(
+pub(crate) const UP: Entry = linear(&["mlp.up.weight"], "mlp.up_proj.weight", "ffn_up.weight");
+pub(crate) const DOWN: Entry = linear(
     &["mlp.down.weight"],
     "mlp.down_proj.weight",
     "ffn_down.weight",
 );
-
-/// Llama: llama.cpp permutes the q and k rows (weights and biases) for its interleaved RoPE.
-const LLAMA_BLOCK: &[Entry] = &[
-    ATTN_NORM,
-    per_head(Q, true),
-    per_head(Q_BIAS, true),
-    per_head(K, false),
-    per_head(K_BIAS, false),
-    V,
-    V_BIAS,
-    O,
-    MLP_NORM,
-    GATE,
-    UP,
-    DOWN,
-];
-
-/// Qwen2: Llama's names, q/k/v biases, rows in Hugging Face order in GGUF too (NeoX RoPE).
-const QWEN2_BLOCK: &[Entry] = &[
-    ATTN_NORM, Q, Q_BIAS, K, K_BIAS, V, V_BIAS, O, MLP_NORM, GATE, UP, DOWN,
-];
-
-/// Qwen3: Qwen2's names plus the per-head q/k norms (biases only with `attention_bias`).
-const QWEN3_BLOCK: &[Entry] = &[
-    ATTN_NORM, Q, Q_BIAS, Q_NORM, K, K_BIAS, K_NORM, V, V_BIAS, O, MLP_NORM, GATE, UP, DOWN,
-];
-
-/// Phi-3's fused projections: q, k and v in one matrix, gate and up in another (split on load,
-/// joined on export).
-const QKV: Entry = linear(
-    &["attn.q.weight", "attn.k.weight", "attn.v.weight"],
-    "self_attn.qkv_proj.weight",
-    "attn_qkv.weight",
-);
-const GATE_UP: Entry = linear(
-    &["mlp.gate.weight", "mlp.up.weight"],
-    "mlp.gate_up_proj.weight",
-    "ffn_up.weight",
-);
-
-/// Phi-3: Llama's computation, fused projections, rows in Hugging Face order in GGUF.
-const PHI3_BLOCK: &[Entry] = &[ATTN_NORM, QKV, O, MLP_NORM, GATE_UP, DOWN];
-
-// Gemma's norms after attention and MLP; its `post_attention_layernorm` is the attention's
-// post-norm, not the norm before the MLP as in Llama.
-const ATTN_POST_NORM: Entry = entry(
-    &["attn_post_norm.weight"],
-    "post_attention_layernorm.weight",
-    "post_attention_norm.weight",
-);
-const PRE_MLP_NORM: Entry = entry(
-    &["mlp_norm.weight"],
-    "pre_feedforward_layernorm.weight",
-    "ffn_norm.weight",
-);
-const MLP_POST_NORM: Entry = entry(
-    &["mlp_post_norm.weight"],
-    "post_feedforward_layernorm.weight",
-    "post_ffw_norm.weight",
-);
-
-/// Gemma 3: Qwen3's attention names, four norms per block.
-const GEMMA3_BLOCK: &[Entry] = &[
-    ATTN_NORM,
-    Q,
-    Q_BIAS,
-    Q_NORM,
-    K,
-    K_BIAS,
-    K_NORM,
-    V,
-    V_BIAS,
-    O,
-    ATTN_POST_NORM,
-    PRE_MLP_NORM,
-    GATE,
-    UP,
-    DOWN,
-    MLP_POST_NORM,
-];
-
-const GPT2_TOP: &[Entry] = &[
-    entry(
-        &["embed_tokens.weight"],
-        "transformer.wte.weight",
-        "token_embd.weight",
-    ),
-    entry(
-        &["embed_positions.weight"],
-        "transformer.wpe.weight",
-        "position_embd.weight",
-    ),
-    entry(
-        &["norm.weight"],
-        "transformer.ln_f.weight",
-        "output_norm.weight",
-    ),
-    entry(&["norm.bias"], "transformer.ln_f.bias", "output_norm.bias"),
-    linear(&["lm_head.weight"], "lm_head.weight", "output.weight"),
-];
-
-const GPT2_BLOCK: &[Entry] = &[
-    entry(&["attn_norm.weight"], "ln_1.weight", "attn_norm.weight"),
-    entry(&["attn_norm.bias"], "ln_1.bias", "attn_norm.bias"),
-    conv1d(
-        &["attn.q.weight", "attn.k.weight", "attn.v.weight"],
-        "attn.c_attn.weight",
-        "attn_qkv.weight",
-    ),
-    entry(
-        &["attn.q.bias", "attn.k.bias", "attn.v.bias"],
-        "attn.c_attn.bias",
-        "attn_qkv.bias",
-    ),
-    conv1d(
-        &["attn.o.weight"],
-        "attn.c_proj.weight",
-        "attn_output.weight",
-    ),
-    entry(&["attn.o.bias"], "attn.c_proj.bias", "attn_output.bias"),
-    entry(&["mlp_norm.weight"], "ln_2.weight", "ffn_norm.weight"),
-    entry(&["mlp_norm.bias"], "ln_2.bias", "ffn_norm.bias"),
-    conv1d(&["mlp.up.weight"], "mlp.c_fc.weight", "ffn_up.weight"),
-    entry(&["mlp.up.bias"], "mlp.c_fc.bias", "ffn_up.bias"),
-    conv1d(&["mlp.down.weight"], "mlp.c_proj.weight", "ffn_down.weight"),
-    entry(&["mlp.down.bias"], "mlp.c_proj.bias", "ffn_down.bias"),
-];
-
-const LLAMA: Arch = Arch {
-    hf_blocks: "model.layers",
-    top: LLAMA_TOP,
-    block: LLAMA_BLOCK,
-};
-
-const QWEN2: Arch = Arch {
-    hf_blocks: "model.layers",
-    top: LLAMA_TOP,
-    block: QWEN2_BLOCK,
-};
-
-const QWEN3: Arch = Arch {
-    hf_blocks: "model.layers",
-    top: LLAMA_TOP,
-    block: QWEN3_BLOCK,
-};
-
-const PHI3: Arch = Arch {
-    hf_blocks: "model.layers",
-    top: LLAMA_TOP,
-    block: PHI3_BLOCK,
-};
-
-const GEMMA3: Arch = Arch {
-    hf_blocks: "model.layers",
-    top: LLAMA_TOP,
-    block: GEMMA3_BLOCK,
-};
-
-const GPT2: Arch = Arch {
-    hf_blocks: "transformer.h",
-    top: GPT2_TOP,
-    block: GPT2_BLOCK,
-};
 
 /// An entry with the block index filled in.
 #[derive(Debug, Clone)]
@@ -323,15 +179,14 @@ pub struct Named {
 }
 
 impl Arch {
-    /// The table of `model_type`.
-    pub fn of(model_type: ModelType) -> &'static Arch {
-        match model_type {
-            ModelType::Llama | ModelType::Mistral => &LLAMA,
-            ModelType::Qwen2 => &QWEN2,
-            ModelType::Qwen3 => &QWEN3,
-            ModelType::Phi3 => &PHI3,
-            ModelType::Gemma3 => &GEMMA3,
-            ModelType::Gpt2 => &GPT2,
+    /// A Llama-like family's table: `block` and the shared top-level tensors.
+    pub(crate) const fn llama_like(block: &'static [Entry]) -> Arch {
+        Arch {
+            hf_blocks: "model.layers",
+            top: LLAMA_TOP,
+            block,
+            optional_prefix: None,
+            buffers: &[],
         }
     }
 
@@ -352,24 +207,5 @@ impl Arch {
             })
         });
         top.chain(blocks).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_table_names_each_tensor_once() {
-        for t in crate::config::MODEL_TYPES {
-            let named = Arch::of(t).named(2);
-            for key in [|n: &Named| n.hf.clone(), |n: &Named| n.gguf.clone()] {
-                let mut names: Vec<String> = named.iter().map(key).collect();
-                names.sort();
-                let before = names.len();
-                names.dedup();
-                assert_eq!(names.len(), before, "{t:?}");
-            }
-        }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod decoding;
 pub mod device;
 pub mod error;
+pub mod family;
 pub mod fetch;
 pub mod flex;
 pub mod fsutil;

@@ -77,51 +77,50 @@ impl Arch {
 
 #[cfg(test)]
 mod tests {
-    use crate::arch::Arch;
     use crate::config::ModelType;
 
     #[test]
     fn peft_names() {
-        let peft = |t, p| Arch::of(t).peft_target(p).unwrap();
+        let peft = |t: ModelType, p| t.arch().peft_target(p).unwrap();
         let module = |t, p| peft(t, p).module;
         assert_eq!(
-            module(ModelType::Llama, "layers.3.attn.q.weight"),
+            module(ModelType::LLAMA, "layers.3.attn.q.weight"),
             "base_model.model.model.layers.3.self_attn.q_proj"
         );
         assert_eq!(
-            module(ModelType::Qwen2, "layers.0.mlp.gate.weight"),
+            module(ModelType::QWEN2, "layers.0.mlp.gate.weight"),
             "base_model.model.model.layers.0.mlp.gate_proj"
         );
         assert_eq!(
-            module(ModelType::Qwen2, "lm_head.weight"),
+            module(ModelType::QWEN2, "lm_head.weight"),
             "base_model.model.lm_head"
         );
         assert_eq!(
-            Arch::of(ModelType::Llama).peft_target("embed_tokens.weight"),
+            ModelType::LLAMA.arch().peft_target("embed_tokens.weight"),
             None
         );
         assert_eq!(
-            Arch::of(ModelType::Llama).peft_target("layers.0.attn.q.bias"),
+            ModelType::LLAMA.arch().peft_target("layers.0.attn.q.bias"),
             None
         );
         // GPT-2's Conv1D layers; q, k and v are the three parts of `c_attn`.
-        let up = peft(ModelType::Gpt2, "layers.1.mlp.up.weight");
+        let up = peft(ModelType::GPT2, "layers.1.mlp.up.weight");
         assert_eq!(up.module, "base_model.model.transformer.h.1.mlp.c_fc");
         assert_eq!(up.name, "c_fc");
         assert_eq!(
-            peft(ModelType::Gpt2, "layers.1.attn.o.weight").name,
+            peft(ModelType::GPT2, "layers.1.attn.o.weight").name,
             "attn.c_proj"
         );
         assert_eq!(
-            peft(ModelType::Gpt2, "layers.1.mlp.down.weight").name,
+            peft(ModelType::GPT2, "layers.1.mlp.down.weight").name,
             "mlp.c_proj"
         );
         assert_eq!(
-            peft(ModelType::Llama, "layers.1.mlp.down.weight").name,
+            peft(ModelType::LLAMA, "layers.1.mlp.down.weight").name,
             "down_proj"
         );
         assert!(up.conv1d && up.parts.len() == 1);
-        let k = peft(ModelType::Gpt2, "layers.2.attn.k.weight");
+        let k = peft(ModelType::GPT2, "layers.2.attn.k.weight");
         assert_eq!(k.module, "base_model.model.transformer.h.2.attn.c_attn");
         assert_eq!(k.part, 1);
         assert_eq!(
@@ -133,13 +132,13 @@ mod tests {
             ]
         );
         // Phi-3's fused projections (nn.Linear).
-        let up = peft(ModelType::Phi3, "layers.0.mlp.up.weight");
+        let up = peft(ModelType::PHI3, "layers.0.mlp.up.weight");
         assert_eq!(
             up.module,
             "base_model.model.model.layers.0.mlp.gate_up_proj"
         );
         assert_eq!((up.part, up.parts.len(), up.conv1d), (1, 2, false));
-        let v = peft(ModelType::Phi3, "layers.0.attn.v.weight");
+        let v = peft(ModelType::PHI3, "layers.0.attn.v.weight");
         assert_eq!(
             v.module,
             "base_model.model.model.layers.0.self_attn.qkv_proj"

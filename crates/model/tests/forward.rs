@@ -11,7 +11,7 @@ use bpo_model::{
 };
 use bpo_testkit::{max_abs_diff, tiny_config, tiny_model};
 
-const ARCHS: [ModelType; 7] = MODEL_TYPES;
+const ARCHS: &[ModelType] = MODEL_TYPES;
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     to_f32_vec(t)
@@ -41,7 +41,7 @@ fn real_logits(model: &Transformer, batch: &TokenBatch, logits: Tensor<3>, row: 
 #[test]
 fn cached_decoding_equals_full_forward_with_left_padding() {
     let device = Device::flex();
-    for arch in ARCHS {
+    for &arch in ARCHS {
         let model = tiny_model(arch, 1, &device);
         let vocab = model.config.vocab_size as u32;
         for prompt_lens in [[1, 1], [3, 7], [9, 2]] {
@@ -103,7 +103,7 @@ fn cached_decoding_equals_full_forward_with_left_padding() {
 #[test]
 fn right_padding_leaves_real_positions_unchanged() {
     let device = Device::flex();
-    for arch in ARCHS {
+    for &arch in ARCHS {
         let model = tiny_model(arch, 2, &device);
         let vocab = model.config.vocab_size as u32;
         let seqs = vec![tokens(10, 1, vocab), tokens(4, 2, vocab)];
@@ -119,7 +119,7 @@ fn right_padding_leaves_real_positions_unchanged() {
 #[test]
 fn cache_rows_can_be_dropped_mid_generation() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 3, &device);
+    let model = tiny_model(ModelType::LLAMA, 3, &device);
     let vocab = model.config.vocab_size as u32;
     let seqs = vec![
         tokens(5, 1, vocab),
@@ -149,7 +149,7 @@ fn cache_rows_can_be_dropped_mid_generation() {
 fn flex_and_ndarray_give_the_same_logits() {
     let flex = Device::flex();
     let ndarray = Device::ndarray();
-    for arch in ARCHS {
+    for &arch in ARCHS {
         let a = tiny_model(arch, 4, &flex);
         let b = Transformer::from_tensor_map(&a.config, a.to_tensor_map(), &ndarray).unwrap();
         let vocab = a.config.vocab_size as u32;
@@ -163,7 +163,7 @@ fn flex_and_ndarray_give_the_same_logits() {
 #[test]
 fn shared_prompt_logprobs_equal_the_full_sequences_and_their_gradients() {
     let device = Device::flex().autodiff();
-    for arch in ARCHS {
+    for &arch in ARCHS {
         let model = tiny_model(arch, 21, &device);
         let vocab = model.config.vocab_size as u32;
         // Two pairs (chosen rows, then rejected rows) with prompts of different lengths, and a
@@ -205,7 +205,7 @@ fn shared_prompt_logprobs_equal_the_full_sequences_and_their_gradients() {
 fn a_sliding_window_hides_exactly_the_keys_beyond_it() {
     let device = Device::flex();
     let window = 4;
-    let mut config = tiny_config(ModelType::Mistral);
+    let mut config = tiny_config(ModelType::MISTRAL);
     config.sliding_window = Some(window);
     let mut full_config = config.clone();
     (full_config.sliding_window, full_config.layer_types) = (None, Vec::new());

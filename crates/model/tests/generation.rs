@@ -52,7 +52,7 @@ fn one_by_one(
 #[test]
 fn same_seed_same_samples_whatever_the_batching() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 11, &device);
+    let model = tiny_model(ModelType::LLAMA, 11, &device);
     let p = prompts(&model);
     let together = generate_ids(&model, &p, &sampling(3), &[], 0, 0).unwrap();
     let again = generate_ids(&model, &p, &sampling(3), &[], 0, 0).unwrap();
@@ -74,7 +74,7 @@ fn same_seed_same_samples_whatever_the_batching() {
 #[test]
 fn rows_that_stop_early_leave_the_other_rows_samples_unchanged() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 11, &device);
+    let model = tiny_model(ModelType::LLAMA, 11, &device);
     let p = prompts(&model);
     let free = generate_ids(&model, &p, &sampling(5), &[], 0, 0).unwrap();
     // A token that ends some rows early and not others.
@@ -91,7 +91,7 @@ fn rows_that_stop_early_leave_the_other_rows_samples_unchanged() {
 #[test]
 fn behavior_logprobs_equal_a_fresh_scoring_pass() {
     let device = Device::flex();
-    for arch in [ModelType::Llama, ModelType::Gpt2] {
+    for arch in [ModelType::LLAMA, ModelType::GPT2] {
         let model = tiny_model(arch, 12, &device);
         let p = prompts(&model);
         let mut config = sampling(5);
@@ -115,7 +115,7 @@ fn behavior_logprobs_equal_a_fresh_scoring_pass() {
 #[test]
 fn greedy_equals_step_by_step_argmax_of_the_full_forward() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Qwen2, 13, &device);
+    let model = tiny_model(ModelType::QWEN2, 13, &device);
     let prompt = prompts(&model)[2].clone();
     let greedy = &generate_ids(
         &model,
@@ -141,7 +141,7 @@ fn greedy_equals_step_by_step_argmax_of_the_full_forward() {
 #[test]
 fn generation_stops_at_stop_tokens_per_sequence() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 14, &device);
+    let model = tiny_model(ModelType::LLAMA, 14, &device);
     let p = prompts(&model);
     let greedy = SamplingConfig::greedy(6);
     let free = generate_ids(&model, &p, &greedy, &[], 0, 0).unwrap();
@@ -166,7 +166,7 @@ fn generation_stops_at_stop_tokens_per_sequence() {
 #[test]
 fn generate_decodes_text_and_orders_samples_by_prompt() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 15, &device);
+    let model = tiny_model(ModelType::LLAMA, 15, &device);
     let tok = tokenizer();
     let prompts: Vec<Vec<u32>> = ["the good", "in the"]
         .iter()
@@ -191,7 +191,7 @@ fn generate_decodes_text_and_orders_samples_by_prompt() {
 #[test]
 fn invalid_generation_inputs_are_errors() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 16, &device);
+    let model = tiny_model(ModelType::LLAMA, 16, &device);
     let err = generate_ids(&model, &[vec![]], &sampling(0), &[], 0, 0).unwrap_err();
     assert!(err.to_string().contains("prompt 0 is empty"), "{err}");
     let mut long = sampling(0);
@@ -211,7 +211,7 @@ fn invalid_generation_inputs_are_errors() {
 #[test]
 fn decoding_through_packed_weights_equals_the_plain_forward() {
     for device in [Device::flex(), Device::flex().autodiff()] {
-        for arch in MODEL_TYPES {
+        for &arch in MODEL_TYPES {
             let model = tiny_model(arch, 14, &device);
             // Qwen2's tiny model has its own head; without it, the head is the tied embedding.
             let mut variants = vec![model.clone()];
@@ -248,7 +248,7 @@ fn decoding_through_packed_weights_equals_the_plain_forward() {
 #[test]
 fn generate_runs_prompts_shortest_first_and_keeps_each_samples_stream() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 16, &device);
+    let model = tiny_model(ModelType::LLAMA, 16, &device);
     let tok = tokenizer();
     // Longest first, so that running shortest first reorders the batches.
     let prompts: Vec<Vec<u32>> = prompts(&model).into_iter().rev().collect();
@@ -272,7 +272,7 @@ fn generate_runs_prompts_shortest_first_and_keeps_each_samples_stream() {
 #[test]
 fn a_generator_reused_across_calls_equals_fresh_calls() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 17, &device);
+    let model = tiny_model(ModelType::LLAMA, 17, &device);
     let generator = Generator::new(&model);
     let p = prompts(&model);
     // More sequences than a packed product takes, then few: the row-major head, then the
@@ -291,7 +291,7 @@ fn a_generator_reused_across_calls_equals_fresh_calls() {
 #[test]
 fn generate_stops_on_every_stop_id_of_the_tokenizer() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 16, &device);
+    let model = tiny_model(ModelType::LLAMA, 16, &device);
     let prompt = vec![tokenizer().encode_prompt("the good", true).unwrap()];
     let greedy = SamplingConfig::greedy(6);
     let free = generate(&model, &tokenizer(), &prompt, 1, 1, &greedy, |_| {}).unwrap();

@@ -258,7 +258,7 @@ fn write_gguf(model: &Transformer, path: &Path) {
 /// [`write_gguf`] with `extra` tensors under their GGUF names.
 fn write_gguf_with(model: &Transformer, path: &Path, extra: &[(&str, HostTensor)]) {
     let c = &model.config;
-    let gpt2 = c.model_type.is_gpt2();
+    let gpt2 = c.model_type == ModelType::GPT2;
     let arch = c
         .model_type
         .gguf_name()
@@ -310,9 +310,9 @@ fn write_gguf_with(model: &Transformer, path: &Path, extra: &[(&str, HostTensor)
         } else {
             t.clone()
         };
-        if c.model_type == ModelType::Llama && name.contains("q_proj") {
+        if c.model_type == ModelType::LLAMA && name.contains("q_proj") {
             t = permute_rows(&t, c.num_heads);
-        } else if c.model_type == ModelType::Llama && name.contains("k_proj") {
+        } else if c.model_type == ModelType::LLAMA && name.contains("k_proj") {
             t = permute_rows(&t, c.num_kv_heads);
         }
         w = w.tensor_f32(&g, &t);
@@ -330,7 +330,8 @@ fn gguf_model_loads_to_the_same_logits() {
     // The families whose llama.cpp conversion keeps everything bpo computes (Mistral's is a
     // Llama without the window; Gemma 3's is not read).
     for arch in MODEL_TYPES
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|a| a.gguf_name() == Some(a.hf_name()))
     {
         let model = tiny_model(arch, 5, &device);
@@ -349,7 +350,7 @@ fn gguf_model_loads_to_the_same_logits() {
 fn hf_directory_round_trip_is_exact() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    for arch in MODEL_TYPES {
+    for &arch in MODEL_TYPES {
         let model = tiny_model(arch, 6, &device);
         let out = dir.path().join(format!("{arch:?}"));
         save_hf(&out, &model, &tokenizer()).unwrap();
@@ -375,7 +376,7 @@ fn hf_directory_round_trip_is_exact() {
 #[test]
 fn missing_and_misshapen_tensors_are_named() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 7, &device);
+    let model = tiny_model(ModelType::LLAMA, 7, &device);
     let mut map = model.to_tensor_map();
     map.tensors.remove("model.layers.1.mlp.up_proj.weight");
     let err = Transformer::from_tensor_map(&model.config, map, &device)
@@ -399,7 +400,7 @@ fn missing_and_misshapen_tensors_are_named() {
 #[test]
 fn checkpoint_tensors_that_no_parameter_takes_are_refused() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 7, &device);
+    let model = tiny_model(ModelType::LLAMA, 7, &device);
     let mut map = model.to_tensor_map();
     let hidden = model.config.hidden_size;
     map.insert(
@@ -455,7 +456,7 @@ fn bad_model_specs_are_clear_errors() {
 #[test]
 fn sharded_safetensors_directory_loads() {
     let device = Device::flex();
-    let model = tiny_model(ModelType::Llama, 8, &device);
+    let model = tiny_model(ModelType::LLAMA, 8, &device);
     let dir = tempfile::tempdir().unwrap();
     let map = model.to_tensor_map();
     let mut shards = [

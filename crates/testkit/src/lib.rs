@@ -96,13 +96,13 @@ pub fn tiny_config(model_type: ModelType) -> ModelConfig {
     config.max_position_embeddings = 128;
     config.bos_token_id = Some(1);
     config.eos_token_id = Some(2);
-    config.tie_word_embeddings = model_type != ModelType::Qwen2;
+    config.tie_word_embeddings = model_type != ModelType::QWEN2;
     let layer_types = model_type.default_layer_types(config.num_layers, 2);
     if layer_types.contains(&LayerType::Sliding) {
         config.sliding_window = Some(4);
         config.layer_types = layer_types;
     }
-    if model_type == ModelType::Gemma3 {
+    if model_type == ModelType::GEMMA3 {
         config.rope_local_theta = Some(500.0);
     }
     config
@@ -154,7 +154,7 @@ pub fn reference_product(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> 
 /// `<dir>/model-<seed>`; returns the path as a model spec.
 pub fn tiny_model_dir(dir: &Path, seed: u64) -> String {
     let path = dir.join(format!("model-{seed}"));
-    let model = tiny_model(ModelType::Llama, seed, &Device::flex());
+    let model = tiny_model(ModelType::LLAMA, seed, &Device::flex());
     save_hf(&path, &model, &tokenizer()).expect("tiny model saves");
     path.to_str().expect("UTF-8 path").to_owned()
 }

@@ -6,7 +6,6 @@ mod peft;
 pub use peft::{load_adapters, save_adapters};
 
 use bpo_model::Transformer;
-use bpo_model::arch::Arch;
 use bpo_model::burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use bpo_model::burn::tensor::Tensor;
 use bpo_model::host::to_f32_vec;
@@ -82,7 +81,7 @@ pub fn check_targets(model: &Transformer, config: &LoraConfig) -> Result<Targets
             config.targets
         )));
     }
-    let arch = Arch::of(model.config.model_type);
+    let arch = model.config.model_type.arch();
     if let Some(path) = weights.iter().find(|p| arch.peft_target(p).is_none()) {
         return Err(AlgoError::Config(format!(
             "lora.targets {:?} select `{path}`, which has no PEFT LoRA layer of this layout: \

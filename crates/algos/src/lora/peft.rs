@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bpo_model::Transformer;
-use bpo_model::arch::Arch;
 use bpo_model::burn::module::{Module, ModuleMapper, Param};
 use bpo_model::burn::tensor::{Tensor, TensorData};
 use bpo_model::fsutil::write_atomic;
@@ -29,7 +28,10 @@ use crate::error::AlgoError;
 
 /// Where PEFT keeps the adapter on `path` (from the architecture's table).
 fn target(path: &str, model: &Transformer) -> Result<PeftTarget, AlgoError> {
-    Arch::of(model.config.model_type)
+    model
+        .config
+        .model_type
+        .arch()
         .peft_target(path)
         .ok_or_else(|| {
             AlgoError::Config(format!(

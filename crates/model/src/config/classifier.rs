@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
+use crate::config::ModelConfig;
 use crate::config::json::{field, opt_token, opt_usize, type_error};
-use crate::config::{ModelConfig, ModelType};
 use crate::error::ModelError;
 
 /// The head of a `*ForSequenceClassification` checkpoint: `score.weight`
@@ -24,21 +24,6 @@ pub struct ClassifierHead {
 
 /// The checkpoint name of the classifier's weight.
 pub const SCORE_WEIGHT: &str = "score.weight";
-
-impl ModelType {
-    /// The transformers class of a sequence classifier of this architecture.
-    pub fn hf_classifier_class(self) -> &'static str {
-        match self {
-            ModelType::Llama => "LlamaForSequenceClassification",
-            ModelType::Mistral => "MistralForSequenceClassification",
-            ModelType::Qwen2 => "Qwen2ForSequenceClassification",
-            ModelType::Qwen3 => "Qwen3ForSequenceClassification",
-            ModelType::Phi3 => "Phi3ForSequenceClassification",
-            ModelType::Gemma3 => "Gemma3TextForSequenceClassification",
-            ModelType::Gpt2 => "GPT2ForSequenceClassification",
-        }
-    }
-}
 
 impl ClassifierHead {
     /// The head a `config.json` declares: `Some` when its `architectures` name a
@@ -127,10 +112,11 @@ impl ClassifierHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ModelType;
 
     #[test]
     fn classifiers_are_told_from_language_models() {
-        let config = ModelConfig::preset(ModelType::Qwen3, "tiny", 100).unwrap();
+        let config = ModelConfig::preset(ModelType::QWEN3, "tiny", 100).unwrap();
         assert_eq!(
             ClassifierHead::from_hf_json(&config.to_hf_json()).unwrap(),
             None

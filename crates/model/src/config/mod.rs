@@ -1,16 +1,18 @@
 //! Model hyper-parameters: one struct for every family (Llama, SmolLM2, Mistral, Qwen2, Qwen3,
-//! Phi-3, Gemma 3, GPT-2), read from and written to Hugging Face `config.json`; each family's
-//! blocks are described in `family.rs`.
+//! Phi-3, Gemma 3, GPT-2), read from and written to Hugging Face `config.json`; what differs
+//! between families is in `crate::family`, one file each.
 
 mod classifier;
-mod family;
 mod hf;
 mod json;
 
+pub use crate::family::{
+    BlockSpec, LayerType, MODEL_TYPES, MlpKind, ModelType, NormKind, Positions,
+};
 pub use classifier::{ClassifierHead, SCORE_WEIGHT};
-pub use family::{BlockSpec, LayerType, MODEL_TYPES, MlpKind, ModelType, NormKind, Positions};
 
 use crate::error::ModelError;
+use crate::family::Window;
 
 /// The most parameters a configuration may have (2^40, ~4 TB of f32 weights): larger numbers
 /// come from corrupt or hostile config files.
@@ -129,13 +131,18 @@ impl ModelConfig {
                 self.head_dim
             ));
         }
-        if self.model_type.is_gpt2() && self.num_heads != self.num_kv_heads {
-            return bad(
-                "GPT-2 has no grouped-query attention (num_kv_heads must equal num_heads)".into(),
-            );
+        let family = self.model_type.family();
+        if !family.grouped_query && self.num_heads != self.num_kv_heads {
+            return bad(format!(
+                "{} has no grouped-query attention (num_kv_heads must equal num_heads)",
+                family.name
+            ));
         }
-        if self.model_type.is_gpt2() && self.num_heads * self.head_dim != self.hidden_size {
-            return bad("GPT-2 needs num_heads * head_dim == hidden_size".into());
+        if !family.grouped_query && self.num_heads * self.head_dim != self.hidden_size {
+            return bad(format!(
+                "{} needs num_heads * head_dim == hidden_size",
+                family.name
+            ));
         }
         if !self.layer_types.is_empty() && self.layer_types.len() != self.num_layers {
             return bad(format!(
@@ -257,33 +264,40 @@ impl ModelConfig {
                 )));
             }
         };
-        let gpt2 = model_type.is_gpt2();
+        let family = model_type.family();
+        let defaults = family.defaults;
+        let window = family.window;
         let config = ModelConfig {
             model_type,
             vocab_size,
             hidden_size: hidden,
-            intermediate_size: if gpt2 { 4 * hidden } else { ffn },
+            intermediate_size: defaults.intermediate_multiple.map_or(ffn, |m| m * hidden),
             num_layers: layers,
             num_heads: heads,
-            num_kv_heads: if gpt2 { heads } else { kv_heads },
+            num_kv_heads: if family.grouped_query {
+                kv_heads
+            } else {
+                heads
+            },
             head_dim: hidden / heads,
             max_position_embeddings: 1024,
-            rope_theta: if gpt2 { 0.0 } else { 10000.0 },
+            rope_theta: defaults.rope_theta,
             norm_eps: 1e-5,
             tie_word_embeddings: true,
             attention_bias: model_type.block().qkv_bias,
             bos_token_id: None,
             eos_token_id: None,
-            // Gemma 3 always has a window, its own RoPE base for it and a score scalar (its
-            // config.json defaults them).
-            sliding_window: (model_type == ModelType::Gemma3).then_some(4096),
-            layer_types: match model_type {
-                ModelType::Gemma3 => model_type.default_layer_types(layers, 6),
+            // A family whose layers always follow a pattern (Gemma 3) has its window, its own
+            // RoPE base there and its score scalar whatever config.json says.
+            sliding_window: (window == Window::Pattern).then_some(4096),
+            layer_types: match window {
+                Window::Pattern => model_type.default_layer_types(layers, 6),
                 _ => Vec::new(),
             },
-            rope_local_theta: (model_type == ModelType::Gemma3).then_some(10000.0),
-            query_pre_attn_scalar: (model_type == ModelType::Gemma3)
-                .then_some((hidden / heads) as f64),
+            rope_local_theta: defaults.rope_local_theta,
+            query_pre_attn_scalar: defaults
+                .query_pre_attn_scalar
+                .map(|_| (hidden / heads) as f64),
         };
         config.validate()?;
         Ok(config)

@@ -192,7 +192,7 @@ fn hostile_or_inconsistent_attention_settings_are_errors() {
 
 #[test]
 fn every_family_round_trips_through_hf_json() {
-    for model_type in MODEL_TYPES {
+    for &model_type in MODEL_TYPES {
         let mut config = ModelConfig::preset(model_type, "tiny", 100).unwrap();
         let windowed = model_type.default_layer_types(config.num_layers, 2);
         if windowed.contains(&LayerType::Sliding) {
@@ -201,7 +201,7 @@ fn every_family_round_trips_through_hf_json() {
         }
         let back = ModelConfig::from_hf_json(&config.to_hf_json()).unwrap();
         assert_eq!(config, back, "{model_type:?}");
-        if model_type == ModelType::Gemma3 {
+        if model_type == ModelType::GEMMA3 {
             config.rope_local_theta = Some(1234.0);
             config.query_pre_attn_scalar = Some(20.0);
         }
@@ -226,7 +226,7 @@ fn rope_theta_is_read_where_transformers_5_writes_it() {
 #[test]
 fn parameter_count_of_smollm2_135m() {
     let config = ModelConfig {
-        model_type: ModelType::Llama,
+        model_type: ModelType::LLAMA,
         vocab_size: 49152,
         hidden_size: 576,
         intermediate_size: 1536,

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use burn::module::Module;
 use burn::tensor::Device;
 
-use crate::arch::{Arch, Layout};
+use crate::arch::Layout;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::transformer::Transformer;
@@ -96,17 +96,17 @@ impl Transformer {
         device: &Device,
     ) -> Result<Self, ModelError> {
         config.validate()?;
-        if config.model_type.is_gpt2() {
-            // Accept checkpoints saved from GPT2Model (no `transformer.` prefix).
+        if let Some(prefix) = config.model_type.arch().optional_prefix {
+            // Accept checkpoints saved without it (GPT-2's GPT2Model).
             let bare: Vec<String> = map
                 .tensors
                 .keys()
-                .filter(|k| !k.starts_with("transformer.") && !k.starts_with("lm_head."))
+                .filter(|k| !k.starts_with(prefix) && !k.starts_with("lm_head."))
                 .cloned()
                 .collect();
             for key in bare {
                 let t = map.tensors.remove(&key).expect("key listed above");
-                map.tensors.insert(format!("transformer.{key}"), t);
+                map.tensors.insert(format!("{prefix}{key}"), t);
             }
         }
         if config.tie_word_embeddings {
@@ -116,7 +116,7 @@ impl Transformer {
         let skeleton = Transformer::skeleton(config, device);
         let shapes = params::shapes(&skeleton);
         let mut values = HashMap::new();
-        for named in Arch::of(config.model_type).named(config.num_layers) {
+        for named in config.model_type.arch().named(config.num_layers) {
             let parts: Vec<&Vec<usize>> = named.ours.iter().filter_map(|p| shapes.get(p)).collect();
             if parts.is_empty() {
                 continue; // not in this configuration (biases, an untied head)
@@ -154,7 +154,12 @@ impl Transformer {
         let model = self.valid().materialize();
         let mut values = params::values(&model);
         let mut map = TensorMap::new("model");
-        for named in Arch::of(model.config.model_type).named(model.config.num_layers) {
+        for named in model
+            .config
+            .model_type
+            .arch()
+            .named(model.config.num_layers)
+        {
             let parts: Vec<HostTensor> =
                 named.ours.iter().filter_map(|p| values.remove(p)).collect();
             if parts.is_empty() {
@@ -172,11 +177,10 @@ impl Transformer {
 }
 
 /// Whether `name` is a buffer that checkpoints of older transformers versions carry and that
-/// holds no weights: RoPE's inverse frequencies, GPT-2's causal masks.
+/// holds no weights: RoPE's inverse frequencies, the family's own (GPT-2's causal masks).
 fn is_buffer(name: &str, config: &ModelConfig) -> bool {
-    name.ends_with(".rotary_emb.inv_freq")
-        || (config.model_type.is_gpt2()
-            && (name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias")))
+    let buffers = config.model_type.arch().buffers;
+    name.ends_with(".rotary_emb.inv_freq") || buffers.iter().any(|b| name.ends_with(b))
 }
 
 /// An error when `map` still holds tensors after every parameter took its own: a checkpoint

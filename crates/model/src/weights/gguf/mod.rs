@@ -12,8 +12,10 @@ mod reader;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::arch::{Arch, Layout};
-use crate::config::{LayerType, MAX_LAYERS, MODEL_TYPES, ModelConfig, ModelType, Positions};
+use crate::arch::Layout;
+use crate::config::{
+    LayerType, MAX_LAYERS, MODEL_TYPES, ModelConfig, ModelType, NormKind, Positions,
+};
 use crate::error::ModelError;
 use crate::weights::tensor::{HostTensor, TensorMap};
 pub use quant::{GgmlType, dequantize};
@@ -210,7 +212,8 @@ impl GgufFile {
     }
 
     /// Metadata that asks for something bpo does not compute (as `config.json`'s refusals):
-    /// RoPE scaling, a sliding window where the family has none, RoPE on part of each head.
+    /// RoPE scaling, a sliding window where the family has none, RoPE on part of each head,
+    /// logit soft-capping.
     fn refuse_unsupported(&self, arch: &str, config: &ModelConfig) -> Result<(), ModelError> {
         let key = |k: &str| format!("{arch}.{k}");
         let refuse = |k: String, what: &str| {
@@ -238,6 +241,11 @@ impl GgufFile {
         {
             return refuse(key("rope.dimension_count"), "RoPE on part of each head");
         }
+        for cap in ["final_logit_softcapping", "attn_logit_softcapping"] {
+            if self.meta_f64(&key(cap))?.is_some_and(|v| v != 0.0) {
+                return refuse(key(cap), "logit soft-capping");
+            }
+        }
         Ok(())
     }
 
@@ -257,16 +265,22 @@ impl GgufFile {
             _ => self.meta_usize(&key("vocab_size"))?,
         };
         let has = |name: &str| self.tensors.iter().any(|t| t.name == name);
-        let gpt2 = model_type.is_gpt2();
+        let spec = model_type.block();
         let head_dim = match self.meta_u64(&key("attention.key_length"))? {
             Some(v) => v as usize,
             None => hidden_size / num_heads.max(1),
         };
-        let eps_key = if gpt2 {
-            "attention.layer_norm_epsilon"
-        } else {
-            "attention.layer_norm_rms_epsilon"
+        let eps_key = match spec.norm {
+            NormKind::Layer => "attention.layer_norm_epsilon",
+            NormKind::Rms | NormKind::RmsUnitOffset => "attention.layer_norm_rms_epsilon",
         };
+        // The q/k/v biases are there when the tensor holding the query's is.
+        let q_bias = model_type
+            .arch()
+            .block
+            .iter()
+            .find(|e| e.ours.contains(&"attn.q.bias"))
+            .is_some_and(|e| has(&format!("blk.0.{}", e.gguf)));
         let num_layers = self.meta_usize(&key("block_count"))?;
         if num_layers > MAX_LAYERS {
             return Err(self.error(format!(
@@ -274,14 +288,32 @@ impl GgufFile {
                 key("block_count")
             )));
         }
-        // llama.cpp gives a window to every layer of the families that have one (Phi-3).
-        let layer_types = model_type.default_layer_types(num_layers, 1);
+        // llama.cpp gives a window to every layer of the families that have one (Phi-3), and
+        // to all but every `sliding_window_pattern`-th (6 unless stated) in Gemma 3.
+        let pattern = self
+            .meta_u64(&key("attention.sliding_window_pattern"))?
+            .map_or(6, |p| p as usize);
+        let layer_types = model_type.default_layer_types(num_layers, pattern);
         let windowed = layer_types.contains(&LayerType::Sliding);
         let sliding_window = match windowed {
             true => self
                 .meta_u64(&key("attention.sliding_window"))?
                 .map(|w| w as usize),
             false => None,
+        };
+        let defaults = model_type.config_defaults();
+        // llama.cpp scales Gemma 3's scores by 1/sqrt(key_length), except in the 62-layer
+        // model (27B), where it takes hidden / heads.
+        let query_pre_attn_scalar = defaults.query_pre_attn_scalar.map(|_| match num_layers {
+            62 => (hidden_size / num_heads.max(1)) as f64,
+            _ => head_dim as f64,
+        });
+        let rope_local_theta = match defaults.rope_local_theta {
+            Some(default) => Some(
+                self.meta_f64(&key("rope.freq_base_swa"))?
+                    .unwrap_or(default),
+            ),
+            None => None,
         };
         let config = ModelConfig {
             model_type,
@@ -295,14 +327,15 @@ impl GgufFile {
                 .map_or(num_heads, |v| v as usize),
             head_dim,
             max_position_embeddings: self.meta_usize(&key("context_length"))?,
-            rope_theta: if gpt2 {
-                0.0
-            } else {
-                self.meta_f64(&key("rope.freq_base"))?.unwrap_or(10000.0)
+            rope_theta: match spec.positions {
+                Positions::Learned => 0.0,
+                Positions::Rope => self
+                    .meta_f64(&key("rope.freq_base"))?
+                    .unwrap_or(defaults.rope_theta),
             },
             norm_eps: self.meta_f64(&key(eps_key))?.unwrap_or(1e-5),
             tie_word_embeddings: !has("output.weight"),
-            attention_bias: gpt2 || has("blk.0.attn_q.bias"),
+            attention_bias: q_bias,
             bos_token_id: self
                 .meta_u64("tokenizer.ggml.bos_token_id")?
                 .map(|v| v as u32),
@@ -315,8 +348,8 @@ impl GgufFile {
                 Vec::new()
             },
             sliding_window,
-            rope_local_theta: None,
-            query_pre_attn_scalar: None,
+            rope_local_theta,
+            query_pre_attn_scalar,
         };
         if has("rope_freqs.weight") {
             return Err(self.error("scaled RoPE (`rope_freqs.weight`) is not supported yet".into()));
@@ -327,11 +360,14 @@ impl GgufFile {
     }
 
     /// All weights dequantised and renamed to Hugging Face naming and layout (the q/k rows that
-    /// llama.cpp permutes for its interleaved RoPE are put back in `rotate_half` order).
+    /// llama.cpp permutes for its interleaved RoPE are put back in `rotate_half` order, the
+    /// offset llama.cpp adds to a family's norms taken off).
     /// A tensor the architecture's table does not name (e.g. MLP biases) is an error: bpo would
     /// compute without it.
     pub fn tensor_map(&self, config: &ModelConfig) -> Result<TensorMap, ModelError> {
-        let named: HashMap<String, _> = Arch::of(config.model_type)
+        let named: HashMap<String, _> = config
+            .model_type
+            .arch()
             .named(config.num_layers)
             .into_iter()
             .map(|n| (n.gguf.clone(), n))
@@ -357,6 +393,11 @@ impl GgufFile {
             }
             if n.entry.gguf_layout == Layout::Transposed && t.shape.len() == 2 {
                 t = t.transposed();
+            }
+            // llama.cpp stores Gemma's `(1 + w)` norms with the 1 added.
+            let offset = config.model_type.family().gguf_norm_offset;
+            if offset != 0.0 && info.name.ends_with("norm.weight") {
+                t.data.iter_mut().for_each(|w| *w -= offset);
             }
             map.insert(n.hf.clone(), t);
         }
@@ -409,26 +450,26 @@ mod tests {
     #[test]
     fn gguf_names_map_to_hf_names() {
         let hf = |t: ModelType, gguf: &str| {
-            Arch::of(t)
+            t.arch()
                 .named(4)
                 .into_iter()
                 .find(|n| n.gguf == gguf)
                 .map(|n| (n.hf, n.entry.gguf_layout == Layout::Transposed))
         };
         assert_eq!(
-            hf(ModelType::Llama, "blk.3.attn_q.weight"),
+            hf(ModelType::LLAMA, "blk.3.attn_q.weight"),
             Some(("model.layers.3.self_attn.q_proj.weight".into(), false))
         );
         assert_eq!(
-            hf(ModelType::Gpt2, "blk.0.attn_qkv.weight"),
+            hf(ModelType::GPT2, "blk.0.attn_qkv.weight"),
             Some(("transformer.h.0.attn.c_attn.weight".into(), true))
         );
         assert_eq!(
-            hf(ModelType::Gpt2, "blk.0.attn_qkv.bias").map(|n| n.0),
+            hf(ModelType::GPT2, "blk.0.attn_qkv.bias").map(|n| n.0),
             Some("transformer.h.0.attn.c_attn.bias".into())
         );
         assert_eq!(
-            hf(ModelType::Llama, "output.weight"),
+            hf(ModelType::LLAMA, "output.weight"),
             Some(("lm_head.weight".into(), false))
         );
     }

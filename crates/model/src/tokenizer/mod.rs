@@ -4,20 +4,13 @@
 use std::path::Path;
 
 use serde_json::{Value, json};
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+mod gguf;
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::ModelError;
 use crate::fsutil::write_atomic;
-use crate::weights::gguf::{GgufFile, MetaValue};
+use crate::weights::gguf::GgufFile;
 
 /// A tokenizer with its special tokens and chat template.
 #[derive(Clone)]
@@ -84,58 +77,6 @@ fn declared_eos_ids(dir: &Path) -> Result<Vec<u32>, ModelError> {
     Ok(ids)
 }
 
-/// Regexes of the pre-tokenizers llama.cpp names in `tokenizer.ggml.pre`.
-const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-fn pre_tokenizer(name: &str) -> Result<PreTokenizerWrapper, ModelError> {
-    let gpt2 = || PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true));
-    let split = |regex: &str| -> Result<PreTokenizerWrapper, ModelError> {
-        let split = Split::new(
-            SplitPattern::Regex(regex.to_owned()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .map_err(tok_err)?;
-        Ok(PreTokenizerWrapper::Sequence(Sequence::new(vec![
-            PreTokenizerWrapper::Split(split),
-            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
-        ])))
-    };
-    match name {
-        "default" | "gpt2" | "gpt-2" => Ok(gpt2()),
-        // GPT-2 regex after splitting every digit on its own.
-        "smollm" | "starcoder" | "refact" | "codeshell" => {
-            Ok(PreTokenizerWrapper::Sequence(Sequence::new(vec![
-                PreTokenizerWrapper::Digits(Digits::new(true)),
-                gpt2(),
-            ])))
-        }
-        "llama-bpe" | "llama3" | "smaug-bpe" => split(LLAMA3_REGEX),
-        "qwen2" | "deepseek-r1-qwen" => split(QWEN2_REGEX),
-        other => Err(ModelError::Tokenizer(format!(
-            "GGUF pre-tokenizer `{other}` is not supported (default, gpt2, smollm, starcoder, llama-bpe, qwen2 are)"
-        ))),
-    }
-}
-
-fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>, ModelError> {
-    match file.meta(key) {
-        Some(MetaValue::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ModelError::Tokenizer(format!("`{key}` holds a non-string")))
-            })
-            .collect(),
-        Some(_) => Err(ModelError::Tokenizer(format!("`{key}` is not an array"))),
-        None => Err(ModelError::Tokenizer(format!(
-            "GGUF metadata lacks `{key}`"
-        ))),
-    }
-}
-
 impl Tokenizer {
     /// Wraps a `tokenizers` tokenizer with its special tokens and template; the token the
     /// template ends an assistant turn with stops generation too.
@@ -198,96 +139,10 @@ impl Tokenizer {
             .map(|(id, _)| id)
     }
 
-    /// Builds the byte-level BPE tokenizer stored in GGUF metadata (`tokenizer.ggml.*`).
+    /// Builds the tokenizer stored in GGUF metadata (`tokenizer.ggml.*`): byte-level BPE, or
+    /// Gemma's SentencePiece vocabulary (`gguf.rs`).
     pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
-        let model = file
-            .meta("tokenizer.ggml.model")
-            .and_then(MetaValue::as_str)
-            .unwrap_or("missing");
-        if model != "gpt2" {
-            return Err(ModelError::Tokenizer(format!(
-                "GGUF tokenizer model `{model}` is not supported (byte-level BPE `gpt2` is)"
-            )));
-        }
-        let tokens = string_array(file, "tokenizer.ggml.tokens")?;
-        let merges = string_array(file, "tokenizer.ggml.merges")?
-            .into_iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_owned(), b.to_owned()))
-                    .ok_or_else(|| ModelError::Tokenizer(format!("malformed merge `{m}`")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let types: Vec<i64> = match file.meta("tokenizer.ggml.token_type") {
-            Some(MetaValue::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    MetaValue::I64(x) => *x,
-                    MetaValue::U64(x) => *x as i64,
-                    _ => 1,
-                })
-                .collect(),
-            _ => vec![1; tokens.len()],
-        };
-        let vocab: tokenizers::models::bpe::Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
-        let pre = file
-            .meta("tokenizer.ggml.pre")
-            .and_then(MetaValue::as_str)
-            .unwrap_or("default");
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(matches!(pre, "llama-bpe" | "llama3"))
-            .build()
-            .map_err(tok_err)?;
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-        // Control (3) and user-defined (4) tokens are matched whole, before pre-tokenisation.
-        let special: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, t)| matches!(t, 3 | 4))
-            .map(|(tok, t)| AddedToken::from(tok.clone(), *t == 3))
-            .collect();
-        inner.add_special_tokens(special).map_err(tok_err)?;
-        let token = |key: &str| -> Option<String> {
-            let id = file.meta(key)?.as_u64()?;
-            tokens.get(id as usize).cloned()
-        };
-        let bos = token("tokenizer.ggml.bos_token_id");
-        let add_bos = matches!(
-            file.meta("tokenizer.ggml.add_bos_token"),
-            Some(MetaValue::Bool(true))
-        );
-        if let (true, Some(bos)) = (add_bos, &bos) {
-            let id = inner.token_to_id(bos).unwrap_or(0);
-            let post = TemplateProcessing::builder()
-                .try_single(format!("{bos} $A"))
-                .map_err(tok_err)?
-                .special_tokens(vec![(bos.clone(), id)])
-                .build()
-                .map_err(tok_err)?;
-            inner.with_post_processor(Some(post));
-        }
-        let template = file
-            .meta("tokenizer.chat_template")
-            .and_then(MetaValue::as_str)
-            .map(str::to_owned);
-        let end_of_turn = file
-            .meta("tokenizer.ggml.eot_token_id")
-            .and_then(MetaValue::as_u64);
-        Ok(Tokenizer::new(
-            inner,
-            bos,
-            token("tokenizer.ggml.eos_token_id"),
-            token("tokenizer.ggml.padding_token_id"),
-            template,
-        )
-        .with_stop_ids(end_of_turn.map(|id| id as u32)))
+        gguf::from_gguf(file)
     }
 
     /// Loads `tokenizer.json` and, when present, the special tokens of `tokenizer_config.json`
