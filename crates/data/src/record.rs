@@ -220,7 +220,8 @@ fn content(map: &mut Map<String, Value>, field: &str) -> Result<Option<Content>,
                         "must be a {role, content} message object",
                     ));
                 };
-                let role = match m.remove("role") {
+                // `shift_remove` keeps the other fields in the data's order.
+                let role = match m.shift_remove("role") {
                     Some(Value::String(r)) if !r.is_empty() => r,
                     Some(Value::String(_)) => {
                         return Err(FieldError::field(&format!("{field}[{i}].role"), "is empty"));
@@ -233,7 +234,7 @@ fn content(map: &mut Map<String, Value>, field: &str) -> Result<Option<Content>,
                         ));
                     }
                 };
-                let content = match m.remove("content") {
+                let content = match m.shift_remove("content") {
                     Some(Value::String(c)) => c,
                     Some(_) => return Err(at("content")),
                     None => {
@@ -243,7 +244,12 @@ fn content(map: &mut Map<String, Value>, field: &str) -> Result<Option<Content>,
                         ));
                     }
                 };
-                messages.push(ChatMessage { role, content });
+                // The other fields (`tool_calls`, `name`, ...) go to the chat template.
+                messages.push(ChatMessage {
+                    role,
+                    content,
+                    extra: m,
+                });
             }
             Ok(Some(Content::Chat(messages)))
         }

@@ -98,3 +98,28 @@ fn pair_json_round_trip() {
     };
     assert_eq!(PreferencePair::from_json(p.to_json()).unwrap(), p);
 }
+
+#[test]
+fn message_fields_beyond_role_and_content_are_kept_in_order() {
+    let call = json!({"id": "c1", "type": "function",
+        "function": {"name": "get_weather", "arguments": {"unit": "C", "city": "Paris"}}});
+    let user = json!({"role": "user", "content": "Weather?"});
+    let tool_turn = json!({"role": "assistant", "content": "", "tool_calls": [call]});
+    let result = json!({"role": "tool", "content": "22", "tool_call_id": "c1", "name": "w"});
+    let p = pair(json!({
+        "prompt": [user, tool_turn, result],
+        "chosen": [{"role": "assistant", "content": "Warm."}],
+        "rejected": [{"role": "assistant", "content": "Cold."}],
+    }))
+    .unwrap();
+    let Content::Chat(messages) = &p.prompt else {
+        panic!("a conversation")
+    };
+    assert_eq!(messages[1].extra["tool_calls"], json!([call]));
+    let keys: Vec<&String> = messages[2].extra.keys().collect();
+    assert_eq!(keys, ["tool_call_id", "name"]);
+    // The arguments keep the data's key order (the template's `tojson` prints them so).
+    let text = serde_json::to_string(&messages[1]).unwrap();
+    assert!(text.contains(r#"{"unit":"C","city":"Paris"}"#), "{text}");
+    assert_eq!(PreferencePair::from_json(p.to_json()).unwrap(), p);
+}

@@ -10,21 +10,27 @@ use minijinja::{Environment, Error, ErrorKind};
 
 use crate::error::ModelError;
 
-/// One chat message: a role (`system`, `user`, `assistant`) and its text.
+/// One chat message: a role (`system`, `user`, `assistant`, `tool`), its text, and any other
+/// fields the conversation gives it (`tool_calls`, `tool_call_id`, `name`, `reasoning_content`,
+/// ...), which reach the chat template as they are, as in transformers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
     /// Who speaks.
     pub role: String,
     /// What they say.
     pub content: String,
+    /// The message's other fields, in the order given.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ChatMessage {
-    /// A message from `role`.
+    /// A message from `role` with no other fields.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
         ChatMessage {
             role: role.into(),
             content: content.into(),
+            extra: serde_json::Map::new(),
         }
     }
 }

@@ -54,5 +54,5 @@ fn every_template_renders_every_conversation_as_transformers_does() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 9 * 10);
+    assert_eq!(compared, 9 * 11);
 }
