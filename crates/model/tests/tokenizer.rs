@@ -157,20 +157,17 @@ fn every_declared_end_of_sequence_stops_generation() {
 }
 
 #[test]
-fn a_sentencepiece_gguf_vocabulary_of_another_family_is_refused_by_name() {
+fn an_unknown_gguf_tokenizer_model_is_refused_by_name() {
     use bpo_model::weights::gguf::{GgufFile, MetaValue};
     use bpo_testkit::{GgufWriter, tokenizer_metadata};
-    for (arch, model, expected) in [
-        ("llama", "llama", "read for Gemma 3 only, not for `llama`"),
-        ("phi3", "llama", "read for Gemma 3 only, not for `phi3`"),
-        ("llama", "bert", "tokenizer model `bert` is not supported"),
-    ] {
-        let bytes = tokenizer_metadata(GgufWriter::new())
-            .meta("general.architecture", MetaValue::String(arch.into()))
-            .meta("tokenizer.ggml.model", MetaValue::String(model.into()))
-            .to_bytes();
-        let file = GgufFile::parse(std::path::Path::new("m.gguf"), bytes).unwrap();
-        let err = Tokenizer::from_gguf(&file).unwrap_err().to_string();
-        assert!(err.contains(expected), "{arch} {model}: {err}");
-    }
+    let bytes = tokenizer_metadata(GgufWriter::new())
+        .meta("general.architecture", MetaValue::String("llama".into()))
+        .meta("tokenizer.ggml.model", MetaValue::String("bert".into()))
+        .to_bytes();
+    let file = GgufFile::parse(std::path::Path::new("m.gguf"), bytes).unwrap();
+    let err = Tokenizer::from_gguf(&file).unwrap_err().to_string();
+    assert!(
+        err.contains("tokenizer model `bert` is not supported"),
+        "{err}"
+    );
 }

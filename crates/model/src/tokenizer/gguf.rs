@@ -1,17 +1,9 @@
 //! Tokenizers stored in GGUF metadata (`tokenizer.ggml.*`), built as transformers builds them
-//! from the same file: byte-level BPE with its merges (`gpt2`), and Gemma's SentencePiece
-//! vocabulary (`llama` in a `gemma3` file), whose merges are recovered from the order of the
-//! vocabulary.
+//! from the same file: byte-level BPE with its merges (`gpt2`), and SentencePiece vocabularies
+//! (`llama`; `sentencepiece.rs`).
 
-use std::collections::HashMap;
-
-use tokenizers::decoders::DecoderWrapper;
-use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::decoders::fuse::Fuse;
-use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::models::bpe::{BPE, Vocab};
-use tokenizers::normalizers::replace::Replace;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
@@ -20,16 +12,10 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
+use super::sentencepiece::{CONTROL, Flavour, USER_DEFINED, sentencepiece};
 use super::{Tokenizer, tok_err};
 use crate::error::ModelError;
 use crate::weights::gguf::{GgufFile, MetaValue};
-
-/// llama.cpp's token types that are matched whole in the text.
-const CONTROL: i64 = 3;
-const USER_DEFINED: i64 = 4;
-
-/// SentencePiece's word-boundary mark, which stands for a space.
-const SPACE_MARK: char = '\u{2581}';
 
 /// Regexes of the pre-tokenizers llama.cpp names in `tokenizer.ggml.pre`.
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -83,6 +69,23 @@ fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>, ModelError> {
     }
 }
 
+/// The numbers of `key` (a token's score), one per token; zeros where the file has none.
+fn numbers(file: &GgufFile, key: &str, count: usize) -> Result<Vec<f64>, ModelError> {
+    match file.meta(key) {
+        None => Ok(vec![0.0; count]),
+        Some(MetaValue::Array(items)) if items.len() == count => items
+            .iter()
+            .map(|v| {
+                v.as_f64()
+                    .ok_or_else(|| ModelError::Tokenizer(format!("`{key}` holds a non-number")))
+            })
+            .collect(),
+        Some(_) => Err(ModelError::Tokenizer(format!(
+            "`{key}` is not an array of {count} numbers, one per token"
+        ))),
+    }
+}
+
 /// The type of every token (llama.cpp's `NORMAL` = 1 where the file has none).
 fn token_types(file: &GgufFile, count: usize) -> Vec<i64> {
     match file.meta("tokenizer.ggml.token_type") {
@@ -112,17 +115,21 @@ pub(super) fn from_gguf(file: &GgufFile) -> Result<Tokenizer, ModelError> {
     let types = token_types(file, tokens.len());
     let (mut inner, add_bos_default) = match (model, arch) {
         ("gpt2", _) => (byte_level(file, &tokens, &types)?, false),
-        ("llama", "gemma3") => (gemma_sentencepiece(file, &tokens, &types)?, true),
         ("llama", _) => {
-            return Err(ModelError::Tokenizer(format!(
-                "GGUF SentencePiece tokenizers (`llama`) are read for Gemma 3 only, not for \
-                 `{arch}`: load the model's Hugging Face directory (tokenizer.json) instead"
-            )));
+            let scores = numbers(file, "tokenizer.ggml.scores", tokens.len())?;
+            let unk = file
+                .meta("tokenizer.ggml.unknown_token_id")
+                .and_then(MetaValue::as_u64)
+                .and_then(|id| tokens.get(id as usize))
+                .cloned()
+                .unwrap_or_else(|| "<unk>".into());
+            let flavour = Flavour::of(arch);
+            (sentencepiece(&tokens, &scores, &types, unk, flavour)?, true)
         }
         (other, _) => {
             return Err(ModelError::Tokenizer(format!(
-                "GGUF tokenizer model `{other}` is not supported (byte-level BPE `gpt2`, and \
-                 SentencePiece `llama` for Gemma 3, are)"
+                "GGUF tokenizer model `{other}` is not supported (byte-level BPE `gpt2` and \
+                 SentencePiece `llama` are)"
             )));
         }
     };
@@ -220,112 +227,4 @@ fn byte_level(
         .collect();
     inner.add_special_tokens(whole).map_err(tok_err)?;
     Ok(inner)
-}
-
-/// Gemma's SentencePiece vocabulary as transformers' `GemmaTokenizer` reads it from GGUF: BPE
-/// with byte fallback over the vocabulary (runs of spaces, stored as spaces, respelled with
-/// `▁`), merges recovered from the order of the vocabulary ([`merges_by_position`]), spaces
-/// normalised to `▁` with no prefix space; control tokens special, user-defined ones whole.
-fn gemma_sentencepiece(
-    file: &GgufFile,
-    tokens: &[String],
-    types: &[i64],
-) -> Result<tokenizers::Tokenizer, ModelError> {
-    let respelled: Vec<String> = tokens
-        .iter()
-        .map(|t| match !t.is_empty() && t.chars().all(|c| c == ' ') {
-            true => SPACE_MARK.to_string().repeat(t.chars().count()),
-            false => t.clone(),
-        })
-        .collect();
-    let vocab: Vocab = respelled
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
-    let merges = merges_by_position(&respelled, &vocab);
-    let unk = file
-        .meta("tokenizer.ggml.unknown_token_id")
-        .and_then(MetaValue::as_u64)
-        .and_then(|id| tokens.get(id as usize))
-        .cloned()
-        .unwrap_or_else(|| "<unk>".into());
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab.clone(), merges)
-        .unk_token(unk)
-        .fuse_unk(true)
-        .byte_fallback(true)
-        .build()
-        .map_err(tok_err)?;
-    let mut inner = tokenizers::Tokenizer::new(bpe);
-    inner
-        .with_normalizer(Some(Replace::new(" ", "\u{2581}").map_err(tok_err)?))
-        .map_err(tok_err)?;
-    let split = Split::new(
-        SplitPattern::String(" ".into()),
-        SplitDelimiterBehavior::MergedWithPrevious,
-        false,
-    )
-    .map_err(tok_err)?;
-    inner.with_pre_tokenizer(Some(PreTokenizerWrapper::Split(split)));
-    inner.with_decoder(Some(DecoderSequence::new(vec![
-        DecoderWrapper::Replace(Replace::new("\u{2581}", " ").map_err(tok_err)?),
-        DecoderWrapper::ByteFallback(ByteFallback::new()),
-        DecoderWrapper::Fuse(Fuse::new()),
-    ])));
-    let of_type = |wanted: i64| {
-        tokens
-            .iter()
-            .zip(types)
-            .filter(move |(_, t)| **t == wanted)
-            .map(|(tok, _)| tok)
-    };
-    let control: Vec<AddedToken> = of_type(CONTROL)
-        .map(|t| AddedToken::from(t.clone(), true).normalized(false))
-        .collect();
-    inner.add_special_tokens(control).map_err(tok_err)?;
-    // A user-defined token is added only under a spelling the vocabulary has (a run of spaces
-    // was respelled above), as transformers does.
-    let user: Vec<AddedToken> = of_type(USER_DEFINED)
-        .filter(|t| vocab.contains_key(*t))
-        .map(|t| AddedToken::from(t.clone(), false).normalized(false))
-        .collect();
-    inner.add_tokens(user).map_err(tok_err)?;
-    Ok(inner)
-}
-
-/// Merges for a vocabulary that lists none (transformers' `generate_merges` with Gemma's
-/// positions as scores): every token contributes each split of it into two tokens of the
-/// vocabulary; merges rank by the position of the token they make (earlier first), then by the
-/// longer left part, then the longer right part, splits of one token in vocabulary order.
-fn merges_by_position(tokens: &[String], vocab: &Vocab) -> Vec<(String, String)> {
-    // Python's dict keeps a repeated token at its first place with its last position.
-    let mut seen = HashMap::new();
-    let mut order: Vec<&String> = Vec::new();
-    for (i, t) in tokens.iter().enumerate() {
-        if seen.insert(t, i).is_none() {
-            order.push(t);
-        }
-    }
-    let mut merges: Vec<(usize, &str, &str)> = Vec::new();
-    for token in order {
-        let mut local: Vec<(&str, &str)> = token
-            .char_indices()
-            .skip(1)
-            .map(|(at, _)| token.split_at(at))
-            .filter(|(l, r)| vocab.contains_key(*l) && vocab.contains_key(*r))
-            .collect();
-        local.sort_by_key(|(l, r)| (vocab[*l], vocab[*r]));
-        merges.extend(local.into_iter().map(|(l, r)| (seen[token], l, r)));
-    }
-    let chars = |s: &str| s.chars().count();
-    merges.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(chars(b.1).cmp(&chars(a.1)))
-            .then(chars(b.2).cmp(&chars(a.2)))
-    });
-    merges
-        .into_iter()
-        .map(|(_, l, r)| (l.to_owned(), r.to_owned()))
-        .collect()
 }

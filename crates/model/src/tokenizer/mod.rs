@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 mod gguf;
+mod sentencepiece;
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::ModelError;
@@ -139,8 +140,8 @@ impl Tokenizer {
             .map(|(id, _)| id)
     }
 
-    /// Builds the tokenizer stored in GGUF metadata (`tokenizer.ggml.*`): byte-level BPE, or
-    /// Gemma's SentencePiece vocabulary (`gguf.rs`).
+    /// Builds the tokenizer stored in GGUF metadata (`tokenizer.ggml.*`): byte-level BPE, or a
+    /// SentencePiece vocabulary (`gguf.rs`, `sentencepiece.rs`).
     pub fn from_gguf(file: &GgufFile) -> Result<Self, ModelError> {
         gguf::from_gguf(file)
     }
