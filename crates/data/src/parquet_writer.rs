@@ -202,6 +202,19 @@ impl<T: Record> ParquetWriter<T> {
                             contents.push(None, 1, 0);
                         }
                         for (m, message) in messages.iter().enumerate() {
+                            let extra = message.as_object().and_then(|fields| {
+                                fields
+                                    .keys()
+                                    .find(|k| !matches!(k.as_str(), "role" | "content"))
+                            });
+                            if let Some(key) = extra {
+                                return Err(self.error(format!(
+                                    "output record {} (0-based): field `{field}[{m}]` has `{key}`; \
+                                     bpo writes Parquet messages as {{role, content}} only \
+                                     (write JSONL to keep it)",
+                                    first_row + i
+                                )));
+                            }
                             let repetition = i16::from(m > 0);
                             let text = |key: &str| message.get(key).and_then(Value::as_str);
                             roles.push(Some(text("role").unwrap_or_default()), 2, repetition);

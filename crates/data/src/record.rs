@@ -234,17 +234,22 @@ fn content(map: &mut Map<String, Value>, field: &str) -> Result<Option<Content>,
                         ));
                     }
                 };
+                let calls = m.get("tool_calls").is_some_and(|c| !c.is_null());
                 let content = match m.shift_remove("content") {
                     Some(Value::String(c)) => c,
-                    Some(_) => return Err(at("content")),
-                    None => {
+                    // A turn that only calls tools may have no text (OpenAI's and TRL's form).
+                    None | Some(Value::Null) if calls => String::new(),
+                    Some(Value::Null) | None => {
                         return Err(FieldError::field(
                             &format!("{field}[{i}].content"),
                             "is missing",
                         ));
                     }
+                    Some(_) => return Err(at("content")),
                 };
-                // The other fields (`tool_calls`, `name`, ...) go to the chat template.
+                // The other fields (`tool_calls`, `name`, ...) go to the chat template; a null
+                // one is a field the message lacks (a Parquet struct member this row leaves out).
+                m.retain(|_, v| !v.is_null());
                 messages.push(ChatMessage {
                     role,
                     content,

@@ -310,3 +310,24 @@ fn convert_goes_both_ways_and_a_column_keeps_one_form() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn messages_with_fields_parquet_cannot_hold_are_refused_not_dropped() {
+    use bpo_data::record::Record;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tools.parquet");
+    let pair = PreferencePair::from_json(serde_json::json!({
+        "prompt": [{"role": "user", "content": "Weather?"}],
+        "chosen": [{"role": "assistant", "content": null, "tool_calls": [{"type": "function"}]}],
+        "rejected": [{"role": "assistant", "content": "No idea."}],
+    }))
+    .unwrap();
+    let mut writer = ParquetWriter::<PreferencePair>::create(&path).unwrap();
+    let err = writer
+        .write(&pair)
+        .and_then(|()| writer.finish().map(|_| ()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("field `chosen[0]` has `tool_calls`"), "{err}");
+    assert!(!path.exists(), "nothing half-written");
+}

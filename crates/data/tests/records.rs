@@ -104,7 +104,9 @@ fn message_fields_beyond_role_and_content_are_kept_in_order() {
     let call = json!({"id": "c1", "type": "function",
         "function": {"name": "get_weather", "arguments": {"unit": "C", "city": "Paris"}}});
     let user = json!({"role": "user", "content": "Weather?"});
-    let tool_turn = json!({"role": "assistant", "content": "", "tool_calls": [call]});
+    // A turn that only calls tools may leave `content` null; null fields are absent ones.
+    let tool_turn =
+        json!({"role": "assistant", "content": null, "tool_calls": [call], "name": null});
     let result = json!({"role": "tool", "content": "22", "tool_call_id": "c1", "name": "w"});
     let p = pair(json!({
         "prompt": [user, tool_turn, result],
@@ -115,6 +117,8 @@ fn message_fields_beyond_role_and_content_are_kept_in_order() {
     let Content::Chat(messages) = &p.prompt else {
         panic!("a conversation")
     };
+    assert_eq!(messages[1].content, "");
+    assert_eq!(messages[1].extra.len(), 1);
     assert_eq!(messages[1].extra["tool_calls"], json!([call]));
     let keys: Vec<&String> = messages[2].extra.keys().collect();
     assert_eq!(keys, ["tool_call_id", "name"]);

@@ -79,14 +79,20 @@ impl ModelConfig {
             put("max_window_layers", json!(first.unwrap_or(self.num_layers)));
         }
         let rope = |theta: f64| json!({"rope_type": "default", "rope_theta": theta});
-        match (family.block.positions, self.rope_local_theta) {
+        // A family with its own base for the sliding layers keeps one set per layer type.
+        let local = family.defaults.rope_local_theta.is_some();
+        match (family.block.positions, local) {
             (Positions::Learned, _) => None,
-            (Positions::Rope, None) => put("rope_parameters", rope(self.rope_theta)),
-            (Positions::Rope, Some(local)) => put(
-                "rope_parameters",
-                json!({"full_attention": rope(self.rope_theta), "sliding_attention": rope(local)}),
-            ),
+            (Positions::Rope, false) => put("rope_parameters", rope(self.rope_theta)),
+            (Positions::Rope, true) => {
+                let local = self.rope_local_theta.unwrap_or(self.rope_theta);
+                let sets = json!({"full_attention": rope(self.rope_theta), "sliding_attention": rope(local)});
+                put("rope_parameters", sets)
+            }
         };
+        if let Some(alias) = keys.positions_alias {
+            put(alias, json!(self.max_position_embeddings));
+        }
         if family.defaults.query_pre_attn_scalar.is_some() {
             // transformers' Gemma3TextConfig takes an integer.
             let scalar = self.query_pre_attn_scalar.unwrap_or(self.head_dim as f64);

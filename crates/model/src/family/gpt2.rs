@@ -86,6 +86,7 @@ const GPT2: Family = Family {
         num_layers: "n_layer",
         num_heads: "n_head",
         max_position_embeddings: "n_positions",
+        positions_alias: Some("n_ctx"),
         norm_eps: "layer_norm_epsilon",
         activation: "activation_function",
     },

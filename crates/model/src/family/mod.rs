@@ -105,6 +105,9 @@ pub struct HfKeys {
     pub num_heads: &'static str,
     /// The positions (`max_position_embeddings`, `n_positions`).
     pub max_position_embeddings: &'static str,
+    /// Another key written with the positions (GPT-2's `n_ctx`, which llama.cpp's converter
+    /// reads).
+    pub positions_alias: Option<&'static str>,
     /// The norms' epsilon (`rms_norm_eps`, `layer_norm_epsilon`).
     pub norm_eps: &'static str,
     /// The activation (`hidden_act`, Gemma's `hidden_activation`, `activation_function`).
@@ -118,6 +121,7 @@ pub const LLAMA_KEYS: HfKeys = HfKeys {
     num_layers: "num_hidden_layers",
     num_heads: "num_attention_heads",
     max_position_embeddings: "max_position_embeddings",
+    positions_alias: None,
     norm_eps: "rms_norm_eps",
     activation: "hidden_act",
 };

@@ -1,7 +1,7 @@
 //! Qwen2: Llama's layout with biases on the q/k/v projections, llama.cpp's rows in Hugging Face
 //! order (NeoX RoPE), a window only with `use_sliding_window`.
 
-use super::{ConfigDefaults, Family, LLAMA_LIKE, ModelType, Window, llama};
+use super::{AttentionBias, ConfigDefaults, Family, LLAMA_LIKE, ModelType, Window, llama};
 use crate::arch::{self, Arch, Entry};
 
 impl ModelType {
@@ -42,6 +42,8 @@ const QWEN2: Family = Family {
         qkv_bias: true,
         ..LLAMA_LIKE
     },
+    // transformers' Qwen2 always has them, whatever `attention_bias` says.
+    attention_bias: AttentionBias::Ignored,
     window: Window::FromLayer,
     defaults: DEFAULTS,
     names: Arch::llama_like(BLOCK),

@@ -71,10 +71,13 @@ pub(super) fn sentencepiece(
     let spelled: Vec<String> = match flavour {
         Flavour::Gemma => tokens
             .iter()
-            .map(|t| match !t.is_empty() && t.chars().all(|c| c == ' ') {
-                true => SPACE_MARK.repeat(t.chars().count()),
-                false => t.clone(),
-            })
+            // transformers: a token with a space and nothing but whitespace.
+            .map(
+                |t| match t.contains(' ') && t.chars().all(char::is_whitespace) {
+                    true => SPACE_MARK.repeat(t.chars().count()),
+                    false => t.clone(),
+                },
+            )
             .collect(),
         Flavour::Llama | Flavour::Phi3 => tokens.to_vec(),
     };

@@ -17,6 +17,7 @@ use crate::config::{
     LayerType, MAX_LAYERS, MODEL_TYPES, ModelConfig, ModelType, NormKind, Positions,
 };
 use crate::error::ModelError;
+use crate::family::{AttentionBias, Window};
 use crate::weights::tensor::{HostTensor, TensorMap};
 pub use quant::{GgmlType, dequantize};
 use reader::{DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS, Reader};
@@ -274,13 +275,17 @@ impl GgufFile {
             NormKind::Layer => "attention.layer_norm_epsilon",
             NormKind::Rms | NormKind::RmsUnitOffset => "attention.layer_norm_rms_epsilon",
         };
-        // The q/k/v biases are there when the tensor holding the query's is.
-        let q_bias = model_type
-            .arch()
-            .block
-            .iter()
-            .find(|e| e.ours.contains(&"attn.q.bias"))
-            .is_some_and(|e| has(&format!("blk.0.{}", e.gguf)));
+        // The q/k/v biases are there when the tensor holding the query's is (always for a
+        // family that has them whatever its config says).
+        let q_bias = match model_type.family().attention_bias {
+            AttentionBias::Ignored => spec.qkv_bias,
+            _ => model_type
+                .arch()
+                .block
+                .iter()
+                .find(|e| e.ours.contains(&"attn.q.bias"))
+                .is_some_and(|e| has(&format!("blk.0.{}", e.gguf))),
+        };
         let num_layers = self.meta_usize(&key("block_count"))?;
         if num_layers > MAX_LAYERS {
             return Err(self.error(format!(
@@ -290,9 +295,12 @@ impl GgufFile {
         }
         // llama.cpp gives a window to every layer of the families that have one (Phi-3), and
         // to all but every `sliding_window_pattern`-th (6 unless stated) in Gemma 3.
-        let pattern = self
-            .meta_u64(&key("attention.sliding_window_pattern"))?
-            .map_or(6, |p| p as usize);
+        let pattern = match model_type.family().window {
+            Window::Pattern => self
+                .meta_u64(&key("attention.sliding_window_pattern"))?
+                .map_or(6, |p| p as usize),
+            _ => 1,
+        };
         let layer_types = model_type.default_layer_types(num_layers, pattern);
         let windowed = layer_types.contains(&LayerType::Sliding);
         let sliding_window = match windowed {
