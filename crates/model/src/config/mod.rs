@@ -152,7 +152,7 @@ impl ModelConfig {
             ));
         }
         let fixed = self.model_type.default_layer_types(self.num_layers, 1);
-        if !self.model_type.reads_layer_types()
+        if !family.window.reads_layer_types()
             && !self.layer_types.is_empty()
             && self.layer_types != fixed
         {

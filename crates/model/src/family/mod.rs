@@ -263,18 +263,6 @@ impl ModelType {
             })
             .collect()
     }
-
-    /// What transformers' config class of this family assumes for keys a `config.json` leaves
-    /// out.
-    pub fn config_defaults(self) -> ConfigDefaults {
-        self.0.defaults
-    }
-
-    /// Whether transformers reads `layer_types` for this family (Mistral and Phi-3 put the
-    /// window on every layer whatever the list says).
-    pub fn reads_layer_types(self) -> bool {
-        self.0.window.reads_layer_types()
-    }
 }
 
 #[cfg(test)]

@@ -309,7 +309,7 @@ impl GgufFile {
                 .map(|w| w as usize),
             false => None,
         };
-        let defaults = model_type.config_defaults();
+        let defaults = model_type.family().defaults;
         // llama.cpp scales Gemma 3's scores by 1/sqrt(key_length), except in the 62-layer
         // model (27B), where it takes hidden / heads.
         let query_pre_attn_scalar = defaults.query_pre_attn_scalar.map(|_| match num_layers {
