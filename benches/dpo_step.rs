@@ -6,7 +6,9 @@
 //! `cargo bench --bench dpo_step` runs a small random Llama (4 layers, d 256, 4 heads, ffn 1024,
 //! vocab 8192; 8 pairs of 32 + 96 tokens, full fine-tuning) and, when SmolLM2-135M-Instruct is
 //! in the model cache, SmolLM2 with LoRA r = 16 on all linear layers and with full fine-tuning
-//! (4 pairs of 32 + 64 tokens). Side-by-side with PyTorch: `benches/compare/dpo_step.sh`.
+//! (4 pairs of 32 + 64 tokens). With `BPO_BENCH_LONG=1`, the long rows instead ([`LONG_ROWS`]:
+//! up to one pair of 1024 + 1024 tokens). Side-by-side with PyTorch:
+//! `benches/compare/dpo_step.sh`.
 
 use bpo::algos::LossConfig;
 use bpo::algos::config::{LoraConfig, OptimConfig};
@@ -107,27 +109,52 @@ fn bench_step(
     group.finish();
 }
 
+/// The long rows (`BPO_BENCH_LONG=1`, SmolLM2 with LoRA r = 16): pairs x (prompt + response),
+/// then single pairs of growing length for the scaling table; `benches/compare/dpo_step.py`
+/// has the same list.
+const LONG_ROWS: [(usize, usize, usize); 7] = [
+    (2, 256, 256),
+    (1, 768, 256),
+    (1, 64, 64),
+    (1, 128, 128),
+    (1, 256, 256),
+    (1, 512, 512),
+    (1, 1024, 1024),
+];
+
 fn dpo_step(c: &mut Criterion) {
     // BPO_BENCH_DEVICE picks the device (`scripts/gpu-check.sh` sets it); default flex.
     let device = bench_device().autodiff();
-    let config = ModelConfig::preset(ModelType::LLAMA, "small", 8192).expect("preset");
-    let tiny = Transformer::init(&config, 0, &device);
-    bench_step(
-        c,
-        "tiny-full/8x(32+96)",
-        tiny,
-        false,
-        &pairs(8, 32, 96, 8192),
-    );
+    let long = std::env::var_os("BPO_BENCH_LONG").is_some();
+    if !long {
+        let config = ModelConfig::preset(ModelType::LLAMA, "small", 8192).expect("preset");
+        let tiny = Transformer::init(&config, 0, &device);
+        bench_step(
+            c,
+            "tiny-full/8x(32+96)",
+            tiny,
+            false,
+            &pairs(8, 32, 96, 8192),
+        );
+    }
 
     let smollm2 = known_model("smollm2-135m").expect("known");
-    if default_cache_dir().join(smollm2.file_name()).exists() {
-        let (model, _) = load("smollm2-135m", &device).expect("smollm2");
-        let p = pairs(4, 32, 64, model.config.vocab_size);
+    if !default_cache_dir().join(smollm2.file_name()).exists() {
+        eprintln!("smollm2-135m not in the cache: run `bpo fetch smollm2-135m` to bench it");
+        return;
+    }
+    let (model, _) = load("smollm2-135m", &device).expect("smollm2");
+    let vocab = model.config.vocab_size;
+    if long {
+        for (n, prompt, response) in LONG_ROWS {
+            let name = format!("smollm2-lora16/{n}x({prompt}+{response})");
+            let p = pairs(n, prompt, response, vocab);
+            bench_step(c, &name, model.clone(), true, &p);
+        }
+    } else {
+        let p = pairs(4, 32, 64, vocab);
         bench_step(c, "smollm2-lora16/4x(32+64)", model.clone(), true, &p);
         bench_step(c, "smollm2-full/4x(32+64)", model, false, &p);
-    } else {
-        eprintln!("smollm2-135m not in the cache: run `bpo fetch smollm2-135m` to bench it");
     }
 }
 

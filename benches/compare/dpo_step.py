@@ -6,9 +6,11 @@ global-norm clipping, AdamW.
 
 Rows: tiny random Llama (4 layers, d 256, 4 heads, ffn 1024, vocab 8192; 8 pairs of 32 + 96
 tokens, full fine-tuning); SmolLM2-135M-Instruct (from the GGUF) with LoRA r=16 (alpha 32) on
-all linear layers, and with full fine-tuning (4 pairs of 32 + 64 tokens).
+all linear layers, and with full fine-tuning (4 pairs of 32 + 64 tokens). With --long, the long
+rows instead (LONG_ROWS, LoRA r=16); --row NAME runs one row.
 
-Usage: python dpo_step.py GGUF_PATH --threads 2 --repeats 10
+Usage: python dpo_step.py GGUF_PATH --threads 2 --repeats 10 [--long] [--row NAME]
+       python dpo_step.py GGUF_PATH --list   (the long rows' names)
 Needs: pip install torch transformers gguf accelerate
 """
 import argparse
@@ -88,26 +90,49 @@ def bench(name, model, batch, prompt, repeats, beta=0.1):
     print(f"pytorch  {name:28s} {median:8.3f} s/step median of {repeats}  {tokens / median:8.1f} policy tokens/s")
 
 
+# The long rows (LoRA r=16 on SmolLM2), `--long`: pairs x (prompt + response), and a series of
+# single pairs of growing length for the scaling table.
+LONG_ROWS = [(2, 256, 256), (1, 768, 256), (1, 64, 64), (1, 128, 128), (1, 256, 256),
+             (1, 512, 512), (1, 1024, 1024)]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("gguf")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--long", action="store_true", help="the long rows instead of the short")
+    parser.add_argument("--row", help="only the row of this name (e.g. 'smollm2-lora16/1x(768+256)')")
+    parser.add_argument("--list", action="store_true", help="print the long rows' names and exit")
     args = parser.parse_args()
+    long_names = [f"smollm2-lora16/{n}x({p}+{r})" for n, p, r in LONG_ROWS]
+    if args.list:
+        print("\n".join(long_names))
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=8192, hidden_size=256, intermediate_size=1024,
-                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=256, tie_word_embeddings=True)
-    tiny = LlamaForCausalLM(config).float().train()
-    bench("tiny-full/8x(32+96)", tiny, make_batch(8, 32, 96, 8192), 32, args.repeats)
     path = args.gguf
     load = lambda: AutoModelForCausalLM.from_pretrained(
         os.path.dirname(path), gguf_file=os.path.basename(path), torch_dtype=torch.float32).train()
     vocab = 49152
+    wanted = lambda name: args.row is None or args.row == name
+    if args.long:
+        for name, (n, prompt, response) in zip(long_names, LONG_ROWS):
+            if wanted(name):
+                batch = make_batch(n, prompt, response, vocab)
+                bench(name, add_lora(load()), batch, prompt, args.repeats)
+        return
+    config = LlamaConfig(vocab_size=8192, hidden_size=256, intermediate_size=1024,
+                         num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4,
+                         max_position_embeddings=256, tie_word_embeddings=True)
+    tiny = LlamaForCausalLM(config).float().train()
+    if wanted("tiny-full/8x(32+96)"):
+        bench("tiny-full/8x(32+96)", tiny, make_batch(8, 32, 96, 8192), 32, args.repeats)
     batch = make_batch(4, 32, 64, vocab)
-    bench("smollm2-lora16/4x(32+64)", add_lora(load()), batch, 32, args.repeats)
-    bench("smollm2-full/4x(32+64)", load(), batch, 32, args.repeats)
+    if wanted("smollm2-lora16/4x(32+64)"):
+        bench("smollm2-lora16/4x(32+64)", add_lora(load()), batch, 32, args.repeats)
+    if wanted("smollm2-full/4x(32+64)"):
+        bench("smollm2-full/4x(32+64)", load(), batch, 32, args.repeats)
 
 
 if __name__ == "__main__":

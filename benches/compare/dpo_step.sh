@@ -2,7 +2,11 @@
 # Side-by-side DPO step benchmark: bpo (criterion, flex backend) against a hand-written PyTorch
 # fp32 step, same shapes, same thread count, and each side's peak RSS. Run on an idle machine.
 #
-#   [ROUNDS=N] benches/compare/dpo_step.sh [PYTHON]
+#   [ROUNDS=N] [LONG=1] benches/compare/dpo_step.sh [PYTHON]
+#
+# LONG=1 runs the long rows instead (SmolLM2, LoRA r16, up to one pair of 1024 + 1024 tokens;
+# `dpo_step.py --list`), each row in its own process on both sides, so each peak RSS is that
+# row's; PyTorch takes 3 timed steps there (REPEATS), criterion its minimum of 10.
 #
 # PYTHON must have torch, transformers, gguf and accelerate installed; /usr/bin/time (Debian:
 # `time`) measures the peak RSS.
@@ -19,6 +23,23 @@ rss=$(mktemp)
 trap 'rm -f "$rss"' EXIT
 # ROUNDS (default 1) alternates the two sides that many times, so that the machine's drift
 # between minutes shows in the per-round lines instead of in one ratio.
+if [ -n "${LONG:-}" ]; then
+  for round in $(seq 1 "${ROUNDS:-1}"); do
+    [ "${ROUNDS:-1}" -gt 1 ] && echo "round $round"
+    "$python" benches/compare/dpo_step.py "$gguf" --list | while read -r row; do
+      rm -rf "$target"/criterion/dpo_step
+      BPO_BENCH_LONG=1 RAYON_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" \
+        "$bench" --bench --noplot --exact "$row" > /dev/null 2>&1
+      f=$(find "$target"/criterion/dpo_step -path "*/new/estimates.json")
+      "$python" -c "import json,sys; m=json.load(open(sys.argv[1]))['median']['point_estimate']/1e9; print('bpo      %-28s %8.3f s/step median, peak RSS %s MiB' % (sys.argv[2], m, sys.argv[3]))" \
+        "$f" "$row" $(( $(cat "$rss") / 1024 ))
+      OMP_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" "$python" benches/compare/dpo_step.py \
+        "$gguf" --threads $threads --repeats "${REPEATS:-3}" --long --row "$row"
+      echo "pytorch  $row peak RSS $(( $(cat "$rss") / 1024 )) MiB"
+    done
+  done
+  exit 0
+fi
 for round in $(seq 1 "${ROUNDS:-1}"); do
   [ "${ROUNDS:-1}" -gt 1 ] && echo "round $round"
   rm -rf "$target"/criterion/dpo_step

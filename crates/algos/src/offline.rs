@@ -203,10 +203,11 @@ pub(crate) fn train_offline(
     let run = setup.run;
     let steps = plan_steps(&objective.lengths(), run);
     let total = steps.len();
-    let model = match setup.lora {
+    let mut model = match setup.lora {
         Some(lora) => apply_lora(model, lora, run.seed)?,
         None => model,
     };
+    model.gradient_checkpointing = run.gradient_checkpointing;
     // The last checkpoint is written after the model (below), so that a disk filling up at
     // the end still leaves the trained model.
     let schedule = Schedule {

@@ -9,7 +9,9 @@ use burn::tensor::{Bool, Device, Tensor};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decoding::BlockWeights;
+use crate::flex;
 use crate::linear;
+use crate::mask::LayerMask;
 use crate::norm::Norm;
 use crate::rope::RopeAngles;
 
@@ -67,59 +69,123 @@ impl Attention {
     }
 
     /// Attends `x` `[batch, len, hidden]` to the cached keys of `layer` plus its own, `mask`
-    /// (`true`: not attended) saying which; the projections through `packed` when given
-    /// (decoding).
-    ///
-    /// Grouped-query attention without copying keys: the `group` query heads of one key/value
-    /// head are stacked along the sequence axis, `[batch, kv_heads, group * len, head_dim]`,
-    /// which is what the masks of [`ChunkInputs`](crate::cache::ChunkInputs) are laid out for.
+    /// saying which; the projections through `packed` when given (decoding).
     pub fn forward(
         &self,
         x: Tensor<3>,
-        mask: &Tensor<4, Bool>,
+        mask: &LayerMask,
         rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
         packed: Option<&BlockWeights>,
     ) -> Tensor<3> {
-        let [batch, len, _] = x.dims();
-        let (heads, kv_heads, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let group = heads / kv_heads;
-        let split = |t: Tensor<3>, n: usize| t.reshape([batch, len, n, hd]).swap_dims(1, 2);
         let [q, k, v]: [Tensor<3>; 3] =
             linear::forward_together(&[&self.q, &self.k, &self.v], packed.map(|p| &p.qkv), x)
                 .try_into()
                 .expect("three projections");
-        let (mut q, mut k, v) = (split(q, heads), split(k, kv_heads), split(v, kv_heads));
-        if let Some(norm) = &self.q_norm {
-            q = norm.forward(q);
-        }
-        if let Some(norm) = &self.k_norm {
-            k = norm.forward(k);
-        }
-        if let Some(rope) = rope {
-            q = rope.rotate(q);
-            k = rope.rotate(k);
-        }
+        let q = self.heads(q, self.num_heads, &self.q_norm, rope);
+        let k = self.heads(k, self.num_kv_heads, &self.k_norm, rope);
+        let v = self.heads(v, self.num_kv_heads, &None, None);
         let (k, v) = cache.append(layer, k, v);
-        let q = q.reshape([batch, kv_heads, group * len, hd]);
-        let out = attention(
-            q,
-            k,
-            v,
-            Some(mask.clone()),
-            None,
-            AttentionModuleOptions {
-                scale: Some(self.scale),
-                ..AttentionModuleOptions::default()
-            },
-        );
-        let out = out
-            .reshape([batch, heads, len, hd])
-            .swap_dims(1, 2)
-            .reshape([batch, len, heads * hd]);
+        self.attend(q, k, v, mask, packed)
+    }
+
+    /// The keys and values of `x` `[batch, len, hidden]`, `[batch, kv_heads, len, head_dim]`
+    /// each: the part of [`Attention::forward`] before the cache.
+    pub(crate) fn keys_values(
+        &self,
+        x: Tensor<3>,
+        rope: Option<&RopeAngles>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let k = linear::forward(&self.k, x.clone());
+        let v = linear::forward(&self.v, x);
+        (
+            self.heads(k, self.num_kv_heads, &self.k_norm, rope),
+            self.heads(v, self.num_kv_heads, &None, None),
+        )
+    }
+
+    /// The queries of `x` `[batch, len, hidden]`, `[batch, heads, len, head_dim]`.
+    pub(crate) fn queries(&self, x: Tensor<3>, rope: Option<&RopeAngles>) -> Tensor<4> {
+        let q = linear::forward(&self.q, x);
+        self.heads(q, self.num_heads, &self.q_norm, rope)
+    }
+
+    /// A projection `[batch, len, n * head_dim]` as `n` heads `[batch, n, len, head_dim]`, each
+    /// normalised by `norm` and rotated by `rope` when given.
+    fn heads(
+        &self,
+        t: Tensor<3>,
+        n: usize,
+        norm: &Option<Norm>,
+        rope: Option<&RopeAngles>,
+    ) -> Tensor<4> {
+        let [batch, len, _] = t.dims();
+        let mut t = t.reshape([batch, len, n, self.head_dim]).swap_dims(1, 2);
+        if let Some(norm) = norm {
+            t = norm.forward(t);
+        }
+        match rope {
+            Some(rope) => rope.rotate(t),
+            None => t,
+        }
+    }
+
+    /// The attention of queries `q` `[batch, heads, len, head_dim]` over all keys and values
+    /// (cached ones first), `mask` saying which each sees, through the output projection:
+    /// `[batch, len, hidden]`. On flex (f32), the fused attention of [`flex::attention`];
+    /// elsewhere Burn's ([`Attention::unfused`]).
+    pub(crate) fn attend(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        mask: &LayerMask,
+        packed: Option<&BlockWeights>,
+    ) -> Tensor<3> {
+        let [batch, heads, len, hd] = q.dims();
+        let out = match flex::attention(&q, &k, &v, mask.ranges(), self.scale) {
+            Some(out) => out,
+            None => self.unfused(q, k, v, mask.dense()),
+        };
+        let out = out.swap_dims(1, 2).reshape([batch, len, heads * hd]);
         linear::forward_together(&[&self.o], packed.map(|p| &p.o), out)
             .pop()
             .expect("one projection")
+    }
+
+    /// Burn's attention of `q` `[batch, heads, len, head_dim]` over all keys and values, with the
+    /// dense `mask`: grouped-query attention without copying keys, the `group` query heads of one
+    /// key/value head stacked along the sequence axis, `[batch, kv_heads, group * len,
+    /// head_dim]`, as the mask is laid out. Without autodiff at Burn's default scale (the
+    /// queries scaled first when the model's differs): the GPU backends run their fused
+    /// attention (cubek) only then.
+    fn unfused(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        mask: Tensor<4, Bool>,
+    ) -> Tensor<4> {
+        let [batch, heads, len, hd] = q.dims();
+        let q = q.reshape([
+            batch,
+            self.num_kv_heads,
+            heads / self.num_kv_heads * len,
+            hd,
+        ]);
+        let default = 1.0 / (hd as f64).sqrt();
+        let (q, scale) = if q.is_autodiff() {
+            (q, Some(self.scale))
+        } else if self.scale == default {
+            (q, None)
+        } else {
+            (q * ((self.scale / default) as f32), None)
+        };
+        let options = AttentionModuleOptions {
+            scale,
+            ..AttentionModuleOptions::default()
+        };
+        attention(q, k, v, Some(mask), None, options).reshape([batch, heads, len, hd])
     }
 }

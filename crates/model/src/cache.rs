@@ -4,9 +4,10 @@
 //! The full-sequence forward pass is the incremental one run on an empty cache, so training,
 //! scoring and generation share one code path.
 
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::batch::TokenBatch;
+use crate::mask::{KeyRanges, LayerMask};
 
 /// Cached keys and values of every layer, `[batch, kv_heads, cached_len, head_dim]` each, with
 /// the padding mask and the next position of every row.
@@ -22,24 +23,23 @@ pub struct KvCache {
 }
 
 /// What one forward chunk needs besides the token ids: their position ids `[batch, len]` and
-/// the attention masks over all keys (`true` = masked), laid out for grouped-query attention as
-/// `[batch, kv_heads, group * len, keys]`.
+/// which keys each query attends to ([`LayerMask`]).
 #[derive(Debug, Clone)]
 pub struct ChunkInputs {
     /// Token ids `[batch, len]`.
     pub ids: Tensor<2, Int>,
     /// Position ids `[batch, len]`.
     pub positions: Tensor<2, Int>,
-    /// Attention mask of the full-attention layers, `true` where a query may not attend to a
-    /// key; none when the chunk was begun without them (every layer windowed).
-    pub mask: Option<Tensor<4, Bool>>,
+    /// Attention mask of the full-attention layers; none when the chunk was begun without them
+    /// (every layer windowed).
+    pub mask: Option<LayerMask>,
     /// The mask of the sliding-window layers, when the chunk was begun with a window.
-    pub window_mask: Option<Tensor<4, Bool>>,
+    pub window_mask: Option<LayerMask>,
 }
 
 impl ChunkInputs {
     /// The mask of a layer with sliding window `window` (`None`: full attention).
-    pub fn mask_for(&self, window: Option<usize>) -> &Tensor<4, Bool> {
+    pub fn mask_for(&self, window: Option<usize>) -> &LayerMask {
         match (window, &self.window_mask) {
             (Some(_), Some(mask)) => mask,
             _ => self
@@ -93,7 +93,6 @@ impl KvCache {
         device: &Device,
     ) -> ChunkInputs {
         let full = full || window.is_none();
-        let (kv_heads, group) = heads;
         let (rows, len) = (batch.batch_size, batch.seq_len);
         if self.key_real.is_empty() {
             self.key_real = vec![Vec::new(); rows];
@@ -105,12 +104,7 @@ impl KvCache {
             rows,
             "a KvCache keeps the batch size of its first chunk"
         );
-        let past = self.len();
-        let keys = past + len;
         let mut positions = Vec::with_capacity(rows * len);
-        let mask_len = rows * kv_heads * group * len * keys;
-        let mut mask = Vec::with_capacity(if full { mask_len } else { 0 });
-        let mut window_mask = Vec::with_capacity(if window.is_some() { mask_len } else { 0 });
         for row in 0..rows {
             let real = batch.row_mask(row);
             let first = positions.len();
@@ -131,43 +125,17 @@ impl KvCache {
             let chunk_positions = positions[first..].iter().map(|&p| p as usize);
             self.key_real[row].extend_from_slice(real);
             self.key_position[row].extend(chunk_positions);
-            let (key_real, key_position) = (&self.key_real[row], &self.key_position[row]);
-            let row_mask = |window: usize| {
-                let mut row_mask = Vec::with_capacity(len * keys);
-                for (t, &query_real) in real.iter().enumerate() {
-                    let query_key = past + t;
-                    let query_position = key_position[query_key];
-                    row_mask.extend((0..keys).map(|j| {
-                        if query_real {
-                            !(key_real[j]
-                                && j <= query_key
-                                && query_position - key_position[j] < window)
-                        } else {
-                            j != query_key
-                        }
-                    }));
-                }
-                row_mask
-            };
-            let unwindowed = full.then(|| row_mask(usize::MAX));
-            let windowed = window.map(row_mask);
-            for _ in 0..kv_heads * group {
-                if let Some(unwindowed) = &unwindowed {
-                    mask.extend_from_slice(unwindowed);
-                }
-                if let Some(windowed) = &windowed {
-                    window_mask.extend_from_slice(windowed);
-                }
-            }
         }
-        let shape = [rows, kv_heads, group * len, keys];
+        let mask = |window| {
+            let ranges = KeyRanges::new(len, &self.key_real, &self.key_position, window);
+            LayerMask::new(ranges, heads, device)
+        };
         let ids: Vec<i32> = batch.ids.iter().map(|&id| id as i32).collect();
         ChunkInputs {
             ids: Tensor::from_data(TensorData::new(ids, [rows, len]), device),
             positions: Tensor::from_data(TensorData::new(positions, [rows, len]), device),
-            mask: full.then(|| Tensor::from_data(TensorData::new(mask, shape), device)),
-            window_mask: window
-                .map(|_| Tensor::from_data(TensorData::new(window_mask, shape), device)),
+            mask: full.then(|| mask(None)),
+            window_mask: window.map(|w| mask(Some(w))),
         }
     }
 
@@ -204,6 +172,8 @@ impl KvCache {
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::Bool;
+
     use super::*;
     use crate::batch::{PaddingSide, TokenBatch};
 
@@ -215,17 +185,20 @@ mod tests {
         // Every layer windowed: the windowed mask only.
         let windowed = begin((Some(2), false));
         assert!(windowed.mask.is_none());
-        let window_mask = windowed.mask_for(Some(2)).clone();
+        let window_mask = windowed.mask_for(Some(2)).dense();
         // Some layers full: both; the windowed one masks more (keys 2 positions back).
         let both = begin((Some(2), true));
         let masked = |m: &Tensor<4, Bool>| {
             let data = m.clone().into_data();
             data.iter::<bool>().filter(|b| *b).count()
         };
-        let (full, slid) = (masked(both.mask_for(None)), masked(both.mask_for(Some(2))));
+        let (full, slid) = (
+            masked(&both.mask_for(None).dense()),
+            masked(&both.mask_for(Some(2)).dense()),
+        );
         assert!(slid > full, "{slid} {full}");
         assert_eq!(
-            both.mask_for(Some(2)).clone().into_data(),
+            both.mask_for(Some(2)).dense().into_data(),
             window_mask.into_data()
         );
         // No window: the full mask, whatever is asked.

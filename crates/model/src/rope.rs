@@ -64,6 +64,14 @@ pub struct RopeAngles {
 }
 
 impl RopeAngles {
+    /// These angles with `f` applied to both tables (moving them on or off autodiff).
+    pub(crate) fn map(&self, f: impl Fn(Tensor<4>) -> Tensor<4>) -> Self {
+        RopeAngles {
+            cos: f(self.cos.clone()),
+            sin: f(self.sin.clone()),
+        }
+    }
+
     /// Rotates `x` `[batch, heads, len, head_dim]` by these angles.
     pub fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
         let half = x.dims()[3] / 2;

@@ -4,76 +4,17 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear};
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
-use crate::attention::Attention;
 use crate::batch::TokenBatch;
+pub use crate::block::Block;
 use crate::cache::KvCache;
 use crate::config::{LayerType, ModelConfig, Positions};
-use crate::decoding::{BlockLayers, BlockWeights, DecodeWeights, Head};
+use crate::decoding::{BlockLayers, DecodeWeights, Head};
 use crate::linear;
-use crate::mlp::FeedForward;
 use crate::norm::Norm;
-use crate::rope::{Rope, RopeAngles};
-
-/// One pre-norm block: `x + attn(norm(x))`, then `h + mlp(norm(h))`; with post-norms (Gemma)
-/// `x + norm(attn(norm(x)))`, then `h + norm(mlp(norm(h)))`.
-#[derive(Module, Debug)]
-pub struct Block {
-    /// Norm before attention (`input_layernorm`, GPT-2 `ln_1`).
-    pub attn_norm: Norm,
-    /// Self-attention.
-    pub attn: Attention,
-    /// Norm of the attention's output (Gemma's `post_attention_layernorm`).
-    pub attn_post_norm: Option<Norm>,
-    /// Norm before the MLP (`post_attention_layernorm` of Llama, Gemma's
-    /// `pre_feedforward_layernorm`, GPT-2 `ln_2`).
-    pub mlp_norm: Norm,
-    /// Feed-forward network.
-    pub mlp: FeedForward,
-    /// Norm of the MLP's output (Gemma's `post_feedforward_layernorm`).
-    pub mlp_post_norm: Option<Norm>,
-    /// The sliding window of this block's attention, `None` for full attention.
-    pub window: Option<usize>,
-}
-
-impl Block {
-    /// Block `layer` of `config`, weights drawn (lazily) from `init`, norms at scale 1 and
-    /// shift 0.
-    pub fn init(config: &ModelConfig, layer: usize, init: &Initializer, device: &Device) -> Self {
-        let norm = || Norm::of(config, config.hidden_size, device);
-        let post_norms = config.model_type.block().post_norms;
-        Block {
-            attn_norm: norm(),
-            attn: Attention::init(config, init, device),
-            attn_post_norm: post_norms.then(norm),
-            mlp_norm: norm(),
-            mlp: FeedForward::init(config, init, device),
-            mlp_post_norm: post_norms.then(norm),
-            window: config.window_of(layer),
-        }
-    }
-
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        mask: &Tensor<4, Bool>,
-        rope: Option<&RopeAngles>,
-        cache: &mut KvCache,
-        layer: usize,
-        packed: Option<&BlockWeights>,
-    ) -> Tensor<3> {
-        let post = |norm: &Option<Norm>, y: Tensor<3>| match norm {
-            Some(norm) => norm.forward(y),
-            None => y,
-        };
-        let normed = self.attn_norm.forward(x.clone());
-        let attended = self.attn.forward(normed, mask, rope, cache, layer, packed);
-        let h = x + post(&self.attn_post_norm, attended);
-        let transformed = self.mlp.forward(self.mlp_norm.forward(h.clone()), packed);
-        h + post(&self.mlp_post_norm, transformed)
-    }
-}
+use crate::recompute::checkpointed_block;
+use crate::rope::Rope;
 
 /// A decoder-only language model of the Llama family or GPT-2, as described by its
 /// [`ModelConfig`].
@@ -97,6 +38,11 @@ pub struct Transformer {
     /// The hyper-parameters this model was built from.
     #[module(skip)]
     pub config: ModelConfig,
+    /// Whether training runs each block again in the backward pass instead of keeping its
+    /// activations (TRL's `gradient_checkpointing`; on flex, elsewhere blocks run as usual);
+    /// off by default. The values and gradients are the same.
+    #[module(skip)]
+    pub gradient_checkpointing: bool,
 }
 
 impl Transformer {
@@ -137,6 +83,7 @@ impl Transformer {
             rope: Self::rope_for(config, Some(config.rope_theta), device),
             rope_local: Self::rope_for(config, config.rope_local_theta, device),
             config: config.clone(),
+            gradient_checkpointing: false,
         }
     }
 
@@ -220,7 +167,11 @@ impl Transformer {
                 _ => angles.as_ref(),
             };
             let mask = inputs.mask_for(block.window);
-            x = block.forward(x, mask, rope, cache, i, packed);
+            x = if self.gradient_checkpointing && packed.is_none() {
+                checkpointed_block(block, x, mask, rope, cache, i)
+            } else {
+                block.forward(x, mask, rope, cache, i, packed)
+            };
         }
         self.norm.forward(x)
     }

@@ -87,6 +87,12 @@ pub struct RunConfig {
     pub seed: u64,
     /// Length buckets: sort by length within pools of this many batches. Default 16; 1 = off.
     pub bucket_pool: usize,
+    /// Run each block again in the backward pass instead of keeping its activations (TRL's
+    /// `gradient_checkpointing`): less memory for long sequences, one more forward pass of
+    /// the policy per step, the same gradients. CPU (flex) only: elsewhere it changes nothing.
+    /// Default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for RunConfig {
@@ -103,6 +109,7 @@ impl Default for RunConfig {
             keep_checkpoints: 2,
             seed: 0,
             bucket_pool: 16,
+            gradient_checkpointing: false,
         }
     }
 }

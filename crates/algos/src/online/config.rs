@@ -98,6 +98,10 @@ pub struct OnlineRunConfig {
     /// Write the final merged model to `<out>/model` (LoRA adapters are always written).
     /// Default true.
     pub save_model: bool,
+    /// Run each block again in the backward pass instead of keeping its activations (as
+    /// `run.gradient_checkpointing` of `bpo train`). Default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for OnlineRunConfig {
@@ -111,6 +115,7 @@ impl Default for OnlineRunConfig {
             kl_metrics: true,
             eval_batch_size: 8,
             save_model: true,
+            gradient_checkpointing: false,
         }
     }
 }

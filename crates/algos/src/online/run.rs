@@ -78,10 +78,11 @@ fn initial_policy(
 ) -> Result<Policy<Transformer>, AlgoError> {
     let mut models = Vec::with_capacity(config.ensemble.size);
     for i in 0..config.ensemble.size {
-        let model = match &config.lora {
+        let mut model = match &config.lora {
             Some(lora) => apply_lora(base.clone(), lora, config.run.seed + i as u64)?,
             None => base.clone(),
         };
+        model.gradient_checkpointing = config.run.gradient_checkpointing;
         models.push(match (config.ensemble.init_adapters.get(i), &config.lora) {
             (Some(dir), Some(lora)) => load_adapters(model, lora, dir)?,
             _ => model,

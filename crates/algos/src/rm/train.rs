@@ -194,10 +194,11 @@ pub fn train_reward_model(
         .map(|p| read_pairs(p, &config.data, &tokenizer, &body.config).map(|(pairs, _, _)| pairs))
         .transpose()?;
     let run = &config.run;
-    let body = match &config.lora {
+    let mut body = match &config.lora {
         Some(lora) => apply_lora(body, lora, run.seed)?,
         None => body,
     };
+    body.gradient_checkpointing = run.gradient_checkpointing;
     let mut objective = BradleyTerry { pairs, dev, pad_id };
     let steps = plan_steps(&objective.lengths(), run);
     let schedule = Schedule {

@@ -1,6 +1,6 @@
 //! Our own CPU operations on Burn's flex backend, each with its own backward pass inside Burn's
 //! autodiff (the custom-operation interface of `burn-autodiff`): [`matmul`], [`swiglu`],
-//! [`rms_norm`] and [`head_logprobs`]; and AdamW's update of a parameter in one pass
+//! [`rms_norm`], [`attention`] and [`head_logprobs`]; and AdamW's update of a parameter in one pass
 //! ([`adamw_update`]).
 //!
 //! Why: a training step spends a third of its time outside the matrix products, and there flex
@@ -14,6 +14,7 @@
 //! dtypes, and with gradient checkpointing, so the numbers there are Burn's.
 
 mod adamw;
+mod attention;
 mod head;
 mod math;
 mod product;
@@ -27,16 +28,17 @@ use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 
 pub use adamw::{AdamWStep, adamw_update, takes as adamw_takes};
+pub use attention::attention;
 pub use head::head_logprobs;
 pub use product::matmul;
 pub use rms_norm::rms_norm;
 pub use swiglu::swiglu;
 
 /// A flex tensor recorded by autodiff.
-type Tracked = FloatTensor<Autodiff<Flex>>;
+pub(crate) type Tracked = FloatTensor<Autodiff<Flex>>;
 
 /// A float tensor's primitive on flex: without autodiff, or with it.
-enum Primitive {
+pub(crate) enum Primitive {
     /// On `Device::flex()`.
     Plain(FlexTensor),
     /// On `Device::flex().autodiff()` (without gradient checkpointing).
@@ -82,7 +84,7 @@ pub fn contiguous_f32<const D: usize>(tensor: &Tensor<D>) -> Option<FlexTensor> 
 
 /// The flex primitive behind `tensor` when it is an f32 tensor on flex (with or without
 /// autodiff), else `None`. Cheap: the data is shared, not copied.
-fn primitive<const D: usize>(tensor: &Tensor<D>) -> Option<Primitive> {
+pub(crate) fn primitive<const D: usize>(tensor: &Tensor<D>) -> Option<Primitive> {
     if tensor.is_autodiff() {
         let tracked = tensor.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
         (tracked.primitive().dtype() == DType::F32).then_some(Primitive::Tracked(tracked))

@@ -144,6 +144,91 @@ pub(super) fn product(a: &FlexTensor, b: &FlexTensor) -> FlexTensor {
     tensor(out, [m, n])
 }
 
+/// A matrix inside a slice: element `[i, j]` at `data[i * row_stride + j * col_stride]`.
+#[derive(Clone, Copy)]
+pub(super) struct View<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// The row-major matrix in `data` with rows `width` values apart.
+    pub(super) fn rows(data: &'a [f32], width: usize) -> Self {
+        View {
+            data,
+            row_stride: width,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of [`View::rows`]`(data, width)`.
+    pub(super) fn transposed(data: &'a [f32], width: usize) -> Self {
+        View {
+            data,
+            row_stride: 1,
+            col_stride: width,
+        }
+    }
+
+    /// Checks that the `[rows, cols]` matrix lies inside the slice.
+    fn check(&self, rows: usize, cols: usize) {
+        let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
+        assert!(
+            last < self.data.len(),
+            "a [{rows}, {cols}] view past its slice"
+        );
+    }
+}
+
+/// `out = a @ b`, or `out += a @ b` when `accumulate`, for `a` `[m, k]`, `b` `[k, n]` and `out`
+/// row-major `[m, n]` (its first `m * n` values), on the calling thread: the same values
+/// whatever the thread count.
+pub(super) fn product_into(
+    out: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    a: View,
+    b: View,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(out.len() >= m * n, "room for a [{m}, {n}] product");
+    if k == 0 {
+        if !accumulate {
+            out[..m * n].fill(0.0);
+        }
+        return;
+    }
+    a.check(m, k);
+    b.check(k, n);
+    // SAFETY: the checks above keep every element gemm reads or writes inside its slice.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// A matrix operand: the address of element [0, 0] and the strides, in elements.
 #[derive(Clone, Copy)]
 struct Operand {
