@@ -7,7 +7,8 @@
 //! vocab 8192; 8 pairs of 32 + 96 tokens, full fine-tuning) and, when SmolLM2-135M-Instruct is
 //! in the model cache, SmolLM2 with LoRA r = 16 on all linear layers and with full fine-tuning
 //! (4 pairs of 32 + 64 tokens). With `BPO_BENCH_LONG=1`, the long rows instead ([`LONG_ROWS`]:
-//! up to one pair of 1024 + 1024 tokens). Side-by-side with PyTorch:
+//! up to one pair of 1024 + 1024 tokens); `BPO_BENCH_CHECKPOINTING=1` turns on per-block gradient
+//! checkpointing. Side-by-side with PyTorch:
 //! `benches/compare/dpo_step.sh`.
 
 use bpo::algos::LossConfig;
@@ -49,7 +50,7 @@ fn bench_step(
     lora: bool,
     pairs: &[TokenizedPair],
 ) {
-    let policy = if lora {
+    let mut policy = if lora {
         let config = LoraConfig {
             rank: 16,
             alpha: 32.0,
@@ -59,6 +60,7 @@ fn bench_step(
     } else {
         model
     };
+    policy.gradient_checkpointing = std::env::var_os("BPO_BENCH_CHECKPOINTING").is_some();
     let n = pairs.len();
     // The reference log-probs BPO reads from the pairs (no reference forward pass).
     let reference = ReferenceLogps {

@@ -29,7 +29,7 @@ if [ -n "${LONG:-}" ]; then
     "$python" benches/compare/dpo_step.py "$gguf" --list | while read -r row; do
       rm -rf "$target"/criterion/dpo_step
       BPO_BENCH_LONG=1 RAYON_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" \
-        "$bench" --bench --noplot --exact "$row" > /dev/null 2>&1
+        "$bench" --bench --noplot --exact "dpo_step/$row" > /dev/null 2>&1
       f=$(find "$target"/criterion/dpo_step -path "*/new/estimates.json")
       "$python" -c "import json,sys; m=json.load(open(sys.argv[1]))['median']['point_estimate']/1e9; print('bpo      %-28s %8.3f s/step median, peak RSS %s MiB' % (sys.argv[2], m, sys.argv[3]))" \
         "$f" "$row" $(( $(cat "$rss") / 1024 ))

@@ -22,6 +22,7 @@ pub mod hub;
 pub mod linear;
 pub mod logprobs;
 pub mod mask;
+pub mod memory;
 pub mod mlp;
 pub mod norm;
 pub mod peft;

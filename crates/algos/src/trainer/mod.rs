@@ -81,7 +81,8 @@ pub struct Trainer<M> {
 impl<M: Merge> Trainer<M> {
     /// Starts a run in `dir`, or continues it from the checkpoint `resume` names (loading the
     /// policy and the objective's `state_model`); returns the trainer and, when resuming, the
-    /// caller's position saved with the checkpoint.
+    /// caller's position saved with the checkpoint. Tells the allocator to keep freed memory
+    /// for the next steps ([`bpo_model::memory::keep_freed_memory`]).
     pub fn start<P: DeserializeOwned>(
         mut policy: Policy<M>,
         schedule: Schedule,
@@ -90,6 +91,7 @@ impl<M: Merge> Trainer<M> {
         state_model: Option<&mut M>,
         observer: &mut dyn Observer,
     ) -> Result<(Self, Option<P>), AlgoError> {
+        bpo_model::memory::keep_freed_memory();
         let metrics_path = dir.path("metrics.jsonl");
         let (step, metrics, position) = match resume {
             Some(path) => {
