@@ -12,8 +12,8 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Gradients as TensorGradients, Tensor};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Gradients as TensorGradients, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::NodeId;
 use burn_autodiff::checkpoint::base::Checkpointer;
@@ -121,8 +121,9 @@ impl Backward<Flex, 3> for Recompute {
             rope,
         } = ops.state;
         let dy = grads.consume::<Flex>(&ops.node);
-        let device = Device::flex().autodiff();
-        let fresh = block.clone().fork(&device);
+        // Not `Module::fork`: its device move is recorded on the outer graph, whose lock this
+        // step holds.
+        let fresh = block.clone().map(&mut FreshLeaves);
         let [x, k, v] = inputs;
         let x = Tensor::<3>::from_primitive::<Flex>(x)
             .autodiff()
@@ -164,6 +165,24 @@ impl Backward<Flex, 3> for Recompute {
                 grads.register::<Flex>(id, grad);
             }
         }
+    }
+}
+
+/// Every float parameter as a new leaf with the same values and the same need of a gradient,
+/// sharing no node with any graph.
+struct FreshLeaves;
+
+impl ModuleMapper for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| {
+            let trainable = tensor.is_require_grad();
+            let fresh = tensor.inner().autodiff();
+            if trainable {
+                fresh.require_grad()
+            } else {
+                fresh
+            }
+        })
     }
 }
 
