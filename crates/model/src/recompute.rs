@@ -61,7 +61,8 @@ pub(crate) fn checkpointed_block(
     // Recorded by nothing: untracked copies of the inputs and parameters, on autodiff still,
     // so that every operation runs as in the recomputation (some of Burn's differ in the last
     // bit between flex and autodiff on flex).
-    let y = block.clone().no_grad().with_keys_values(
+    let untracked = block.clone().map(&mut FreshLeaves { keep_grad: false });
+    let y = untracked.with_keys_values(
         Tensor::from_primitive::<Flex>(xp).autodiff(),
         (
             Tensor::from_primitive::<Flex>(kp).autodiff(),
@@ -123,7 +124,7 @@ impl Backward<Flex, 3> for Recompute {
         let dy = grads.consume::<Flex>(&ops.node);
         // Not `Module::fork`: its device move is recorded on the outer graph, whose lock this
         // step holds.
-        let fresh = block.clone().map(&mut FreshLeaves);
+        let fresh = block.clone().map(&mut FreshLeaves { keep_grad: true });
         let [x, k, v] = inputs;
         let x = Tensor::<3>::from_primitive::<Flex>(x)
             .autodiff()
@@ -168,14 +169,18 @@ impl Backward<Flex, 3> for Recompute {
     }
 }
 
-/// Every float parameter as a new leaf with the same values and the same need of a gradient,
-/// sharing no node with any graph.
-struct FreshLeaves;
+/// Every float parameter as a new leaf with the same values, sharing no node with any graph:
+/// needing a gradient where the original does when `keep_grad`, else none. (Not
+/// `Module::no_grad` for the untracked copy: on a parameter not yet initialised, it would
+/// switch off the original's gradient too, whose lazy state a clone shares.)
+struct FreshLeaves {
+    keep_grad: bool,
+}
 
 impl ModuleMapper for FreshLeaves {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         param.map(|tensor| {
-            let trainable = tensor.is_require_grad();
+            let trainable = self.keep_grad && tensor.is_require_grad();
             let fresh = tensor.inner().autodiff();
             if trainable {
                 fresh.require_grad()
