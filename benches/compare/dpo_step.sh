@@ -21,6 +21,10 @@ cargo build -q --workspace
 gguf=$("$target"/debug/bpo fetch smollm2-135m)
 rss=$(mktemp)
 trap 'rm -f "$rss"' EXIT
+# Criterion keeps each benchmark's median in target/criterion/<id>/new/estimates.json.
+median_s() {
+  "$python" -c "import json,sys; print('%.3f' % (json.load(open(sys.argv[1]))['median']['point_estimate'] / 1e9))" "$1"
+}
 # ROUNDS (default 1) alternates the two sides that many times, so that the machine's drift
 # between minutes shows in the per-round lines instead of in one ratio.
 if [ -n "${LONG:-}" ]; then
@@ -31,8 +35,8 @@ if [ -n "${LONG:-}" ]; then
       BPO_BENCH_LONG=1 RAYON_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" \
         "$bench" --bench --noplot --exact "dpo_step/$row" > /dev/null 2>&1
       f=$(find "$target"/criterion/dpo_step -path "*/new/estimates.json")
-      "$python" -c "import json,sys; m=json.load(open(sys.argv[1]))['median']['point_estimate']/1e9; print('bpo      %-28s %8.3f s/step median, peak RSS %s MiB' % (sys.argv[2], m, sys.argv[3]))" \
-        "$f" "$row" $(( $(cat "$rss") / 1024 ))
+      printf 'bpo      %-28s %8s s/step median, peak RSS %s MiB\n' "$row" "$(median_s "$f")" \
+        $(( $(cat "$rss") / 1024 ))
       OMP_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" "$python" benches/compare/dpo_step.py \
         "$gguf" --threads $threads --repeats "${REPEATS:-3}" --long --row "$row"
       echo "pytorch  $row peak RSS $(( $(cat "$rss") / 1024 )) MiB"
@@ -46,10 +50,9 @@ for round in $(seq 1 "${ROUNDS:-1}"); do
   # Peak resident memory of each side's whole process (every row, the largest one dominates).
   RAYON_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" "$bench" --bench --noplot > /dev/null 2>&1
   echo "bpo      peak RSS $(( $(cat "$rss") / 1024 )) MiB"
-  # Criterion keeps each benchmark's median in target/criterion/<id>/new/estimates.json.
   find "$target"/criterion/dpo_step -path "*/new/estimates.json" | sort | while read -r f; do
     id=${f#"$target"/criterion/}; id=${id%/new/estimates.json}
-    "$python" -c "import json,sys; m=json.load(open(sys.argv[1]))['median']['point_estimate']/1e9; print('bpo      %-40s %8.3f s median' % (sys.argv[2], m))" "$f" "$id"
+    printf 'bpo      %-40s %8s s median\n' "$id" "$(median_s "$f")"
   done
   OMP_NUM_THREADS=$threads /usr/bin/time -f %M -o "$rss" \
     "$python" benches/compare/dpo_step.py "$gguf" --threads $threads --repeats 10

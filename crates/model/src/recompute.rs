@@ -63,11 +63,8 @@ pub(crate) fn checkpointed_block(
     // bit between flex and autodiff on flex).
     let untracked = block.clone().map(&mut FreshLeaves { keep_grad: false });
     let y = untracked.with_keys_values(
-        Tensor::from_primitive::<Flex>(xp).autodiff(),
-        (
-            Tensor::from_primitive::<Flex>(kp).autodiff(),
-            Tensor::from_primitive::<Flex>(vp).autodiff(),
-        ),
+        leaf(xp, false),
+        (leaf(kp, false), leaf(vp, false)),
         mask,
         rope,
     );
@@ -126,18 +123,10 @@ impl Backward<Flex, 3> for Recompute {
         // step holds.
         let fresh = block.clone().map(&mut FreshLeaves { keep_grad: true });
         let [x, k, v] = inputs;
-        let x = Tensor::<3>::from_primitive::<Flex>(x)
-            .autodiff()
-            .require_grad();
-        let k = Tensor::<4>::from_primitive::<Flex>(k)
-            .autodiff()
-            .require_grad();
-        let v = Tensor::<4>::from_primitive::<Flex>(v)
-            .autodiff()
-            .require_grad();
+        let (x, k, v) = (leaf::<3>(x, true), leaf::<4>(k, true), leaf::<4>(v, true));
         let rope = rope.map(|r| r.map(|t| t.inner().autodiff()));
         let y = fresh.with_keys_values(x.clone(), (k.clone(), v.clone()), &mask, rope.as_ref());
-        let dy = Tensor::<3>::from_primitive::<Flex>(dy).autodiff();
+        let dy = leaf::<3>(dy, false);
         let inner = (y * dy).sum().backward();
         let input_grads = [
             x.grad(&inner).map(plain_of),
@@ -189,6 +178,12 @@ impl ModuleMapper for FreshLeaves {
             }
         })
     }
+}
+
+/// `values` as a new autodiff leaf, needing a gradient when `grad`.
+fn leaf<const D: usize>(values: FlexTensor, grad: bool) -> Tensor<D> {
+    let t = Tensor::from_primitive::<Flex>(values).autodiff();
+    if grad { t.require_grad() } else { t }
 }
 
 /// The flex values of a gradient computed on flex.
