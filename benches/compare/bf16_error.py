@@ -8,7 +8,7 @@ SmolLM2-135M-Instruct from GGUF with LoRA r16 on every linear layer (`dpo_step.p
 drawn small (std 0.002) so that the adapter is near its start but not zero; pairs cut from the
 Brown-corpus text of `data/sentiment/dev.jsonl` (shared prompt, two different continuations);
 the reference log-probs are the f32 policy's, so the f32 loss is log 2. Prints, per shape, each
-sequence's response log-prob difference, the DPO loss (beta 0.1) and how the LoRA gradient moves
+sequence's response log-prob difference (also divided by the response's length), the DPO loss (beta 0.1) and how the LoRA gradient moves
 (cosine and relative error of the whole gradient vector), for the linear layers in bf16 and for
 those and the output head.
 """
@@ -23,8 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dpo_step import add_lora  # noqa: E402
 
-VOCAB = 49152
-MODE = {"bf16": False, "head": False}
+MODE = {"bf16": False, "head": False, "head_weight": None}
 plain_linear = F.linear
 
 
@@ -34,7 +33,7 @@ def rounded(x):
 
 def linear(x, weight, bias=None):
     """F.linear with bf16-rounded inputs for frozen weights (and the head only when asked)."""
-    if MODE["bf16"] and not weight.requires_grad and (MODE["head"] or weight.shape[0] != VOCAB):
+    if MODE["bf16"] and not weight.requires_grad and (MODE["head"] or weight is not MODE["head_weight"]):
         return plain_linear(rounded(x), rounded(weight), bias)
     return plain_linear(x, weight, bias)
 
@@ -50,6 +49,7 @@ def main():
     for module in model.modules():
         if hasattr(module, "b"):
             torch.nn.init.normal_(module.b, std=0.002)
+    MODE["head_weight"] = model.get_output_embeddings().weight
     F.linear = linear
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../..")
     rows = [json.loads(line) for line in open(os.path.join(root, "data/sentiment/dev.jsonl"))]
@@ -89,7 +89,7 @@ def main():
             error = ((grad - grad32).norm() / grad32.norm()).item()
             print(f"{n}x({prompt}+{response}) {mode:9s} response log-prob {lp32.mean():9.2f}: "
                   f"|bf16 - f32| mean {diff.mean():.4f} max {diff.max():.4f} "
-                  f"(a token at most {(diff / response).max():.1e}); loss {loss32:.6f} -> {loss:.6f}; "
+                  f"(per response token at most {(diff / response).max():.1e}); loss {loss32:.6f} -> {loss:.6f}; "
                   f"LoRA gradient cosine {cosine:.5f}, relative error {error:.1e}")
 
 
