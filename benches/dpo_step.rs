@@ -8,7 +8,8 @@
 //! in the model cache, SmolLM2 with LoRA r = 16 on all linear layers and with full fine-tuning
 //! (4 pairs of 32 + 64 tokens). With `BPO_BENCH_LONG=1`, the long rows instead ([`LONG_ROWS`]:
 //! up to one pair of 1024 + 1024 tokens); `BPO_BENCH_CHECKPOINTING=1` turns on per-block gradient
-//! checkpointing. Side-by-side with PyTorch:
+//! checkpointing, `BPO_BENCH_BF16=1` bf16 products with the frozen weights
+//! (`Transformer::bf16_products`). Side-by-side with PyTorch:
 //! `benches/compare/dpo_step.sh`.
 
 use bpo::algos::LossConfig;
@@ -61,6 +62,7 @@ fn bench_step(
         model
     };
     policy.gradient_checkpointing = std::env::var_os("BPO_BENCH_CHECKPOINTING").is_some();
+    policy.bf16_products = std::env::var_os("BPO_BENCH_BF16").is_some();
     let n = pairs.len();
     // The reference log-probs BPO reads from the pairs (no reference forward pass).
     let reference = ReferenceLogps {

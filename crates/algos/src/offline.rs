@@ -159,7 +159,9 @@ pub fn train_dap(
         "{} training pairs ({truncated} truncated, {skipped} skipped)",
         pairs.len()
     ));
-    let initial = model.valid();
+    // Scored with the policy's products (`train_offline` sets them on the policy).
+    let mut initial = model.valid();
+    initial.bf16_products = config.run.bf16_products;
     let reference = reference_for(config, &pairs, &initial, pad_id, observer)?;
     let dev = match &config.data.dev {
         Some(path) => {
@@ -208,6 +210,7 @@ pub(crate) fn train_offline(
         None => model,
     };
     model.gradient_checkpointing = run.gradient_checkpointing;
+    model.bf16_products = run.bf16_products;
     // The last checkpoint is written after the model (below), so that a disk filling up at
     // the end still leaves the trained model.
     let schedule = Schedule {

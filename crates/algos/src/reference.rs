@@ -219,13 +219,19 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 const SCORING_VERSION: u32 = 2;
 
 /// What, besides the weights and the pairs, decides a frozen model's log-probs: the dtype it
-/// computes in, the device (backends reduce in different orders), and bpo's scoring code.
+/// computes in, the device (backends reduce in different orders), bf16 products where they
+/// run, and bpo's scoring code.
 pub fn scoring_fingerprint(model: &Transformer) -> String {
+    let weight = model.embed_tokens.weight.val();
+    let bf16 = model.bf16_products
+        && bpo_model::flex::bf16_supported()
+        && bpo_model::flex::is_flex_f32(&weight);
     format!(
-        "dtype {:?}; device {:?}; bpo {} scoring v{SCORING_VERSION}",
-        model.embed_tokens.weight.val().dtype(),
+        "dtype {:?}; device {:?}; bpo {} scoring v{SCORING_VERSION}{}",
+        weight.dtype(),
         model.device(),
         env!("CARGO_PKG_VERSION"),
+        if bf16 { "; bf16 products" } else { "" },
     )
 }
 
@@ -341,5 +347,16 @@ mod tests {
             !hit,
             "an ndarray run read the flex run's reference log-probs"
         );
+        // bf16 products are another entry where they run (flex, AVX512-BF16), the same
+        // elsewhere (they change nothing there).
+        let mut bf16 = full.clone();
+        bf16.bf16_products = true;
+        assert_eq!(
+            path(&bf16) != path(&full),
+            bpo_model::flex::bf16_supported()
+        );
+        let mut bf16_elsewhere = elsewhere.clone();
+        bf16_elsewhere.bf16_products = true;
+        assert_eq!(path(&bf16_elsewhere), path(&elsewhere));
     }
 }

@@ -10,7 +10,7 @@ use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decoding::BlockWeights;
 use crate::flex;
-use crate::linear;
+use crate::linear::{self, Products};
 use crate::mask::LayerMask;
 use crate::norm::Norm;
 use crate::rope::RopeAngles;
@@ -69,7 +69,7 @@ impl Attention {
     }
 
     /// Attends `x` `[batch, len, hidden]` to the cached keys of `layer` plus its own, `mask`
-    /// saying which; the projections through `packed` when given (decoding).
+    /// saying which; the projections as `products` says.
     pub fn forward(
         &self,
         x: Tensor<3>,
@@ -77,37 +77,40 @@ impl Attention {
         rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
-        packed: Option<&BlockWeights>,
+        products: Products<'_, BlockWeights>,
     ) -> Tensor<3> {
         let [q, k, v]: [Tensor<3>; 3] =
-            linear::forward_together(&[&self.q, &self.k, &self.v], packed.map(|p| &p.qkv), x)
+            linear::forward_together(&[&self.q, &self.k, &self.v], products.map(|p| &p.qkv), x)
                 .try_into()
                 .expect("three projections");
         let q = self.heads(q, self.num_heads, &self.q_norm, rope);
         let k = self.heads(k, self.num_kv_heads, &self.k_norm, rope);
         let v = self.heads(v, self.num_kv_heads, &None, None);
         let (k, v) = cache.append(layer, k, v);
-        self.attend(q, k, v, mask, packed)
+        self.attend(q, k, v, mask, products)
     }
 
     /// The keys and values of `x` `[batch, len, hidden]`, `[batch, kv_heads, len, head_dim]`
-    /// each: the part of [`Attention::forward`] before the cache.
+    /// each: the part of [`Attention::forward`] before the cache; the products in bf16 when
+    /// `bf16` ([`linear::forward`]).
     pub(crate) fn keys_values(
         &self,
         x: Tensor<3>,
         rope: Option<&RopeAngles>,
+        bf16: bool,
     ) -> (Tensor<4>, Tensor<4>) {
-        let k = linear::forward(&self.k, x.clone());
-        let v = linear::forward(&self.v, x);
+        let k = linear::forward(&self.k, x.clone(), bf16);
+        let v = linear::forward(&self.v, x, bf16);
         (
             self.heads(k, self.num_kv_heads, &self.k_norm, rope),
             self.heads(v, self.num_kv_heads, &None, None),
         )
     }
 
-    /// The queries of `x` `[batch, len, hidden]`, `[batch, heads, len, head_dim]`.
-    pub(crate) fn queries(&self, x: Tensor<3>, rope: Option<&RopeAngles>) -> Tensor<4> {
-        let q = linear::forward(&self.q, x);
+    /// The queries of `x` `[batch, len, hidden]`, `[batch, heads, len, head_dim]`; the product
+    /// in bf16 when `bf16`.
+    pub(crate) fn queries(&self, x: Tensor<3>, rope: Option<&RopeAngles>, bf16: bool) -> Tensor<4> {
+        let q = linear::forward(&self.q, x, bf16);
         self.heads(q, self.num_heads, &self.q_norm, rope)
     }
 
@@ -141,7 +144,7 @@ impl Attention {
         k: Tensor<4>,
         v: Tensor<4>,
         mask: &LayerMask,
-        packed: Option<&BlockWeights>,
+        products: Products<'_, BlockWeights>,
     ) -> Tensor<3> {
         let [batch, heads, len, hd] = q.dims();
         let out = match flex::attention(&q, &k, &v, mask.ranges(), self.scale) {
@@ -149,7 +152,7 @@ impl Attention {
             None => self.unfused(q, k, v, mask.dense()),
         };
         let out = out.swap_dims(1, 2).reshape([batch, len, heads * hd]);
-        linear::forward_together(&[&self.o], packed.map(|p| &p.o), out)
+        linear::forward_together(&[&self.o], products.map(|p| &p.o), out)
             .pop()
             .expect("one projection")
     }

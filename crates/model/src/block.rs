@@ -8,6 +8,7 @@ use crate::attention::Attention;
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decoding::BlockWeights;
+use crate::linear::{self, Products};
 use crate::mask::LayerMask;
 use crate::mlp::FeedForward;
 use crate::norm::Norm;
@@ -52,7 +53,7 @@ impl Block {
     }
 
     /// The block's output for `x` `[batch, len, hidden]`, its keys and values appended to
-    /// `cache` for `layer`; the projections through `packed` when given (decoding).
+    /// `cache` for `layer`; the projections as `products` says.
     pub(crate) fn forward(
         &self,
         x: Tensor<3>,
@@ -60,35 +61,52 @@ impl Block {
         rope: Option<&RopeAngles>,
         cache: &mut KvCache,
         layer: usize,
-        packed: Option<&BlockWeights>,
+        products: Products<'_, BlockWeights>,
     ) -> Tensor<3> {
         let normed = self.attn_norm.forward(x.clone());
-        let attended = self.attn.forward(normed, mask, rope, cache, layer, packed);
-        self.after_attention(x, attended, packed)
+        let attended = self
+            .attn
+            .forward(normed, mask, rope, cache, layer, products);
+        self.after_attention(x, attended, products)
     }
 
     /// The keys and values this block adds for `x` (what [`Block::forward`] appends to the
-    /// cache).
+    /// cache), the products in bf16 when `bf16`.
     pub(crate) fn keys_values(
         &self,
         x: Tensor<3>,
         rope: Option<&RopeAngles>,
+        bf16: bool,
     ) -> (Tensor<4>, Tensor<4>) {
-        self.attn.keys_values(self.attn_norm.forward(x), rope)
+        self.attn.keys_values(self.attn_norm.forward(x), rope, bf16)
     }
 
     /// [`Block::forward`] given all keys and values of the layer (cached ones first) instead
-    /// of the cache.
+    /// of the cache, the products in bf16 when `bf16`.
     pub(crate) fn with_keys_values(
         &self,
         x: Tensor<3>,
         (k, v): (Tensor<4>, Tensor<4>),
         mask: &LayerMask,
         rope: Option<&RopeAngles>,
+        bf16: bool,
     ) -> Tensor<3> {
-        let q = self.attn.queries(self.attn_norm.forward(x.clone()), rope);
-        let attended = self.attn.attend(q, k, v, mask, None);
-        self.after_attention(x, attended, None)
+        let products = Products::unpacked(bf16);
+        let q = self
+            .attn
+            .queries(self.attn_norm.forward(x.clone()), rope, bf16);
+        let attended = self.attn.attend(q, k, v, mask, products);
+        self.after_attention(x, attended, products)
+    }
+
+    /// Whether no projection's base weight takes a gradient (LoRA's frozen bases).
+    pub(crate) fn projections_frozen(&self) -> bool {
+        let (attn, mlp) = (&self.attn, &self.mlp);
+        [&attn.q, &attn.k, &attn.v, &attn.o]
+            .into_iter()
+            .chain(&mlp.gate)
+            .chain([&mlp.up, &mlp.down])
+            .all(|layer| !linear::base_weight(layer).is_require_grad())
     }
 
     /// The residual, the post-norm and the MLP after the attention.
@@ -96,14 +114,14 @@ impl Block {
         &self,
         x: Tensor<3>,
         attended: Tensor<3>,
-        packed: Option<&BlockWeights>,
+        products: Products<'_, BlockWeights>,
     ) -> Tensor<3> {
         let post = |norm: &Option<Norm>, y: Tensor<3>| match norm {
             Some(norm) => norm.forward(y),
             None => y,
         };
         let h = x + post(&self.attn_post_norm, attended);
-        let transformed = self.mlp.forward(self.mlp_norm.forward(h.clone()), packed);
+        let transformed = self.mlp.forward(self.mlp_norm.forward(h.clone()), products);
         h + post(&self.mlp_post_norm, transformed)
     }
 }

@@ -11,7 +11,7 @@ use crate::cache::KvCache;
 use crate::decoding::DecodeWeights;
 use crate::error::ModelError;
 use crate::host::to_f32_vec;
-use crate::linear::MAX_ROWS;
+use crate::linear::{MAX_ROWS, Products};
 use crate::sampling::{SamplingConfig, choose};
 use crate::tokenizer::Tokenizer;
 use crate::transformer::Transformer;
@@ -229,7 +229,8 @@ impl<'a> Generator<'a> {
         };
         let hidden = match packed {
             Some(weights) => model.decode_hidden(batch, cache, weights),
-            None => model.forward_hidden(batch, cache),
+            // Sampling stays f32 whatever `bf16_products` says.
+            None => model.forward_hidden_with(batch, cache, Products::F32),
         };
         let [rows, len, width] = hidden.dims();
         let vocab = model.config.vocab_size;

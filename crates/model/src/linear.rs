@@ -29,37 +29,83 @@ pub fn layer(d_in: usize, d_out: usize, bias: bool, init: &Initializer, device: 
     Linear { bias, ..layer }
 }
 
-/// A [`Linear`] layer's forward pass on `[batch, len, d_in]`.
+/// How a forward pass makes its products with the base weights: in f32, in bf16 where a
+/// weight is frozen ([`flex::weight_product`]), or through weights packed for decoding (`W`:
+/// one block's, [`crate::decoding::BlockWeights`], or one layer group's, [`PackedWeight`]).
+#[derive(Debug)]
+pub enum Products<'a, W> {
+    /// f32 products.
+    F32,
+    /// bf16 products with frozen weights on CPUs that have AVX512-BF16, f32 otherwise.
+    Bf16,
+    /// Products through packed weights (decoding).
+    Packed(&'a W),
+}
+
+impl<W> Clone for Products<'_, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<W> Copy for Products<'_, W> {}
+
+impl<'a, W> Products<'a, W> {
+    /// Unpacked products, in bf16 when `bf16`.
+    pub fn unpacked(bf16: bool) -> Self {
+        if bf16 { Products::Bf16 } else { Products::F32 }
+    }
+
+    /// The same choice for a part of the packed weights.
+    pub fn map<V>(self, part: impl FnOnce(&'a W) -> &'a V) -> Products<'a, V> {
+        match self {
+            Products::F32 => Products::F32,
+            Products::Bf16 => Products::Bf16,
+            Products::Packed(w) => Products::Packed(part(w)),
+        }
+    }
+
+    /// Whether the products are in bf16.
+    pub fn bf16(self) -> bool {
+        matches!(self, Products::Bf16)
+    }
+}
+
+/// A [`Linear`] layer's forward pass on `[batch, len, d_in]`, the product with the base
+/// weight in bf16 when `bf16` and that weight is frozen ([`flex::weight_product`]).
 ///
 /// A weight with a LoRA adapter (`W + s A B`, Burn's `apply_lora`) is applied in activation
 /// space, as PEFT does: `x W + s (x A) B`. Multiplying by the adapted weight instead would make
 /// autodiff form the full `[d_in, d_out]` gradient of `W + s A B` on every step, the cost of
 /// full fine-tuning; this way the frozen `W` only passes gradients to `x`, and `A`, `B` get
-/// theirs from rank-sized products.
-pub fn forward(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+/// theirs from rank-sized products (in f32).
+pub fn forward(layer: &Linear, x: Tensor<3>, bf16: bool) -> Tensor<3> {
     let [batch, len, d_in] = x.dims();
     let rows = x.reshape([batch * len, d_in]);
-    let y = flex::matmul(rows.clone(), base_weight(layer));
+    let y = flex::weight_product(rows.clone(), base_weight(layer), bf16);
     let d_out = y.dims()[1];
     finish(layer, rows, y).reshape([batch, len, d_out])
 }
 
-/// The forward passes of `layers`, which read the same input: with `packed` (their base
-/// weights packed side by side, [`Unpacked::SideBySide`]) one product for all of them,
-/// then each layer's adapter and bias; without it, or for more than [`MAX_ROWS`] rows,
-/// [`forward`] layer by layer.
+/// The forward passes of `layers`, which read the same input: through packed weights (their
+/// base weights packed side by side, [`Unpacked::SideBySide`]) one product for all of them,
+/// then each layer's adapter and bias; otherwise, or for more than [`MAX_ROWS`] rows,
+/// [`forward`] layer by layer (in f32 for packed weights).
 pub fn forward_together(
     layers: &[&Linear],
-    packed: Option<&PackedWeight>,
+    products: Products<'_, PackedWeight>,
     x: Tensor<3>,
 ) -> Vec<Tensor<3>> {
     let [batch, len, d_in] = x.dims();
     let m = batch * len;
-    let Some(packed) = packed.filter(|_| m <= MAX_ROWS) else {
-        return layers
-            .iter()
-            .map(|layer| forward(layer, x.clone()))
-            .collect();
+    let packed = match products {
+        Products::Packed(packed) if m <= MAX_ROWS => packed,
+        _ => {
+            return layers
+                .iter()
+                .map(|layer| forward(layer, x.clone(), products.bf16()))
+                .collect();
+        }
     };
     assert_eq!(
         packed.k(),
@@ -151,7 +197,7 @@ mod tests {
         let layer = LinearConfig::new(160, 320).init(&device);
         for (batch, len) in [(1, 1), (2, 3), (4, 8)] {
             let x = Tensor::<3>::random([batch, len, 160], Distribution::Normal(0.0, 1.0), &device);
-            let ours = pool(2).install(|| forward(&layer, x.clone()));
+            let ours = pool(2).install(|| forward(&layer, x.clone(), false));
             let diff = max_diff(ours, layer.forward(x));
             assert!(diff <= 1e-5, "{batch}x{len}: {diff}");
         }
@@ -180,10 +226,11 @@ mod tests {
         // 65 rows take the plain forward pass.
         for (batch, len) in [(1, 1), (3, 2), (64, 1), (13, 5)] {
             let x = Tensor::<3>::random([batch, len, 96], Distribution::Normal(0.0, 1.0), &device);
-            let ours = pool(2).install(|| forward_together(&refs, Some(&packed), x.clone()));
+            let ours =
+                pool(2).install(|| forward_together(&refs, Products::Packed(&packed), x.clone()));
             assert_eq!(ours.len(), layers.len());
             for (i, (ours, layer)) in ours.into_iter().zip(&layers).enumerate() {
-                let diff = max_diff(ours, forward(layer, x.clone()));
+                let diff = max_diff(ours, forward(layer, x.clone(), false));
                 assert!(diff <= 1e-5, "layer {i}, {batch}x{len}: {diff}");
             }
         }

@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 use crate::config::{MlpKind, ModelConfig};
 use crate::decoding::BlockWeights;
 use crate::flex::swiglu;
-use crate::linear;
+use crate::linear::{self, Products};
 
 /// `down(act(gate(x)) * up(x))` when `gate` is present (SwiGLU: `silu`, GeGLU: `gelu_tanh`),
 /// else `down(gelu_tanh(up(x)))`.
@@ -43,18 +43,17 @@ impl FeedForward {
         }
     }
 
-    /// Applies the MLP to `[batch, len, hidden]`; the projections through `packed` when given
-    /// (decoding).
-    pub fn forward(&self, x: Tensor<3>, packed: Option<&BlockWeights>) -> Tensor<3> {
+    /// Applies the MLP to `[batch, len, hidden]`; the projections as `products` says.
+    pub fn forward(&self, x: Tensor<3>, products: Products<'_, BlockWeights>) -> Tensor<3> {
         let inputs: Vec<&Linear> = self.gate.iter().chain([&self.up]).collect();
-        let mut projected = linear::forward_together(&inputs, packed.map(|p| &p.mlp_in), x);
+        let mut projected = linear::forward_together(&inputs, products.map(|p| &p.mlp_in), x);
         let up = projected.pop().expect("the up projection");
         let hidden = match projected.pop() {
             Some(gate) if self.gelu_gate => gelu_approximate(gate) * up,
             Some(gate) => swiglu(gate, up),
             None => gelu_approximate(up),
         };
-        linear::forward_together(&[&self.down], packed.map(|p| &p.down), hidden)
+        linear::forward_together(&[&self.down], products.map(|p| &p.down), hidden)
             .pop()
             .expect("one projection")
     }

@@ -27,8 +27,9 @@ use crate::flex::{Primitive, Tracked, primitive};
 use crate::mask::LayerMask;
 use crate::rope::RopeAngles;
 
-/// [`Block::forward`] (without packed weights) with the block checkpointed when its input and
-/// keys/values are tracked f32 tensors on flex (see the module doc); the same values.
+/// [`Block::forward`] (without packed weights; the products in bf16 when `bf16`) with the block
+/// checkpointed when its input and keys/values are tracked f32 tensors on flex (see the module
+/// doc); the same values.
 pub(crate) fn checkpointed_block(
     block: &Block,
     x: Tensor<3>,
@@ -36,8 +37,12 @@ pub(crate) fn checkpointed_block(
     rope: Option<&RopeAngles>,
     cache: &mut KvCache,
     layer: usize,
+    bf16: bool,
 ) -> Tensor<3> {
-    let (k, v) = block.keys_values(x.clone(), rope);
+    // bf16 only where no projection trains: the block's copy below holds every weight as
+    // untracked, and its recomputation the trained ones as tracked (f32).
+    let bf16 = bf16 && block.projections_frozen();
+    let (k, v) = block.keys_values(x.clone(), rope, bf16);
     let (k, v) = cache.append(layer, k, v);
     let tracked = |t: Option<Primitive>| match t {
         Some(Primitive::Tracked(t)) => Some(t),
@@ -49,12 +54,12 @@ pub(crate) fn checkpointed_block(
         tracked(primitive(&v)),
     );
     let (Some(xt), Some(kt), Some(vt)) = inputs else {
-        return block.with_keys_values(x, (k, v), mask, rope);
+        return block.with_keys_values(x, (k, v), mask, rope, bf16);
     };
     // Without a tracked input the op would record nothing, and the block's own parameters
     // would get no gradient: then the block is recorded as usual.
     if !(xt.is_tracked() || kt.is_tracked() || vt.is_tracked()) {
-        return block.with_keys_values(x, (k, v), mask, rope);
+        return block.with_keys_values(x, (k, v), mask, rope, bf16);
     }
     let plain = [&xt, &kt, &vt].map(|t| t.primitive().clone());
     let [xp, kp, vp] = plain.clone();
@@ -67,6 +72,7 @@ pub(crate) fn checkpointed_block(
         (leaf(kp, false), leaf(vp, false)),
         mask,
         rope,
+        bf16,
     );
     let y = y
         .try_into_primitive::<Autodiff<Flex>>()
@@ -83,6 +89,7 @@ pub(crate) fn checkpointed_block(
                 inputs: plain,
                 mask: mask.clone(),
                 rope: rope.cloned(),
+                bf16,
             };
             prep.finish(state, y)
         }
@@ -99,6 +106,8 @@ struct State {
     inputs: [FlexTensor; 3],
     mask: LayerMask,
     rope: Option<RopeAngles>,
+    /// Whether the block's products are in bf16.
+    bf16: bool,
 }
 
 /// The backward pass of [`checkpointed_block`]: the block run again on fresh leaves (a copy of
@@ -117,6 +126,7 @@ impl Backward<Flex, 3> for Recompute {
             inputs,
             mask,
             rope,
+            bf16,
         } = ops.state;
         let dy = grads.consume::<Flex>(&ops.node);
         // Not `Module::fork`: its device move is recorded on the outer graph, whose lock this
@@ -125,7 +135,8 @@ impl Backward<Flex, 3> for Recompute {
         let [x, k, v] = inputs;
         let (x, k, v) = (leaf::<3>(x, true), leaf::<4>(k, true), leaf::<4>(v, true));
         let rope = rope.map(|r| r.map(|t| t.inner().autodiff()));
-        let y = fresh.with_keys_values(x.clone(), (k.clone(), v.clone()), &mask, rope.as_ref());
+        let kv = (k.clone(), v.clone());
+        let y = fresh.with_keys_values(x.clone(), kv, &mask, rope.as_ref(), bf16);
         let dy = leaf::<3>(dy, false);
         let inner = (y * dy).sum().backward();
         let input_grads = [

@@ -93,6 +93,14 @@ pub struct RunConfig {
     /// Default false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gradient_checkpointing: bool,
+    /// With LoRA, the products with the frozen weights (the adapted layers' base, the reference
+    /// model) in bf16, summed in f32, on CPUs with AVX512-BF16 (Intel Cooper Lake and Sapphire
+    /// Rapids on, AMD Zen 4 on): 1.3-1.6x faster steps, log-probs a fraction of a nat away from
+    /// f32's, and the packed weights in memory (half the f32 base twice: `W` and `Wᵀ`); README,
+    /// Performance. Sampling stays f32. CPU (flex) only: elsewhere it changes nothing.
+    /// Default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bf16_products: bool,
 }
 
 impl Default for RunConfig {
@@ -110,13 +118,15 @@ impl Default for RunConfig {
             seed: 0,
             bucket_pool: 16,
             gradient_checkpointing: false,
+            bf16_products: false,
         }
     }
 }
 
 impl RunConfig {
-    /// Rejects impossible settings.
-    pub fn validate(&self) -> Result<(), AlgoError> {
+    /// Rejects impossible settings; `lora` is the run's adapter config (bf16 products need
+    /// one).
+    pub fn validate(&self, lora: Option<&LoraConfig>) -> Result<(), AlgoError> {
         if self.batch_size == 0
             || self.grad_accum == 0
             || self.epochs == 0
@@ -129,8 +139,28 @@ impl RunConfig {
         if self.max_steps == Some(0) {
             return Err(AlgoError::Config("run.max_steps must be at least 1".into()));
         }
-        Ok(())
+        check_bf16_products(self.bf16_products, lora.is_some())
     }
+}
+
+/// Rejects `run.bf16_products = true` without LoRA (every weight would train in f32, and only
+/// the reference would be in bf16: a policy and a reference apart from the first step) or on
+/// a CPU without AVX512-BF16.
+pub(crate) fn check_bf16_products(asked: bool, lora: bool) -> Result<(), AlgoError> {
+    if !asked {
+        return Ok(());
+    }
+    if !lora {
+        return Err(AlgoError::Config(
+            "run.bf16_products is for the frozen base of LoRA: it needs a [lora] table".into(),
+        ));
+    }
+    if !bpo_model::flex::bf16_supported() {
+        return Err(AlgoError::Config(
+            "run.bf16_products needs a CPU with AVX512-BF16 (Intel Cooper Lake or Sapphire Rapids and later, AMD Zen 4 and later); this one has none: leave it off".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Which reference policy a DAP loss compares against.
@@ -242,7 +272,7 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), AlgoError> {
         self.loss.validate()?;
         self.optim.validate()?;
-        self.run.validate()?;
+        self.run.validate(self.lora.as_ref())?;
         self.lora.as_ref().map_or(Ok(()), LoraConfig::validate)?;
         if !(0.0..=1.0).contains(&self.reference.ema_alpha) {
             return Err(AlgoError::Config(format!(
@@ -258,7 +288,7 @@ impl SftConfig {
     /// Rejects impossible settings before any work is done.
     pub fn validate(&self) -> Result<(), AlgoError> {
         self.optim.validate()?;
-        self.run.validate()?;
+        self.run.validate(self.lora.as_ref())?;
         self.lora.as_ref().map_or(Ok(()), LoraConfig::validate)
     }
 }

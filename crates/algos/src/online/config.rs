@@ -102,6 +102,11 @@ pub struct OnlineRunConfig {
     /// `run.gradient_checkpointing` of `bpo train`). Default false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gradient_checkpointing: bool,
+    /// Products with frozen weights in bf16 (as `run.bf16_products` of `bpo train`): the
+    /// policy's LoRA base and the initial reference; sampling, and so the behavior log-probs,
+    /// stay f32. Default false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bf16_products: bool,
 }
 
 impl Default for OnlineRunConfig {
@@ -116,6 +121,7 @@ impl Default for OnlineRunConfig {
             eval_batch_size: 8,
             save_model: true,
             gradient_checkpointing: false,
+            bf16_products: false,
         }
     }
 }
@@ -238,6 +244,7 @@ impl OnlineConfig {
         {
             return bad(format!("label_noise must be positive, got {t}"));
         }
+        crate::config::check_bf16_products(self.run.bf16_products, self.lora.is_some())?;
         self.loss.validate()?;
         self.optim.validate()?;
         if let Some(lora) = &self.lora {

@@ -114,7 +114,7 @@ pub fn train_online(
     )?;
     let out = dir.out.clone();
     std::fs::create_dir_all(out.join("pairs")).map_err(|e| AlgoError::io(out.join("pairs"), e))?;
-    let (base, tokenizer) = load_for_training(
+    let (mut base, tokenizer) = load_for_training(
         &config.model,
         &config.device,
         config.dtype,
@@ -122,6 +122,8 @@ pub fn train_online(
         &mut dir,
         observer,
     )?;
+    // The policy members and the initial reference (merged from them) alike.
+    base.bf16_products = config.run.bf16_products;
     let mut annotator = config.annotator.build_in(Some(&out))?;
     observer.message(&format!("annotator: {}", annotator.name()));
     let prompts = phase_prompts(config, &tokenizer)?;

@@ -54,7 +54,7 @@ impl RewardModelConfig {
     /// Rejects impossible settings before any work is done.
     pub fn validate(&self) -> Result<(), AlgoError> {
         self.optim.validate()?;
-        self.run.validate()?;
+        self.run.validate(self.lora.as_ref())?;
         self.lora.as_ref().map_or(Ok(()), LoraConfig::validate)
     }
 }
@@ -199,6 +199,7 @@ pub fn train_reward_model(
         None => body,
     };
     body.gradient_checkpointing = run.gradient_checkpointing;
+    body.bf16_products = run.bf16_products;
     let mut objective = BradleyTerry { pairs, dev, pad_id };
     let steps = plan_steps(&objective.lengths(), run);
     let schedule = Schedule {

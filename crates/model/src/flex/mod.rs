@@ -1,6 +1,7 @@
 //! Our own CPU operations on Burn's flex backend, each with its own backward pass inside Burn's
-//! autodiff (the custom-operation interface of `burn-autodiff`): [`matmul`], [`swiglu`],
-//! [`rms_norm`], [`attention`] and [`head_logprobs`]; and AdamW's update of a parameter in one pass
+//! autodiff (the custom-operation interface of `burn-autodiff`): [`matmul`] (and
+//! [`weight_product`], its bf16 variant for frozen weights), [`swiglu`], [`rms_norm`],
+//! [`attention`] and [`head_logprobs`]; and AdamW's update of a parameter in one pass
 //! ([`adamw_update`]).
 //!
 //! Why: a training step spends a third of its time outside the matrix products, and there flex
@@ -15,6 +16,8 @@
 
 mod adamw;
 mod attention;
+mod bf16;
+mod frozen;
 mod head;
 mod math;
 mod product;
@@ -29,6 +32,7 @@ use burn_autodiff::Autodiff;
 
 pub use adamw::{AdamWStep, adamw_update, takes as adamw_takes};
 pub use attention::attention;
+pub use frozen::{bf16_supported, weight_product};
 pub use head::head_logprobs;
 pub use product::matmul;
 pub use rms_norm::rms_norm;

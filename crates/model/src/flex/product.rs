@@ -171,6 +171,35 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The view of a 2-D f32 flex tensor; `None` for negative strides.
+    pub(super) fn of(tensor: &'a FlexTensor) -> Option<Self> {
+        let strides = tensor.layout().strides();
+        Some(View {
+            data: &tensor.storage::<f32>()[tensor.layout().start_offset()..],
+            row_stride: usize::try_from(strides[0]).ok()?,
+            col_stride: usize::try_from(strides[1]).ok()?,
+        })
+    }
+
+    /// The transpose: element `[i, j]` is this view's `[j, i]`.
+    pub(super) fn transpose(self) -> Self {
+        View {
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Element `[i, j]`.
+    pub(super) fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
+    /// The first `len` values of row `i` when the row is contiguous.
+    pub(super) fn row(&self, i: usize, len: usize) -> Option<&'a [f32]> {
+        (self.col_stride == 1).then(|| &self.data[i * self.row_stride..][..len])
+    }
+
     /// Checks that the `[rows, cols]` matrix lies inside the slice.
     fn check(&self, rows: usize, cols: usize) {
         let last = (rows - 1) * self.row_stride + (cols - 1) * self.col_stride;
