@@ -119,18 +119,28 @@ impl Entry {
     /// `w`'s panels.
     fn forward(&self, w: &FlexTensor) -> Arc<Panels> {
         let [k, n] = dims(w);
-        self.forward
-            .get_or_init(|| Arc::new(Panels::pack(weight_view(w), k, n)))
-            .clone()
+        packed_once(&self.forward, || Panels::pack(weight_view(w), k, n))
     }
 
     /// `wᵀ`'s panels.
     fn transposed(&self, w: &FlexTensor) -> Arc<Panels> {
         let [k, n] = dims(w);
-        self.transposed
-            .get_or_init(|| Arc::new(Panels::pack(weight_view(w).transpose(), n, k)))
-            .clone()
+        packed_once(&self.transposed, || {
+            Panels::pack(weight_view(w).transpose(), n, k)
+        })
     }
+}
+
+/// The panels in `cell`, packed by `pack` when missing. Packed outside the cell (which would
+/// block other threads, rayon's workers among them, while the packing waits on the pool): two
+/// threads that race may both pack, and the first one's panels are kept.
+fn packed_once(cell: &OnceLock<Arc<Panels>>, pack: impl FnOnce() -> Panels) -> Arc<Panels> {
+    if let Some(panels) = cell.get() {
+        return panels.clone();
+    }
+    // A lost race leaves the other thread's (identical) panels in the cell.
+    let _ = cell.set(Arc::new(pack()));
+    cell.get().expect("set above").clone()
 }
 
 /// The `[k, n]` of a 2-D tensor.
