@@ -17,15 +17,11 @@ fn path(name: &str) -> PathBuf {
 fn bf16_products_need_lora_and_the_instructions() {
     let set = ["run.bf16_products=true".to_owned()];
     let full: TrainConfig = load_config(&path("dpo_full_tiny.toml"), &set).unwrap();
-    let err = full
-        .run
-        .validate(full.lora.as_ref())
-        .unwrap_err()
-        .to_string();
+    let err = full.validate().unwrap_err().to_string();
     assert!(err.contains("[lora]"), "{err}");
     let lora: TrainConfig = load_config(&path("dpo_lora.toml"), &set).unwrap();
     let online: OnlineConfig = load_config(&path("bpo_sentiment_lora.toml"), &set).unwrap();
-    for result in [lora.run.validate(lora.lora.as_ref()), online.validate()] {
+    for result in [lora.validate(), online.validate()] {
         match bpo_model::flex::bf16_supported() {
             true => result.unwrap(),
             false => assert!(result.unwrap_err().to_string().contains("AVX512-BF16")),
@@ -38,10 +34,10 @@ fn example_configs_parse_and_validate() {
     for name in ["dpo_lora.toml", "dpo_full_tiny.toml"] {
         let c: TrainConfig = load_config(&path(name), &[]).unwrap();
         c.loss.validate().unwrap();
-        c.run.validate(c.lora.as_ref()).unwrap();
+        c.run.validate().unwrap();
     }
     let sft: SftConfig = load_config(&path("sft_sentiment_lora.toml"), &[]).unwrap();
-    sft.run.validate(sft.lora.as_ref()).unwrap();
+    sft.run.validate().unwrap();
     let online: OnlineConfig = load_config(&path("bpo_sentiment_lora.toml"), &[]).unwrap();
     online.validate().unwrap();
     // The README's BPO run labelled by the reward model `bpo rm train` writes.

@@ -124,9 +124,9 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
-    /// Rejects impossible settings; `lora` is the run's adapter config (bf16 products need
-    /// one).
-    pub fn validate(&self, lora: Option<&LoraConfig>) -> Result<(), AlgoError> {
+    /// Rejects impossible settings (`bf16_products` is checked by the config that holds the
+    /// `[lora]` table too: [`check_bf16_products`]).
+    pub fn validate(&self) -> Result<(), AlgoError> {
         if self.batch_size == 0
             || self.grad_accum == 0
             || self.epochs == 0
@@ -139,14 +139,14 @@ impl RunConfig {
         if self.max_steps == Some(0) {
             return Err(AlgoError::Config("run.max_steps must be at least 1".into()));
         }
-        check_bf16_products(self.bf16_products, lora.is_some())
+        Ok(())
     }
 }
 
 /// Rejects `run.bf16_products = true` without LoRA (every weight would train in f32, and only
 /// the reference would be in bf16: a policy and a reference apart from the first step) or on
 /// a CPU without AVX512-BF16.
-pub(crate) fn check_bf16_products(asked: bool, lora: bool) -> Result<(), AlgoError> {
+pub fn check_bf16_products(asked: bool, lora: bool) -> Result<(), AlgoError> {
     if !asked {
         return Ok(());
     }
@@ -272,7 +272,8 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), AlgoError> {
         self.loss.validate()?;
         self.optim.validate()?;
-        self.run.validate(self.lora.as_ref())?;
+        self.run.validate()?;
+        check_bf16_products(self.run.bf16_products, self.lora.is_some())?;
         self.lora.as_ref().map_or(Ok(()), LoraConfig::validate)?;
         if !(0.0..=1.0).contains(&self.reference.ema_alpha) {
             return Err(AlgoError::Config(format!(
@@ -288,7 +289,8 @@ impl SftConfig {
     /// Rejects impossible settings before any work is done.
     pub fn validate(&self) -> Result<(), AlgoError> {
         self.optim.validate()?;
-        self.run.validate(self.lora.as_ref())?;
+        self.run.validate()?;
+        check_bf16_products(self.run.bf16_products, self.lora.is_some())?;
         self.lora.as_ref().map_or(Ok(()), LoraConfig::validate)
     }
 }

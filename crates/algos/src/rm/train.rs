@@ -54,7 +54,8 @@ impl RewardModelConfig {
     /// Rejects impossible settings before any work is done.
     pub fn validate(&self) -> Result<(), AlgoError> {
         self.optim.validate()?;
-        self.run.validate(self.lora.as_ref())?;
+        self.run.validate()?;
+        crate::config::check_bf16_products(self.run.bf16_products, self.lora.is_some())?;
         self.lora.as_ref().map_or(Ok(()), LoraConfig::validate)
     }
 }
