@@ -28,11 +28,13 @@ median_s() {
 }
 # ROUNDS (default 1) alternates the two sides that many times, so that the machine's drift
 # between minutes shows in the per-round lines instead of in one ratio.
+precisions=f32
+[ "${BF16:-}" = 1 ] && precisions="f32 bf16"
 if [ -n "${LONG:-}" ]; then
   for round in $(seq 1 "${ROUNDS:-1}"); do
     [ "${ROUNDS:-1}" -gt 1 ] && echo "round $round"
     "$python" benches/compare/dpo_step.py "$gguf" --list | while read -r row; do
-      for precision in f32 ${BF16:+bf16}; do
+      for precision in $precisions; do
         rm -rf "$target"/criterion/dpo_step
         bf16=()
         [ "$precision" = bf16 ] && bf16=(BPO_BENCH_BF16=1)

@@ -169,6 +169,35 @@ fn behavior_reference_starts_every_phase_at_ln2_and_initial_does_not() {
     }
 }
 
+#[test]
+fn bf16_products_start_at_ln2_and_measure_drift_in_f32() {
+    if !bpo_model::flex::bf16_supported() {
+        eprintln!("this CPU has no AVX512-BF16: bf16 products are not tested here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model_dir(dir.path(), 5);
+    let prompts = prompt_file(dir.path(), 48);
+    let out = dir.path().join("run");
+    let mut c = config(&model, &prompts, &out);
+    c.reference.mode = ReferenceMode::Initial;
+    c.budget = 48;
+    c.lora = Some(LoraConfig {
+        rank: 4,
+        ..LoraConfig::default()
+    });
+    c.run.bf16_products = true;
+    train_online(&c, None, &mut Silent).unwrap();
+    // The policy and the initial reference take the same products: the first loss is ln 2.
+    let steps = metrics(&out, "metrics.jsonl");
+    let loss = steps[0]["loss"].as_f64().unwrap();
+    assert!((loss - std::f64::consts::LN_2).abs() < 1e-4, "{loss}");
+    // The first phase samples from the initial model: no drift, measured in f32 as sampled.
+    let phases = metrics(&out, "phases.jsonl");
+    let kl = phases[0]["kl/behavior_initial"].as_f64().unwrap();
+    assert!(kl.abs() < 1e-4, "{kl}");
+}
+
 /// Mean count of "e" in sampled responses of `model` to the prompts.
 fn mean_gold(model: &Transformer, prompts: &[PromptRecord]) -> f64 {
     let tok = tokenizer();

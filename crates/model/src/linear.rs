@@ -1,5 +1,6 @@
-//! Linear layers: their products through [`flex::matmul`] (our gemm product with its own
-//! backward pass on flex, Burn's matmul elsewhere), and, during generation, the products of a
+//! Linear layers: their products through [`flex::weight_product`] (our gemm product with its own
+//! backward pass on flex, bf16 for frozen weights when asked ([`Products`]), Burn's matmul
+//! elsewhere), and, during generation, the products of a
 //! decoding step (at most [`MAX_ROWS`] rows) through weights packed for them (`linear/packed.rs`).
 
 mod kernels;

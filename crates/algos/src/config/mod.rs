@@ -95,10 +95,10 @@ pub struct RunConfig {
     pub gradient_checkpointing: bool,
     /// With LoRA, the products with the frozen weights (the adapted layers' base, the reference
     /// model) in bf16, summed in f32, on CPUs with AVX512-BF16 (Intel Cooper Lake and Sapphire
-    /// Rapids on, AMD Zen 4 on): 1.3-1.6x faster steps, log-probs a fraction of a nat away from
+    /// Rapids on, AMD Zen 4 on): 1.2-1.6x faster steps, log-probs a fraction of a nat away from
     /// f32's, and the packed weights in memory (half the f32 base twice: `W` and `Wᵀ`); README,
-    /// Performance. Sampling stays f32. CPU (flex) only: elsewhere it changes nothing.
-    /// Default false.
+    /// Performance. Sampling stays f32. Refused without `[lora]` and on CPUs without the
+    /// instructions; on other devices than the CPU (flex) it changes nothing. Default false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bf16_products: bool,
 }

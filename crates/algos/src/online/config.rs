@@ -104,7 +104,7 @@ pub struct OnlineRunConfig {
     pub gradient_checkpointing: bool,
     /// Products with frozen weights in bf16 (as `run.bf16_products` of `bpo train`): the
     /// policy's LoRA base and the initial reference; sampling, and so the behavior log-probs,
-    /// stay f32. Default false.
+    /// stay f32, and so do the drift metrics' passes (`kl_metrics`). Default false.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bf16_products: bool,
 }

@@ -135,19 +135,31 @@ pub(crate) fn train_phase(
         .map(tokenized_from_meta)
         .collect::<Result<Vec<_>, _>>()?;
     let behavior_logps = behavior_reference(&tokenized)?;
-    let needs_initial = config.reference.mode == ReferenceMode::Initial || config.run.kl_metrics;
-    let scoring = Instant::now();
-    let initial_logps = match needs_initial && !tokenized.is_empty() {
-        true => Some(compute_reference(
-            ctx.initial,
+    let scored = |model: &Transformer| {
+        compute_reference(
+            model,
             &tokenized,
             config.run.eval_batch_size,
             pad_id,
             |_| {},
-        )?),
+        )
+    };
+    let any = !tokenized.is_empty();
+    let scoring = Instant::now();
+    let initial_logps = match config.reference.mode == ReferenceMode::Initial && any {
+        true => Some(scored(ctx.initial)?),
         false => None,
     };
-    let initial_seconds = scoring.elapsed().as_secs_f64();
+    let reference_seconds = scoring.elapsed().as_secs_f64();
+    // The drift metrics compare with the sampled (f32) behavior log-probs: their passes are
+    // f32 too, a second pass over the initial model when its reference took bf16 products.
+    let measuring = Instant::now();
+    let metric_initial = match (config.run.kl_metrics && any, &initial_logps) {
+        (false, _) => None,
+        (true, Some(logps)) if !ctx.initial.bf16_products => Some(logps.clone()),
+        (true, _) => Some(scored(&in_f32(ctx.initial.clone()))?),
+    };
+    let mut metric_seconds = measuring.elapsed().as_secs_f64();
     let reference = Reference::for_mode(
         &config.reference,
         &tokenized,
@@ -196,10 +208,6 @@ pub(crate) fn train_phase(
         ..progress
     };
     let collection = position.collection.take().expect("collected");
-    let (reference_seconds, mut metric_seconds) = match config.reference.mode {
-        ReferenceMode::Initial => (initial_seconds, 0.0),
-        _ => (0.0, initial_seconds),
-    };
     let mut record = PhaseRecord::new(
         phase + 1,
         &collection,
@@ -207,10 +215,10 @@ pub(crate) fn train_phase(
         &training,
         reference_seconds,
     );
-    if let (true, Some(initial_logps)) = (config.run.kl_metrics, &initial_logps) {
+    if let Some(initial_logps) = &metric_initial {
         let measuring = Instant::now();
         let after = compute_reference(
-            &trainer.policy.merged(),
+            &in_f32(trainer.policy.merged()),
             &objective.pairs,
             config.run.eval_batch_size,
             pad_id,
@@ -233,4 +241,10 @@ pub(crate) fn train_phase(
     observer.phase_end(phase + 1, spent, &trainer.policy.merged())?;
     *ema = objective.reference.ema_model().map(|m| m.clone());
     Ok(record)
+}
+
+/// `model` with f32 products (as sampling computes).
+fn in_f32(mut model: Transformer) -> Transformer {
+    model.bf16_products = false;
+    model
 }
