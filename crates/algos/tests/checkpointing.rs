@@ -15,7 +15,7 @@ use bpo_model::burn::tensor::{Device, Tensor};
 use bpo_model::config::MODEL_TYPES;
 use bpo_model::host::to_f32_vec;
 use bpo_model::{SequenceBatch, Transformer, shared_prompt_logprobs};
-use bpo_testkit::{max_abs_diff, tiny_model, with_random_lora_b};
+use bpo_testkit::{bf16_products_run, max_abs_diff, tiny_model, with_random_lora_b};
 
 /// Every float parameter's gradient (`None` where it has none), in visiting order.
 struct AllGrads<'a> {
@@ -119,8 +119,7 @@ fn flat(grads: &[Option<Vec<f32>>]) -> Vec<f32> {
 
 #[test]
 fn bf16_products_stay_near_f32_and_checkpoint_alike() {
-    if !bpo_model::flex::bf16_supported() {
-        eprintln!("this CPU has no AVX512-BF16: bf16 products are not tested here");
+    if !bf16_products_run() {
         return;
     }
     let device = Device::flex().autodiff();
@@ -166,8 +165,7 @@ fn bf16_products_stay_near_f32_and_checkpoint_alike() {
 
 #[test]
 fn bf16_products_leave_weights_that_train_in_f32() {
-    if !bpo_model::flex::bf16_supported() {
-        eprintln!("this CPU has no AVX512-BF16: bf16 products are not tested here");
+    if !bf16_products_run() {
         return;
     }
     // Full fine-tuning: every projection trains, so every product stays f32, checkpointed or

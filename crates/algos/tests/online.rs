@@ -11,7 +11,7 @@ use bpo_algos::{AlgoError, LossKind, OnlineConfig, Silent, train_online};
 use bpo_data::{Content, PromptRecord, Truncation, tokenize_prompt, write_all};
 use bpo_model::burn::tensor::Device;
 use bpo_model::{ModelType, Transformer, load, score};
-use bpo_testkit::{probe_logits, tiny_model, tiny_model_dir, tokenizer};
+use bpo_testkit::{bf16_products_run, probe_logits, tiny_model, tiny_model_dir, tokenizer};
 
 fn prompt_file(dir: &Path, n: usize) -> PathBuf {
     let words = ["the cat", "a dog", "we went", "she said", "in the end"];
@@ -171,8 +171,7 @@ fn behavior_reference_starts_every_phase_at_ln2_and_initial_does_not() {
 
 #[test]
 fn bf16_products_start_at_ln2_and_measure_drift_in_f32() {
-    if !bpo_model::flex::bf16_supported() {
-        eprintln!("this CPU has no AVX512-BF16: bf16 products are not tested here");
+    if !bf16_products_run() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

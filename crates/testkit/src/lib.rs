@@ -124,6 +124,16 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// Whether bf16 products (`Transformer::bf16_products`) run on this CPU (AVX512-BF16); says
+/// on stderr that the calling test checks nothing here when they do not.
+pub fn bf16_products_run() -> bool {
+    let supported = bpo_model::flex::bf16_supported();
+    if !supported {
+        eprintln!("this CPU has no AVX512-BF16: bf16 products are not tested here");
+    }
+    supported
+}
+
 /// `len` deterministic values in [-0.5, 0.5) from `seed` (a multiplicative hash), for kernel
 /// tests that need the same inputs on every run.
 pub fn hashed_values(len: usize, seed: u32) -> Vec<f32> {

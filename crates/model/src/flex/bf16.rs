@@ -113,19 +113,15 @@ impl Panels {
         self.n
     }
 
-    /// `out = x @ w` for `x` `[m, k]` (any strides; rounded to bf16) into the first `m * n`
-    /// values of `out`, row-major. Needs [`supported`].
-    pub(super) fn product(&self, x: View, m: usize, out: &mut [f32]) {
+    /// `x @ w` for `x` `[m, k]` (any strides; rounded to bf16), row-major `[m, n]`, each value
+    /// written once (no zeroing pass first). Needs [`supported`].
+    pub(super) fn product(&self, x: View, m: usize) -> Vec<f32> {
         let (k, n, pairs) = (self.k, self.n, self.pairs);
         assert!(supported(), "bf16 products need AVX512-BF16");
-        assert!(out.len() >= m * n, "room for a [{m}, {n}] product");
-        if m == 0 || n == 0 {
-            return;
+        if k == 0 || m * n == 0 {
+            return vec![0.0; m * n];
         }
-        if k == 0 {
-            out[..m * n].fill(0.0);
-            return;
-        }
+        let mut out = Vec::<f32>::with_capacity(m * n);
         let parallel = m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MULTIPLY_ADDS;
         let x = activation_pairs(x, m, k, parallel);
         let panels = n.div_ceil(PANEL);
@@ -153,6 +149,9 @@ impl Panels {
         } else {
             (0..blocks * panels).for_each(work);
         }
+        // SAFETY: the items' tiles wrote each of the m * n values.
+        unsafe { out.set_len(m * n) };
+        out
     }
 }
 

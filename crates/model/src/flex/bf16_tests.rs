@@ -3,7 +3,7 @@
 //! value and gradient, its f32 fallbacks, and the cache's life cycle. The kernel tests need a
 //! CPU with AVX512-BF16 and say so when it has none.
 
-use bpo_testkit::{hashed_values, reference_product};
+use bpo_testkit::{bf16_products_run, hashed_values, reference_product};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::super::bf16::{activation_pairs, bf16_bits};
@@ -13,15 +13,6 @@ use crate::host::to_f32_vec;
 /// `x` rounded to bf16, as f32.
 fn rounded(x: f32) -> f32 {
     f32::from_bits(bf16_bits(x) << 16)
-}
-
-/// Whether the kernels can run here; says why not when they cannot.
-fn kernels_run() -> bool {
-    let supported = bf16::supported();
-    if !supported {
-        eprintln!("this CPU has no AVX512-BF16: the bf16 kernels are not tested here");
-    }
-    supported
 }
 
 /// A `[rows, cols]` flex tensor of hashed values; with `transposed`, the transposed view of a
@@ -85,7 +76,7 @@ fn rounding_is_to_nearest_even() {
 
 #[test]
 fn vector_rounding_equals_scalar_rounding() {
-    if !kernels_run() {
+    if !bf16_products_run() {
         return;
     }
     // 70 columns: two whole vectors of 32 and a remainder of 6; ties and large values.
@@ -106,7 +97,7 @@ fn vector_rounding_equals_scalar_rounding() {
 
 #[test]
 fn bf16_product_sums_exact_products_in_f32() {
-    if !kernels_run() {
+    if !bf16_products_run() {
         return;
     }
     // Remainders of the 6-row tiles, the 64-column panels and odd depths; the last shapes split
@@ -128,11 +119,7 @@ fn bf16_product_sums_exact_products_in_f32() {
             let panels = Panels::pack(View::of(&wf).unwrap(), k, n);
             let outputs: Vec<Vec<f32>> = [1, 2, 3]
                 .into_iter()
-                .map(|threads| {
-                    let mut out = vec![f32::NAN; m * n];
-                    pool(threads).install(|| panels.product(View::of(&xf).unwrap(), m, &mut out));
-                    out
-                })
+                .map(|threads| pool(threads).install(|| panels.product(View::of(&xf).unwrap(), m)))
                 .collect();
             assert_eq!(outputs[0], outputs[1], "{m}x{k}x{n}: 1 and 2 threads");
             assert_eq!(outputs[0], outputs[2], "{m}x{k}x{n}: 1 and 3 threads");
@@ -149,7 +136,7 @@ fn primitive_of(t: &Tensor<2>) -> FlexTensor {
 
 #[test]
 fn weight_product_value_and_input_gradient_are_bf16_products() {
-    if !kernels_run() {
+    if !bf16_products_run() {
         return;
     }
     let (m, k, n) = (37, 96, 70);
@@ -205,7 +192,7 @@ fn weights_that_train_and_bf16_off_take_the_f32_product() {
 
 #[test]
 fn a_cached_weight_is_its_storage_while_it_lives() {
-    if !kernels_run() {
+    if !bf16_products_run() {
         return;
     }
     let (x, w) = (matrix(8, 48, 9, false), matrix(48, 20, 10, false));
@@ -233,7 +220,7 @@ fn a_cached_weight_is_its_storage_while_it_lives() {
 
 #[test]
 fn a_weight_written_in_place_is_packed_again() {
-    if !kernels_run() {
+    if !bf16_products_run() {
         return;
     }
     let (x, w) = (matrix(8, 48, 13, false), matrix(48, 20, 14, false));

@@ -102,9 +102,7 @@ fn product(panels: &Panels, x: &FlexTensor) -> FlexTensor {
             View::of(&contiguous).expect("a contiguous tensor's view")
         }
     };
-    let mut out = vec![0.0f32; m * n];
-    panels.product(view, m, &mut out);
-    tensor(out, [m, n])
+    tensor(panels.product(view, m), [m, n])
 }
 
 /// A weight's panels, each packed when first needed.
